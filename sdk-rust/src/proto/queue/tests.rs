@@ -1,0 +1,113 @@
+use super::*;
+
+fn round_trip<T: Line + std::fmt::Debug>(line: &str) -> T {
+    let parsed = T::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+    let out = parsed.to_line().unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{line}\n"));
+    parsed
+}
+
+const TS: &str = "1731000001.000412";
+
+#[test]
+fn every_request_round_trips() {
+    for args in [
+        "message-create|0000000000000001",
+        "message-write|0000000000000002|0badcafe|0|aGVsbG8=",
+        "message-write|0000000000000002|0badcafe|32768|aGVsbG8=",
+        "message-commit|0000000000000003|0badcafe|10",
+        "message-read|0000000000000004|0badcafe|0|32768",
+        "message-delete|0000000000000005|0badcafe",
+        "message-corrupt|0000000000000006|0badcafe",
+        "envelope-create|0000000000000007|0badcafe|dmVyc2lvbjogMQ==",
+        "envelope-update|0000000000000008|0badcafe00000001|dmVyc2lvbjogMg==",
+        "envelope-load|0000000000000009|0badcafe00000001",
+        "envelope-delete|000000000000000a|0badcafe00000001",
+        "envelope-walk|000000000000000b|0000000000000000",
+        "envelope-create|0000000000000007|0badcafe|",
+    ] {
+        round_trip::<Request>(&format!("queue|0.1|{TS}|{args}"));
+    }
+    let r: Request = round_trip(&format!(
+        "queue|0.1|{TS}|message-write|0000000000000002|0badcafe|5|aGVsbG8="
+    ));
+    assert_eq!(
+        r.op,
+        Op::MessageWrite {
+            msgid: MsgId(0x0badcafe),
+            offset: 5,
+            data: b"hello".to_vec()
+        }
+    );
+}
+
+#[test]
+fn every_answer_round_trips() {
+    for line in [
+        "message-create-result|0000000000000001|ok|0badcafe",
+        "message-write-result|0000000000000002|ok",
+        "message-commit-result|0000000000000003|error|size mismatch",
+        "message-read-result|0000000000000004|found|aGVsbG8=",
+        "message-read-result|0000000000000004|found|",
+        "message-read-result|0000000000000004|not-found",
+        "message-delete-result|0000000000000005|ok",
+        "message-corrupt-result|0000000000000006|not-found",
+        "envelope-create-result|0000000000000007|ok|0badcafe00000001",
+        "envelope-update-result|0000000000000008|not-found",
+        "envelope-load-result|0000000000000009|found|dmVyc2lvbjogMQ==",
+        "envelope-delete-result|000000000000000a|ok",
+        "envelope-walk-result|000000000000000b|found|0badcafe00000001|dmVyc2lvbjogMQ==",
+        "envelope-walk-result|000000000000000b|done",
+        "envelope-walk-result|000000000000000b|error",
+        "envelope-walk-result|000000000000000b|error|disk | on fire",
+    ] {
+        round_trip::<Response>(line);
+    }
+}
+
+#[test]
+fn bad_lines_are_refused() {
+    for line in [
+        "message-create-result|0000000000000001|ok",
+        "message-create-result|0000000000000001|ok|00000000",
+        "message-write-result|0000000000000002|found|aGVsbG8=",
+        "message-read-result|0000000000000004|found|not base64!",
+        "envelope-load-result|0000000000000009|found|",
+        "envelope-create-result|0000000000000007|ok|0badcafe00000000",
+        "envelope-walk-result|000000000000000b|found|0badcafe00000001",
+        "envelope-walk-result|000000000000000b|ok",
+        "message-delete-result|0000000000000005|ok|extra",
+        "frob-result|0000000000000005|ok",
+        "message-delete-result|00000005|ok",
+    ] {
+        assert!(Response::parse(line.as_bytes()).is_err(), "{line}");
+    }
+    for args in [
+        "message-write|0000000000000002|0badcafe|0|",
+        "message-write|0000000000000002|00000000|0|aGVsbG8=",
+        "message-commit|0000000000000003|0badcafe|-1",
+        "envelope-load|0000000000000009|0badcafe",
+        "envelope-walk|000000000000000b",
+        "message-create|0000000000000001|x",
+    ] {
+        assert!(
+            Request::parse(format!("queue|0.1|{TS}|{args}").as_bytes()).is_err(),
+            "{args}"
+        );
+    }
+}
+
+#[test]
+fn unknown_operations_can_still_be_answered() {
+    let err = Request::parse(format!("queue|0.1|{TS}|message-frob|00000000000000ff|x").as_bytes())
+        .unwrap_err();
+    let reply = err.reply_to.unwrap();
+    assert_eq!(
+        (reply.op.as_str(), reply.id.as_str()),
+        ("message-frob", "00000000000000ff")
+    );
+    let err =
+        Request::parse(format!("queue|0.1|{TS}|envelope-load|00000000000000ff|zz").as_bytes())
+            .unwrap_err();
+    assert_eq!(err.reply_to.unwrap().op, "envelope-load");
+}
