@@ -1,0 +1,3 @@
+//! `smtpd-conformance`: runs a backend program through the protocol vectors.
+
+fn main() {}
