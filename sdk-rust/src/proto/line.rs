@@ -202,7 +202,7 @@ impl<'a> Writer<'a> {
         name: &'static str,
         value: &[u8],
     ) -> Result<&mut Self, FormatError> {
-        if value.iter().any(|&b| b == b'|') {
+        if value.contains(&b'|') {
             return Err(self.fail(name, "a '|' is only allowed in the last field"));
         }
         self.last(name, value)
