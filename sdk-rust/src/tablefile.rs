@@ -5,20 +5,27 @@
 //! # comment lines start with '#' (after optional blanks)
 //! postmaster      root
 //! abuse           root, security@example.net
+//! [2001:db8::1]   mx6.example.org
 //! ```
 //!
 //! A file is either a **list** (one key a line) or a **mapping** (`key
-//! value`): the key ends at the first run of blanks (spaces or tabs), the
-//! value is the rest of the line with trailing blanks trimmed, so it may hold
-//! `|`, inner spaces, `#` and any UTF-8 text. Leading blanks are skipped,
-//! blank lines and comment lines ignored; a `#` after the start of a line is
-//! data. Lines may end in `\r\n`. Mixing the two forms is an error, as in
-//! OpenSMTPD. A key given twice keeps its first place and takes the later
-//! value (OpenSMTPD replaces it too). Keys are kept as written: the daemon
-//! lower-cases what it looks up, so a table meant for case-insensitive
-//! lookups is written in lower case.
+//! value`). As in OpenSMTPD's static tables:
+//! - leading and trailing blanks are removed, lines may end in `\r\n`; blank
+//!   lines and lines starting with `#` are skipped (a `#` after the start of
+//!   a line is data);
+//! - the key ends at the first blank (space, tab) or `:` (so aliases files,
+//!   `root: alice`, read as they do in OpenSMTPD), or at the `]` of a key
+//!   starting with `[` (bracketed IPv6 addresses);
+//! - the value is the rest of the line after the separator and the blanks
+//!   (and a `:` followed by a blank) after it, trailing blanks trimmed: it
+//!   may hold `|`, inner spaces, `#`, `:` and any UTF-8 text;
+//! - keys are lower-cased (ASCII), since the daemon lower-cases what it
+//!   looks up; values are kept as written;
+//! - the first entry decides the form, and mixing the two is an error;
+//! - a key given twice keeps its first place and takes the later value.
 //!
-//! Entries keep the file's order, which `fetch` cycles through.
+//! Entries keep the file's order, which `fetch` cycles through. Errors name
+//! the line.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -142,7 +149,7 @@ impl TableFile {
                 Some(_) => {}
             }
             file.insert(Entry {
-                key: key.to_owned(),
+                key,
                 value: value.map(str::to_owned),
                 line,
             });
@@ -198,12 +205,13 @@ fn is_blank(b: u8) -> bool {
 
 /// The key and optional value of one line; `None` for a blank or comment
 /// line.
-fn split_line(raw: &[u8], line: usize) -> Result<Option<(&str, Option<&str>)>, Error> {
+fn split_line(raw: &[u8], line: usize) -> Result<Option<(String, Option<&str>)>, Error> {
     let text = std::str::from_utf8(raw).map_err(|_| Error {
         line,
         kind: ErrorKind::NotUtf8,
     })?;
-    let text = text.trim_matches(|c: char| c.is_ascii() && is_blank(c as u8));
+    let blank = |c: char| c.is_ascii() && is_blank(c as u8);
+    let text = text.trim_matches(blank);
     if text.is_empty() || text.starts_with('#') {
         return Ok(None);
     }
@@ -213,12 +221,24 @@ fn split_line(raw: &[u8], line: usize) -> Result<Option<(&str, Option<&str>)>, E
             kind: ErrorKind::ControlChar,
         });
     }
-    let Some(end) = text.find(|c: char| c.is_ascii() && is_blank(c as u8)) else {
-        return Ok(Some((text, None)));
+    let end = match text.find(']') {
+        Some(close) if text.starts_with('[') => close + 1,
+        _ => text
+            .find(|c: char| blank(c) || c == ':')
+            .unwrap_or(text.len()),
     };
-    let key = &text[..end];
-    let value = text[end..].trim_start_matches(|c: char| c.is_ascii() && is_blank(c as u8));
-    Ok(Some((key, Some(value))))
+    let key = text[..end].to_ascii_lowercase();
+    // Skip one separator, then blanks and any ':' followed by a blank.
+    let mut rest = text[end..].char_indices().skip(1).peekable();
+    let start = loop {
+        match rest.next() {
+            None => return Ok(Some((key, None))),
+            Some((_, c)) if blank(c) => {}
+            Some((_, ':')) if rest.peek().is_some_and(|&(_, n)| blank(n)) => {}
+            Some((i, _)) => break end + i,
+        }
+    };
+    Ok(Some((key, Some(&text[start..]))))
 }
 
 #[cfg(test)]
@@ -253,7 +273,13 @@ mod tests {
                 ("hash", Some("a#b # not a comment")),
             ),
             ("[2001:db8::1]   mx6", ("[2001:db8::1]", Some("mx6"))),
+            ("[2001:db8::1]:mx6", ("[2001:db8::1]", Some("mx6"))),
             ("alice alice:$2b$09$x", ("alice", Some("alice:$2b$09$x"))),
+            ("root: alice, bob", ("root", Some("alice, bob"))),
+            ("root:alice", ("root", Some("alice"))),
+            ("root :  alice", ("root", Some("alice"))),
+            ("Postmaster Root", ("postmaster", Some("Root"))),
+            ("k :x", ("k", Some(":x"))),
         ];
         for (line, expected) in cases {
             let file = TableFile::parse(line.as_bytes()).unwrap();
