@@ -34,13 +34,16 @@ struct Message {
     committed: bool,
 }
 
+/// Envelopes taken out of the store, with their ids.
+type Envelopes = Vec<(EvpId, Vec<u8>)>;
+
 /// Everything the queue holds.
 #[derive(Default)]
 struct Store {
     messages: HashMap<MsgId, Message>,
     envelopes: BTreeMap<EvpId, Vec<u8>>,
     /// Messages and envelopes moved aside by `message-corrupt`.
-    corrupt: HashMap<MsgId, (Message, Vec<(EvpId, Vec<u8>)>)>,
+    corrupt: HashMap<MsgId, (Message, Envelopes)>,
 }
 
 impl Store {
@@ -52,7 +55,7 @@ impl Store {
         }
     }
 
-    fn take_envelopes(&mut self, msgid: MsgId) -> Vec<(EvpId, Vec<u8>)> {
+    fn take_envelopes(&mut self, msgid: MsgId) -> Envelopes {
         let ids: Vec<EvpId> = self
             .envelopes
             .range(envelopes_of(msgid))
