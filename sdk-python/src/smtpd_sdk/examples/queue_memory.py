@@ -1,0 +1,164 @@
+"""A queue backend keeping everything in memory (nothing survives a restart).
+
+    python3 -m smtpd_sdk.examples.queue_memory [--asyncio]
+
+It starts empty. A message is written in chunks, then committed once its
+size matches; reading past its end gives empty data. Envelopes belong to a
+message; walking returns the next envelope of a committed message after a
+given id, then ``done``. Deleting a message deletes its envelopes, and a
+corrupt message is moved aside with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import random
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from smtpd_sdk import BackendError, aio, queue
+
+
+class Message:
+    """A message's content and whether it was committed."""
+
+    __slots__ = ("data", "committed")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.committed = False
+
+
+class MemoryQueue:
+    """The store and the queue operations."""
+
+    def __init__(self) -> None:
+        self.messages: Dict[int, Message] = {}
+        self.envelopes: Dict[int, bytes] = {}
+        self.corrupt: Dict[int, Tuple[Message, Dict[int, bytes]]] = {}
+        self._sorted: Optional[List[int]] = None
+
+    def _message(self, msgid: int) -> Message:
+        message = self.messages.get(msgid)
+        if message is None:
+            raise BackendError("unknown message %08x" % msgid)
+        return message
+
+    def _new_id(self, taken: Dict[int, object], prefix: int = 0) -> int:
+        while True:
+            low = random.getrandbits(32)
+            candidate = prefix << 32 | low
+            if low and candidate not in taken and (prefix or candidate not in self.corrupt):
+                return candidate
+
+    def message_create(self) -> int:
+        msgid = self._new_id(self.messages)  # type: ignore[arg-type]
+        self.messages[msgid] = Message()
+        return msgid
+
+    def message_write(self, msgid: int, offset: int, data: bytes) -> None:
+        message = self._message(msgid)
+        if message.committed:
+            raise BackendError("message %08x is already committed" % msgid)
+        if offset > len(message.data):
+            raise BackendError("write at %d leaves a gap after %d bytes" % (offset, len(message.data)))
+        message.data[offset : offset + len(data)] = data
+
+    def message_commit(self, msgid: int, size: int) -> None:
+        message = self._message(msgid)
+        if len(message.data) != size:
+            raise BackendError("size mismatch: %d bytes written, %d announced" % (len(message.data), size))
+        message.committed = True
+        self._sorted = None
+
+    def message_read(self, msgid: int, offset: int, length: int) -> Optional[bytes]:
+        message = self.messages.get(msgid)
+        if message is None or not message.committed:
+            return None
+        return bytes(message.data[offset : offset + length])
+
+    def _take_envelopes(self, msgid: int) -> Dict[int, bytes]:
+        taken = {e: d for e, d in self.envelopes.items() if e >> 32 == msgid}
+        for evpid in taken:
+            del self.envelopes[evpid]
+        self._sorted = None
+        return taken
+
+    def message_delete(self, msgid: int) -> None:
+        self.messages.pop(msgid, None)
+        self._take_envelopes(msgid)
+
+    def message_corrupt(self, msgid: int) -> bool:
+        message = self.messages.pop(msgid, None)
+        if message is None:
+            return False
+        self.corrupt[msgid] = (message, self._take_envelopes(msgid))
+        return True
+
+    def envelope_create(self, msgid: int, data: bytes) -> int:
+        self._message(msgid)
+        evpid = self._new_id(self.envelopes, prefix=msgid)  # type: ignore[arg-type]
+        self.envelopes[evpid] = bytes(data)
+        self._sorted = None
+        return evpid
+
+    def envelope_update(self, evpid: int, data: bytes) -> bool:
+        if evpid not in self.envelopes:
+            return False
+        self.envelopes[evpid] = bytes(data)
+        return True
+
+    def envelope_load(self, evpid: int) -> Optional[bytes]:
+        return self.envelopes.get(evpid)
+
+    def envelope_delete(self, evpid: int) -> None:
+        if self.envelopes.pop(evpid, None) is not None:
+            self._sorted = None
+
+    def envelope_walk(self, after: int) -> Optional[Tuple[int, bytes]]:
+        if self._sorted is None:
+            self._sorted = sorted(
+                e for e in self.envelopes if self.messages.get(e >> 32, Message()).committed
+            )
+        i = bisect.bisect_right(self._sorted, after)
+        while i < len(self._sorted):
+            evpid = self._sorted[i]
+            data = self.envelopes.get(evpid)
+            if data is not None:
+                return evpid, data
+            i += 1
+        return None
+
+
+class AsyncMemoryQueue:
+    """The same operations as coroutines, for :func:`smtpd_sdk.aio.run_queue`."""
+
+    def __init__(self, inner: MemoryQueue) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        method = getattr(self.inner, name)
+
+        async def call(*args):  # type: ignore[no-untyped-def]
+            return method(*args)
+
+        return call
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parses the arguments and serves the queue until stdin ends."""
+    parser = argparse.ArgumentParser(prog="queue_memory", description="An in-memory queue backend.")
+    parser.add_argument("--asyncio", action="store_true", help="run the asyncio flavour")
+    args = parser.parse_args(argv)
+    store = MemoryQueue()
+    if args.asyncio:
+        asyncio.run(aio.run_queue(AsyncMemoryQueue(store)))
+    else:
+        queue.run(store)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
