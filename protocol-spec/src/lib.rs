@@ -1,0 +1,18 @@
+//! The conformance kit for smtpd backends, as a library.
+//!
+//! The `smtpd-conformance` binary starts a table, filter or queue backend
+//! and replays the protocol vectors of `protocol-spec/vectors/` against it.
+//! The pieces it is built from live here so that tests of other crates can
+//! use them too:
+//!
+//! - [`vectors`]: the reader of the vector file format (files, cases,
+//!   exchanges, placeholders) and the family rules that match a backend's
+//!   answers to a case's expected lines.
+//! - [`wire`]: every line of the three families through the one codec,
+//!   `smtpd_sdk::proto`, sorted by direction.
+//! - [`tablefile`]: the table(5) file format, so that the runner knows what
+//!   a backend loaded with a table fixture must answer.
+
+pub mod tablefile;
+pub mod vectors;
+pub mod wire;

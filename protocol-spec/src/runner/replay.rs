@@ -1,0 +1,180 @@
+//! Replaying the vector cases of one family against a running backend.
+//!
+//! Cases without a fixture always run; a case with `fixture: NAME` runs only
+//! when `--fixture NAME` says the backend was loaded with it. Handshake and
+//! codec-only cases are left to the codecs. Filter cases whose requests use
+//! a phase the backend did not register are skipped (the daemon never sends
+//! those), and report events it did not register are not sent. Each
+//! exchange must pass the tracker's protocol checks and then match the
+//! case's `<` lines; a case stops at its first failing exchange.
+
+use smtpd_conformance::vectors::{match_answers, Captures, Case, Mismatch, VectorFile};
+use smtpd_conformance::wire::{parse_request, Request};
+use smtpd_sdk::proto::filter::{Input, Subsystem};
+
+use super::report::{show, Failure, Report};
+use super::{Session, Settings};
+
+/// Replays every case of the session's family. Returns false when the
+/// backend died on the way (the remaining cases are then skipped).
+pub(super) async fn run(
+    session: &mut Session,
+    files: &[VectorFile],
+    settings: &Settings,
+    report: &mut Report,
+) -> bool {
+    let files: Vec<&VectorFile> = files
+        .iter()
+        .filter(|f| f.family == session.family)
+        .collect();
+    let cases: usize = files.iter().map(|f| f.cases.len()).sum();
+    let codec_only: usize = files
+        .iter()
+        .flat_map(|f| &f.cases)
+        .filter(|c| c.is_codec_only())
+        .count();
+    report.note(&format!(
+        "{} vector files, {cases} cases ({codec_only} for codecs only) in {}",
+        files.len(),
+        settings.vectors.display()
+    ));
+    let mut alive = true;
+    for file in files {
+        for case in file.cases.iter().filter(|c| !c.is_codec_only()) {
+            let name = format!("{} {}", file.display_name(), case.name);
+            if let Some(reason) = skip_reason(session, settings, case, alive) {
+                report.skip(&name, &reason);
+                continue;
+            }
+            match run_case(session, case).await {
+                Ok(()) => report.pass(&name, ""),
+                Err(Outcome::Failed(failure)) => report.fail(&name, &failure),
+                Err(Outcome::Died(failure)) => {
+                    report.fail(&name, &failure);
+                    alive = false;
+                }
+            }
+        }
+    }
+    alive
+}
+
+fn skip_reason(session: &Session, settings: &Settings, case: &Case, alive: bool) -> Option<String> {
+    if !alive {
+        return Some("not run: the backend is gone".into());
+    }
+    if let Some(fixture) = &case.fixture {
+        if settings.fixture.as_deref() != Some(fixture.as_str()) {
+            return Some(format!(
+                "needs a backend loaded with fixtures/{fixture} (--fixture {fixture})"
+            ));
+        }
+    }
+    for exchange in case.exchanges() {
+        for sent in &exchange.sent {
+            let Ok(Request::Filter(Input::Filter(request))) =
+                parse_request(session.family, &sent.text)
+            else {
+                continue;
+            };
+            if !session.registered.has_phase(request.phase) {
+                return Some(format!(
+                    "the backend did not register filter smtp-in {}",
+                    request.phase
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// How a case failed.
+enum Outcome {
+    Failed(Failure),
+    Died(Failure),
+}
+
+async fn run_case(session: &mut Session, case: &Case) -> Result<(), Outcome> {
+    let mut captures = Captures::new();
+    for exchange in case.exchanges() {
+        let mut problems = Vec::new();
+        for sent in &exchange.sent {
+            let line = sent.substitute(&captures).map_err(|name| {
+                Outcome::Failed(Failure::new(format!(
+                    "line {}: cannot send it, {{{name}}} was not captured",
+                    sent.line
+                )))
+            })?;
+            if !wanted_by_backend(session, &line) {
+                continue;
+            }
+            session.send(&line);
+        }
+        let got = session.collect(exchange.expected.len()).await;
+        if let Some(mut failure) = got.died {
+            let first = exchange.sent.first().map_or(case.line, |s| s.line);
+            failure.summary = format!("{} (at the exchange of line {first})", failure.summary);
+            return Err(Outcome::Died(failure));
+        }
+        problems.extend(got.problems);
+        let mismatches = match_answers(
+            session.family,
+            &exchange.expected,
+            &got.answers,
+            &mut captures,
+        );
+        problems.extend(mismatches.iter().map(describe));
+        if !problems.is_empty() {
+            let first = exchange.sent.first().map_or(case.line, |s| s.line);
+            let mut failure = Failure::new(format!(
+                "the exchange of line {first}: {}",
+                first_line(&problems[0])
+            ));
+            failure.details = problems
+                .iter()
+                .flat_map(|p| p.lines().map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            if let Some(note) = &case.note {
+                failure.details.push(format!("note: {note}"));
+            }
+            return Err(Outcome::Failed(failure));
+        }
+    }
+    Ok(())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// False for a report event the filter did not register: the daemon sends
+/// only registered events.
+fn wanted_by_backend(session: &Session, line: &[u8]) -> bool {
+    match parse_request(session.family, line) {
+        Ok(Request::Filter(Input::Report(report))) => {
+            let subsystem: Subsystem = report.subsystem;
+            session
+                .registered
+                .has_report(subsystem, report.event.kind())
+        }
+        _ => true,
+    }
+}
+
+fn describe(mismatch: &Mismatch) -> String {
+    match mismatch {
+        Mismatch::Missing { line, expected } => {
+            format!("line {line}: no answer, expected {}", show(expected))
+        }
+        Mismatch::Different {
+            line,
+            expected,
+            got,
+        } => format!(
+            "line {line}: expected {}\n         got      {}",
+            show(expected),
+            show(got)
+        ),
+        Mismatch::Unexpected { got } => format!("an answer no line expects: {}", show(got)),
+    }
+}
