@@ -16,12 +16,8 @@ const UNKNOWN_VERSION: &str = "9.9";
 
 /// Closes the backend's stdin: in-flight work may still be answered, then
 /// it must exit with status 0 within the timeout.
-pub(super) async fn stop_at_eof(session: &mut Session, alive: bool, report: &mut Report) {
+pub(super) async fn stop_at_eof(mut session: Session, report: &mut Report) {
     const NAME: &str = "exit at end of input";
-    if !alive {
-        report.skip(NAME, "not run: the backend is gone");
-        return;
-    }
     session.backend.close_stdin();
     let deadline = Instant::now() + session.timeout;
     let mut problems = Vec::new();

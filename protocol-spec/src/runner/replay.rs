@@ -12,20 +12,21 @@ use smtpd_conformance::vectors::{match_answers, Captures, Case, Mismatch, Vector
 use smtpd_conformance::wire::{parse_request, Request};
 use smtpd_sdk::proto::filter::{Input, Subsystem};
 
+use super::handshake::Registered;
 use super::report::{show, Failure, Report};
 use super::{Session, Settings};
 
-/// Replays every case of the session's family. Returns false when the
-/// backend died on the way (the remaining cases are then skipped).
+/// Replays every case of the family, each against a freshly started
+/// backend. `registered` is what the backend registered at its first start.
 pub(super) async fn run(
-    session: &mut Session,
-    files: &[VectorFile],
     settings: &Settings,
+    registered: &Registered,
+    files: &[VectorFile],
     report: &mut Report,
-) -> bool {
+) {
     let files: Vec<&VectorFile> = files
         .iter()
-        .filter(|f| f.family == session.family)
+        .filter(|f| f.family == settings.family)
         .collect();
     let cases: usize = files.iter().map(|f| f.cases.len()).sum();
     let codec_only: usize = files
@@ -38,31 +39,37 @@ pub(super) async fn run(
         files.len(),
         settings.vectors.display()
     ));
-    let mut alive = true;
     for file in files {
         for case in file.cases.iter().filter(|c| !c.is_codec_only()) {
             let name = format!("{} {}", file.display_name(), case.name);
-            if let Some(reason) = skip_reason(session, settings, case, alive) {
+            if let Some(reason) = skip_reason(settings, registered, case) {
                 report.skip(&name, &reason);
                 continue;
             }
-            match run_case(session, case).await {
-                Ok(()) => report.pass(&name, ""),
-                Err(Outcome::Failed(failure)) => report.fail(&name, &failure),
-                Err(Outcome::Died(failure)) => {
+            let mut session = match Session::start(settings).await {
+                Ok(session) => session,
+                Err(failure) => {
                     report.fail(&name, &failure);
-                    alive = false;
+                    continue;
                 }
+            };
+            let outcome = run_case(&mut session, case).await;
+            let stray = session.stop().await;
+            match outcome {
+                Ok(()) if stray.is_empty() => report.pass(&name, ""),
+                Ok(()) => {
+                    let mut failure =
+                        Failure::new(format!("wrote lines after the last exchange: {}", stray[0]));
+                    failure.details = stray;
+                    report.fail(&name, &failure);
+                }
+                Err(failure) => report.fail(&name, &failure),
             }
         }
     }
-    alive
 }
 
-fn skip_reason(session: &Session, settings: &Settings, case: &Case, alive: bool) -> Option<String> {
-    if !alive {
-        return Some("not run: the backend is gone".into());
-    }
+fn skip_reason(settings: &Settings, registered: &Registered, case: &Case) -> Option<String> {
     if let Some(fixture) = &case.fixture {
         if settings.fixture.as_deref() != Some(fixture.as_str()) {
             return Some(format!(
@@ -73,11 +80,11 @@ fn skip_reason(session: &Session, settings: &Settings, case: &Case, alive: bool)
     for exchange in case.exchanges() {
         for sent in &exchange.sent {
             let Ok(Request::Filter(Input::Filter(request))) =
-                parse_request(session.family, &sent.text)
+                parse_request(settings.family, &sent.text)
             else {
                 continue;
             };
-            if !session.registered.has_phase(request.phase) {
+            if !registered.has_phase(request.phase) {
                 return Some(format!(
                     "the backend did not register filter smtp-in {}",
                     request.phase
@@ -88,22 +95,16 @@ fn skip_reason(session: &Session, settings: &Settings, case: &Case, alive: bool)
     None
 }
 
-/// How a case failed.
-enum Outcome {
-    Failed(Failure),
-    Died(Failure),
-}
-
-async fn run_case(session: &mut Session, case: &Case) -> Result<(), Outcome> {
+async fn run_case(session: &mut Session, case: &Case) -> Result<(), Failure> {
     let mut captures = Captures::new();
     for exchange in case.exchanges() {
         let mut problems = Vec::new();
         for sent in &exchange.sent {
             let line = sent.substitute(&captures).map_err(|name| {
-                Outcome::Failed(Failure::new(format!(
+                Failure::new(format!(
                     "line {}: cannot send it, {{{name}}} was not captured",
                     sent.line
-                )))
+                ))
             })?;
             if !wanted_by_backend(session, &line) {
                 continue;
@@ -114,7 +115,7 @@ async fn run_case(session: &mut Session, case: &Case) -> Result<(), Outcome> {
         if let Some(mut failure) = got.died {
             let first = exchange.sent.first().map_or(case.line, |s| s.line);
             failure.summary = format!("{} (at the exchange of line {first})", failure.summary);
-            return Err(Outcome::Died(failure));
+            return Err(failure);
         }
         problems.extend(got.problems);
         let mismatches = match_answers(
@@ -137,7 +138,7 @@ async fn run_case(session: &mut Session, case: &Case) -> Result<(), Outcome> {
             if let Some(note) = &case.note {
                 failure.details.push(format!("note: {note}"));
             }
-            return Err(Outcome::Failed(failure));
+            return Err(failure);
         }
     }
     Ok(())

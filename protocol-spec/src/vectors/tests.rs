@@ -97,7 +97,10 @@ fn handshake_and_refusal_only_cases_are_for_codecs() {
 fn malformed_files_name_file_and_line() {
     let cases = [
         ("> table|x\n", "t/x.txt:1: a line outside a case"),
-        ("=== a\n> x\n=== a\n", "t/x.txt:3: case \"a\" already defined"),
+        (
+            "=== a\n> x\n=== a\n",
+            "t/x.txt:3: case \"a\" already defined",
+        ),
         ("===\n", "t/x.txt:1: expected `=== NAME`"),
         (
             "=== a\n>table\n",
