@@ -29,7 +29,6 @@ import os
 import stat
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Set
 
-from . import filter as _filter
 from ._runtime import CHUNK, Handshake, LineSplitter, callbacks, log, write_all
 from .filter import FilterCore, Session
 from .protocol import filter as filter_proto
@@ -72,6 +71,11 @@ class AsyncChannel:
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
+
+    def send_all(self, lines: List[bytes]) -> None:
+        """Buffers several answers, in order."""
+        for line in lines:
+            self.send(line)
 
     def flush(self) -> None:
         """Writes the buffered answers."""
@@ -287,23 +291,21 @@ async def _phase(channel: AsyncChannel, core: FilterCore, session: Session, req:
 
 async def _data_line(channel: AsyncChannel, core: FilterCore, session: Session, req: Request) -> None:
     if req.param == b".":
-        lines: List[bytes] = []
-        if core.data_end is not None:
+        if core.data_end is not None and not session.failed:
             try:
-                lines = core.lines_out(req, session, await _call(core.data_end, session), None)
+                channel.send_all(core.data_output(req, await _call(core.data_end, session), ()))
             except Exception as e:  # the message must still end
                 core.data_failure(session, "data-end", e)
-        channel.out.extend(lines)
         channel.send(core.end_line(req))
+        return
+    if session.failed:
         return
     if core.data_line is None:
         channel.send(filter_proto.DataLine(req.session, req.token, req.param).format())
         return
-    original = _filter._unstuff(req.param)
     try:
-        result = await _call(core.data_line, session, original)
-    except Exception as e:  # pass the line on unchanged; commit will be rejected
+        lines = core.data_output(req, await _call(core.data_line, session, req.param), (req.param,))
+    except Exception as e:  # drop the rest of the message; commit will be rejected
         core.data_failure(session, "data-line", e)
-        result = None
-    for out in core.lines_out(req, session, result, original):
-        channel.send(out)
+        return
+    channel.send_all(lines)

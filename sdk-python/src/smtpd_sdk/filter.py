@@ -21,18 +21,24 @@ free for the filter's own per-session state):
   :func:`rewrite` or :func:`report` (None counts as proceed);
 - report callbacks ``fn(session, report)`` get a
   :class:`~smtpd_sdk.protocol.filter.Report`; ``"*"`` stands for every event;
-- ``data_line(session, line: bytes)`` returns the lines to pass on for one
-  message line: a list of zero or more lines (str or bytes), one line, or
-  None to pass the line unchanged. Lines are given and taken without
-  dot-stuffing; the SDK stuffs them on output and sends the closing ``.``
-  after everything, first asking ``data_end(session)`` for lines to append.
+- ``data_line(session, line: bytes)`` gets one message line exactly as the
+  daemon sends it (still dot-stuffed: a content line ``.x`` arrives as
+  ``..x``; :func:`unstuff` removes it) and returns the lines to pass on: None
+  for the line unchanged, one line (str or bytes), or a list of zero or more.
+  Returned lines are sent as they are, so they must be dot-stuffed too
+  (:func:`stuff`); a lone ``.`` is sent as ``..``, so a filter cannot end a
+  message early. The SDK sends the closing ``.`` itself, after the lines
+  returned by ``data_end(session)`` if given.
 
 OpenSMTPD filters have no temporary failure: a phase callback that raises
-answers ``reject|451 4.7.1 Filter error`` (traceback on stderr). A
-data-line callback that raises passes the line unchanged and marks the
-session, so that its ``commit`` is rejected the same way; ``commit`` is
-registered whenever data-line callbacks are given. ``link-disconnect`` is
-always registered, to forget the session's state.
+(or returns something that cannot be sent) answers
+``reject|451 4.7.1 Filter error``, or ``disconnect|421 4.7.1 Filter error``
+at ``connect``, with the traceback on stderr. When a data-line callback
+fails, the rest of the message is dropped, the closing ``.`` is still sent
+and the session's ``commit`` is rejected with the 451 reply, so nothing is
+lost silently; ``commit`` is registered whenever data-line callbacks are
+given. ``link-disconnect`` is always registered, to forget the session's
+state.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ from .protocol.filter import (
 
 FAILURE_REPLY = "451 4.7.1 Filter error"
 """The reply a phase gets when its callback fails."""
+
+CONNECT_FAILURE_REPLY = "421 4.7.1 Filter error"
+"""The reply (with a disconnect) when the ``connect`` callback fails."""
 
 _PROCEED = Decision("proceed")
 _JUNK = Decision("junk")
@@ -117,11 +126,13 @@ DataLineHandler = Callable[[Session, bytes], Union[None, Text, Iterable[Text]]]
 DataEndHandler = Callable[[Session], Optional[Iterable[Text]]]
 
 
-def _stuff(line: bytes) -> bytes:
+def stuff(line: bytes) -> bytes:
+    """Adds the dot-stuffing to a content line: ``.x`` becomes ``..x``."""
     return b"." + line if line.startswith(b".") else line
 
 
-def _unstuff(line: bytes) -> bytes:
+def unstuff(line: bytes) -> bytes:
+    """Removes the dot-stuffing of a message line: ``..x`` becomes ``.x``."""
     return line[1:] if line.startswith(b".") else line
 
 
@@ -227,32 +238,32 @@ class FilterCore:
     def phase_failure(self, req: Request, session: Session, exc: BaseException) -> bytes:
         """The answer when a phase callback failed."""
         describe_failure("phase %s" % req.phase, exc)
+        if req.phase == "connect":
+            return self._result(req, Decision("disconnect", CONNECT_FAILURE_REPLY))
         return self._result(req, Decision("reject", FAILURE_REPLY))
 
     def _result(self, req: Request, decision: Decision) -> bytes:
         return FilterResult(req.session, req.token, decision).format()
 
-    def lines_out(self, req: Request, session: Session, result: Any, original: Optional[bytes]) -> List[bytes]:
-        """``filter-dataline`` lines for a callback's result (``original``
-        passes unchanged when the result is None)."""
+    def data_output(self, req: Request, result: Any, unchanged: Tuple[bytes, ...]) -> List[bytes]:
+        """``filter-dataline`` lines for a data callback's result (None:
+        ``unchanged``); raises when a line cannot be sent."""
         if result is None:
-            lines: Iterable[Text] = () if original is None else (original,)
+            lines: Iterable[Text] = unchanged
         elif isinstance(result, (str, bytes)):
             lines = (result,)
         else:
             lines = result
-        try:
-            return [
-                DataLine(req.session, req.token, _stuff(encode("data line", line))).format()
-                for line in lines
-            ]
-        except Exception as e:  # a bad line or a failing generator: pass the original
-            self.data_failure(session, "data-line", e)
-            return [] if original is None else [DataLine(req.session, req.token, _stuff(original)).format()]
+        out = []
+        for line in lines:
+            raw = encode("data line", line)
+            out.append(DataLine(req.session, req.token, b".." if raw == b"." else raw).format())
+        return out
 
     def data_failure(self, session: Session, what: str, exc: BaseException) -> None:
-        """Logs a failed data callback and marks the session."""
-        describe_failure(what, exc)
+        """Logs a failed data callback; the rest of the message is dropped
+        and its commit rejected."""
+        describe_failure("%s (dropping the rest of the message)" % what, exc)
         session.failed = True
 
     def end_line(self, req: Request) -> bytes:
@@ -333,24 +344,25 @@ def _phase(core: FilterCore, session: Session, req: Request) -> bytes:
 def _data_line(core: FilterCore, session: Session, req: Request) -> List[bytes]:
     if req.param == b".":
         lines: List[bytes] = []
-        if core.data_end is not None:
+        if core.data_end is not None and not session.failed:
             try:
-                lines = core.lines_out(req, session, core.data_end(session), None)
+                lines = core.data_output(req, core.data_end(session), ())
             except Exception as e:  # the message must still end
                 core.data_failure(session, "data-end", e)
         return lines + [core.end_line(req)]
+    if session.failed:
+        return []
     if core.data_line is None:
         return [DataLine(req.session, req.token, req.param).format()]
-    original = _unstuff(req.param)
     try:
-        result = core.data_line(session, original)
-    except Exception as e:  # pass the line on unchanged; commit will be rejected
+        return core.data_output(req, core.data_line(session, req.param), (req.param,))
+    except Exception as e:  # drop the rest of the message; commit will be rejected
         core.data_failure(session, "data-line", e)
-        result = None
-    return core.lines_out(req, session, result, original)
+        return []
 
 
 __all__ = [
+    "CONNECT_FAILURE_REPLY",
     "FAILURE_REPLY",
     "BackendError",
     "Decision",
@@ -364,4 +376,6 @@ __all__ = [
     "report",
     "rewrite",
     "run",
+    "stuff",
+    "unstuff",
 ]

@@ -2,11 +2,14 @@
 
     python3 -m smtpd_sdk.examples.queue_memory [--asyncio]
 
-It starts empty. A message is written in chunks, then committed once its
-size matches; reading past its end gives empty data. Envelopes belong to a
-message; walking returns the next envelope of a committed message after a
-given id, then ``done``. Deleting a message deletes its envelopes, and a
-corrupt message is moved aside with them.
+It starts empty. A message is written in chunks (each at an offset up to
+its current length, so a repeated write is harmless), then committed once
+its length is the announced size; only committed messages can be read, and
+reading at or past the end gives empty data. Envelopes belong to a message
+and are visible (loaded, updated, walked) once it is committed; walking
+returns the envelope with the smallest id above a given one, then ``done``.
+Deleting a message deletes its envelopes, and a corrupt message is moved
+aside with them.
 """
 
 from __future__ import annotations
@@ -97,7 +100,13 @@ class MemoryQueue:
         self.corrupt[msgid] = (message, self._take_envelopes(msgid))
         return True
 
+    def _visible(self, evpid: int) -> bool:
+        message = self.messages.get(evpid >> 32)
+        return evpid in self.envelopes and message is not None and message.committed
+
     def envelope_create(self, msgid: int, data: bytes) -> int:
+        if not data:
+            raise BackendError("an envelope cannot be empty")
         self._message(msgid)
         evpid = self._new_id(self.envelopes, prefix=msgid)  # type: ignore[arg-type]
         self.envelopes[evpid] = bytes(data)
@@ -105,13 +114,15 @@ class MemoryQueue:
         return evpid
 
     def envelope_update(self, evpid: int, data: bytes) -> bool:
-        if evpid not in self.envelopes:
+        if not data:
+            raise BackendError("an envelope cannot be empty")
+        if not self._visible(evpid):
             return False
         self.envelopes[evpid] = bytes(data)
         return True
 
     def envelope_load(self, evpid: int) -> Optional[bytes]:
-        return self.envelopes.get(evpid)
+        return self.envelopes[evpid] if self._visible(evpid) else None
 
     def envelope_delete(self, evpid: int) -> None:
         if self.envelopes.pop(evpid, None) is not None:
