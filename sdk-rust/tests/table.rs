@@ -235,7 +235,9 @@ async fn many_requests_in_flight_are_all_answered() {
         daemon.handshake("0.1", &[]).await;
         for i in 0..5000u32 {
             let key = if i % 2 == 0 { "postmaster" } else { "nobody" };
-            daemon.send(&lookup("alias", &format!("{i:08x}"), key)).await;
+            daemon
+                .send(&lookup("alias", &format!("{i:08x}"), key))
+                .await;
         }
         let mut seen = vec![false; 5000];
         for line in daemon.recv_n(5000).await {

@@ -32,7 +32,9 @@ impl Daemon {
     /// Sends one line (the `\n` is added).
     pub async fn send(&mut self, line: &str) {
         let pipe = self.to_backend.as_mut().expect("input already closed");
-        pipe.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        pipe.write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
 
     /// The next line from the backend, without its `\n`; `None` at EOF.
