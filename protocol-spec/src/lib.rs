@@ -10,9 +10,6 @@
 //!   answers to a case's expected lines.
 //! - [`wire`]: every line of the three families through the one codec,
 //!   `smtpd_sdk::proto`, sorted by direction.
-//! - [`tablefile`]: the table(5) file format, so that the runner knows what
-//!   a backend loaded with a table fixture must answer.
 
-pub mod tablefile;
 pub mod vectors;
 pub mod wire;

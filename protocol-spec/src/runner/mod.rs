@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use smtpd_conformance::tablefile::TableFile;
 use smtpd_conformance::vectors::{self, Family};
+use smtpd_sdk::tablefile::TableFile;
 use tokio::time::Instant;
 
 use backend::{Backend, Next};
@@ -65,7 +65,7 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Report> {
         }
         Err(failure) => {
             report.fail("handshake", &failure);
-            println!("{}", report.summary());
+            report.finish();
             return Ok(report);
         }
     };
@@ -83,7 +83,7 @@ pub(crate) async fn run(settings: &Settings) -> anyhow::Result<Report> {
         }
     }
     lifecycle::unknown_version(settings, &mut report).await;
-    println!("{}", report.summary());
+    report.finish();
     Ok(report)
 }
 
@@ -102,8 +102,7 @@ fn load_fixture(settings: &Settings) -> anyhow::Result<Option<TableFile>> {
     if settings.family != Family::Table || !name.ends_with(".table") {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let table =
         TableFile::parse(&text).with_context(|| format!("bad fixture {}", path.display()))?;
     Ok(Some(table))

@@ -127,14 +127,10 @@ async fn run_case(session: &mut Session, case: &Case) -> Result<(), Failure> {
         problems.extend(mismatches.iter().map(describe));
         if !problems.is_empty() {
             let first = exchange.sent.first().map_or(case.line, |s| s.line);
-            let mut failure = Failure::new(format!(
-                "the exchange of line {first}: {}",
-                first_line(&problems[0])
-            ));
-            failure.details = problems
-                .iter()
-                .flat_map(|p| p.lines().map(str::to_owned).collect::<Vec<_>>())
-                .collect();
+            let mut lines = problems.iter().flat_map(|p| p.lines().map(str::to_owned));
+            let head = lines.next().unwrap_or_default();
+            let mut failure = Failure::new(format!("the exchange of line {first}: {head}"));
+            failure.details = lines.collect();
             if let Some(note) = &case.note {
                 failure.details.push(format!("note: {note}"));
             }
@@ -142,10 +138,6 @@ async fn run_case(session: &mut Session, case: &Case) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 /// False for a report event the filter did not register: the daemon sends

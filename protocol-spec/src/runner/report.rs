@@ -79,6 +79,11 @@ impl Report {
         print_lines(&[format!("# {text}")]);
     }
 
+    /// Prints the summary line.
+    pub(crate) fn finish(&self) {
+        print_lines(&[self.summary()]);
+    }
+
     pub(crate) fn summary(&self) -> String {
         format!(
             "{} passed, {} failed, {} skipped",

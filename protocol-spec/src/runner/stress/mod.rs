@@ -15,8 +15,8 @@ mod table;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use smtpd_conformance::tablefile::TableFile;
 use smtpd_conformance::vectors::Family;
+use smtpd_sdk::tablefile::TableFile;
 use tokio::time::Instant;
 
 use super::backend::Next;

@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
-use smtpd_conformance::tablefile::TableFile;
 use smtpd_conformance::wire::{parse_answer, Answer};
 use smtpd_sdk::proto::table::{Op, Request, Service, TableResult};
 use smtpd_sdk::proto::{Line, TableId, Timestamp};
+use smtpd_sdk::tablefile::TableFile;
 
 use super::super::handshake::TABLE_NAME;
 use super::super::report::show;
@@ -43,8 +43,7 @@ impl TableLoad {
         } else {
             services
         };
-        let entries = fixture.map_or(&[][..], |f| f.entries.as_slice());
-        let is_list = fixture.is_some_and(|f| f.is_list);
+        let entries = fixture.map_or(&[][..], TableFile::entries);
         let base = rng.next() as u32;
         let mut load = Self {
             lines: Vec::with_capacity(count),
@@ -58,9 +57,12 @@ impl TableLoad {
             let known =
                 (!entries.is_empty() && i % 4 != 3).then(|| &entries[(i / 2) % entries.len()]);
             let (key, want) = match known {
-                Some((key, _)) if !lookup => (key.clone(), Want::Found),
-                Some((key, _)) if is_list => (key.clone(), Want::Any),
-                Some((key, value)) => (key.clone(), Want::Value(value.clone())),
+                Some(entry) if !lookup => (entry.key.clone(), Want::Found),
+                // In a list a key's value is not specified.
+                Some(entry) => match &entry.value {
+                    Some(value) => (entry.key.clone(), Want::Value(value.clone())),
+                    None => (entry.key.clone(), Want::Any),
+                },
                 None if fixture.is_some() => {
                     (format!("stress-{:016x}", rng.next()), Want::NotFound)
                 }
