@@ -3,13 +3,14 @@
 //! It starts empty and forgets everything when it exits, so it only suits
 //! tests and demonstrations, but its answers are those of a correct
 //! backend:
-//! - a message is written in chunks (at any offset up to its current
-//!   length, so a repeated write is harmless), then committed once its
-//!   length is the announced size; only committed messages can be read, a
-//!   read at or past the end is `found` with empty data;
-//! - envelopes may be created before their message is committed; walking
-//!   returns the committed envelope with the smallest id above the given
-//!   one, then `done`;
+//! - a message is written in chunks, each at the offset where the previous
+//!   one ended, then committed once, with its exact size; only committed
+//!   messages can be read, a read at or past the end is `found` with empty
+//!   data;
+//! - envelopes may be created before their message is committed and become
+//!   visible with the commit: only envelopes of committed messages are
+//!   loaded, updated and walked; walking returns the envelope with the
+//!   smallest id above the given one, then `done`;
 //! - deleting a message deletes its envelopes; `message-corrupt` moves a
 //!   message and its envelopes aside, where nothing loads or walks them.
 //!
@@ -64,6 +65,15 @@ impl Store {
         ids.into_iter()
             .filter_map(|id| self.envelopes.remove(&id).map(|data| (id, data)))
             .collect()
+    }
+}
+
+impl Store {
+    /// True when the envelope's message is committed (and not moved aside).
+    fn visible(&self, evpid: EvpId) -> bool {
+        self.messages
+            .get(&evpid.msgid())
+            .is_some_and(|m| m.committed)
     }
 }
 
@@ -131,26 +141,19 @@ impl Queue for MemoryQueue {
     async fn message_write(&self, msgid: MsgId, offset: u64, data: &[u8]) -> Result<(), Error> {
         let mut store = self.store();
         let message = store.uncommitted(msgid)?;
-        let len = message.data.len();
-        let start = usize::try_from(offset)
-            .ok()
-            .filter(|&o| o <= len)
-            .ok_or_else(|| {
-                Error::failed(format!("write at {offset} past the end of {msgid} ({len})"))
-            })?;
-        let end = start + data.len();
-        if end > message.data.len() {
-            message.data.resize(end, 0);
+        let len = message.data.len() as u64;
+        if offset != len {
+            return Err(Error::failed(format!(
+                "write at offset {offset} of {msgid}, which holds {len} bytes"
+            )));
         }
-        message.data[start..end].copy_from_slice(data);
+        message.data.extend_from_slice(data);
         Ok(())
     }
 
     async fn message_commit(&self, msgid: MsgId, size: u64) -> Result<(), Error> {
         let mut store = self.store();
-        let Some(message) = store.messages.get_mut(&msgid) else {
-            return Err(Error::failed(format!("no message {msgid}")));
-        };
+        let message = store.uncommitted(msgid)?;
         let len = message.data.len() as u64;
         if len != size {
             return Err(Error::failed(format!(
@@ -217,6 +220,9 @@ impl Queue for MemoryQueue {
     async fn envelope_update(&self, evpid: EvpId, data: &[u8]) -> Result<bool, Error> {
         no_empty_envelope(data)?;
         let mut store = self.store();
+        if !store.visible(evpid) {
+            return Ok(false);
+        }
         match store.envelopes.get_mut(&evpid) {
             Some(envelope) => {
                 *envelope = data.to_vec();
@@ -227,7 +233,11 @@ impl Queue for MemoryQueue {
     }
 
     async fn envelope_load(&self, evpid: EvpId) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.store().envelopes.get(&evpid).cloned())
+        let store = self.store();
+        if !store.visible(evpid) {
+            return Ok(None);
+        }
+        Ok(store.envelopes.get(&evpid).cloned())
     }
 
     async fn envelope_delete(&self, evpid: EvpId) -> Result<(), Error> {

@@ -55,14 +55,17 @@ pub trait Queue {
         Err(Error::Unsupported)
     }
 
-    /// Stores `data` at `offset` in an uncommitted message.
+    /// Appends `data` to an uncommitted message; `offset` must be the number
+    /// of bytes already stored (anything else is an error).
     async fn message_write(&self, msgid: MsgId, offset: u64, data: &[u8]) -> Result<(), Error> {
         let _ = (msgid, offset, data);
         Err(Error::Unsupported)
     }
 
-    /// Makes a message durable and visible, after checking that its content
-    /// is exactly `size` bytes long (a mismatch is an error).
+    /// Makes an uncommitted message durable and visible, with the envelopes
+    /// created for it so far, after checking that its content is exactly
+    /// `size` bytes long (a mismatch, an unknown or an already committed
+    /// message is an error).
     async fn message_commit(&self, msgid: MsgId, size: u64) -> Result<(), Error> {
         let _ = (msgid, size);
         Err(Error::Unsupported)
@@ -93,21 +96,23 @@ pub trait Queue {
         Err(Error::Unsupported)
     }
 
-    /// Stores a new envelope for a message and returns its id: the
-    /// message's id in the upper half, a non-zero lower half.
+    /// Stores a new envelope for an existing message and returns its id:
+    /// the message's id in the upper half, a non-zero lower half. On an
+    /// uncommitted message it becomes visible with the commit.
     async fn envelope_create(&self, msgid: MsgId, data: &[u8]) -> Result<EvpId, Error> {
         let _ = (msgid, data);
         Err(Error::Unsupported)
     }
 
-    /// Replaces an envelope; `false` when there is no such envelope
-    /// (`not-found`).
+    /// Replaces an envelope, atomically; `false` when there is no such
+    /// visible envelope (`not-found`).
     async fn envelope_update(&self, evpid: EvpId, data: &[u8]) -> Result<bool, Error> {
         let _ = (evpid, data);
         Err(Error::Unsupported)
     }
 
-    /// An envelope's content, or `None` when there is no such envelope.
+    /// An envelope's content, or `None` when there is no such envelope or
+    /// its message is not committed or was moved aside.
     async fn envelope_load(&self, evpid: EvpId) -> Result<Option<Vec<u8>>, Error> {
         let _ = evpid;
         Err(Error::Unsupported)

@@ -12,13 +12,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The daemon's ends of the two pipes.
-pub struct Daemon {
+pub(crate) struct Daemon {
     to_backend: Option<DuplexStream>,
     from_backend: BufReader<DuplexStream>,
 }
 
 /// A daemon and the backend's ends: (daemon, backend input, backend output).
-pub fn pipes() -> (Daemon, DuplexStream, DuplexStream) {
+pub(crate) fn pipes() -> (Daemon, DuplexStream, DuplexStream) {
     let (to_backend, backend_input) = tokio::io::duplex(1 << 20);
     let (backend_output, from_backend) = tokio::io::duplex(1 << 20);
     let daemon = Daemon {
@@ -30,20 +30,20 @@ pub fn pipes() -> (Daemon, DuplexStream, DuplexStream) {
 
 impl Daemon {
     /// Sends one line (the `\n` is added).
-    pub async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
         let pipe = self.to_backend.as_mut().expect("input already closed");
         pipe.write_all(format!("{line}\n").as_bytes())
             .await
-            .unwrap();
+            .expect("the backend closed its input");
     }
 
     /// The next line from the backend, without its `\n`; `None` at EOF.
-    pub async fn recv(&mut self) -> Option<String> {
+    pub(crate) async fn recv(&mut self) -> Option<String> {
         let mut line = String::new();
         let n = tokio::time::timeout(PATIENCE, self.from_backend.read_line(&mut line))
             .await
             .expect("the backend said nothing")
-            .unwrap();
+            .expect("reading the backend's output");
         if n == 0 {
             return None;
         }
@@ -52,7 +52,7 @@ impl Daemon {
     }
 
     /// The next `n` lines.
-    pub async fn recv_n(&mut self, n: usize) -> Vec<String> {
+    pub(crate) async fn recv_n(&mut self, n: usize) -> Vec<String> {
         let mut lines = Vec::with_capacity(n);
         for _ in 0..n {
             lines.push(self.recv().await.expect("EOF before the expected lines"));
@@ -62,7 +62,11 @@ impl Daemon {
 
     /// Sends the handshake for `protocol` with `extra` entries and returns
     /// the registrations, up to and including `register|ready`.
-    pub async fn handshake(&mut self, protocol: &str, extra: &[(&str, &str)]) -> Vec<String> {
+    pub(crate) async fn handshake(
+        &mut self,
+        protocol: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<String> {
         self.send("config|smtpd-version|7.8.0").await;
         self.send(&format!("config|protocol|{protocol}")).await;
         for (k, v) in extra {
@@ -81,7 +85,7 @@ impl Daemon {
     }
 
     /// Closes the backend's input (EOF).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.to_backend = None;
     }
 }
