@@ -5,8 +5,9 @@
 //! target/PROFILE/examples (a run limited with `--test examples` does not
 //! build them: use `cargo build -p smtpd-sdk --examples` first).
 
-// Spawning the example binaries is what these tests are about.
-#![allow(clippy::disallowed_methods)]
+// Spawning the example binaries is what these tests are about, and in this
+// harness a failed unwrap is a failed test.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
