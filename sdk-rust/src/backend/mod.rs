@@ -4,7 +4,7 @@
 //! [`table`], [`filter`] and [`queue`] (re-exported at the crate root as
 //! `smtpd_sdk::table`, `smtpd_sdk::filter`, `smtpd_sdk::queue`). `run` takes
 //! stdin and stdout, performs the handshake ([`Config`], version check), then
-//! drives the request loop shared by the three families ([`engine`]): many
+//! drives the request loop shared by the three families (`engine.rs`): many
 //! requests in flight, answers written as soon as each one is ready, output
 //! batched by a single writer and flushed when nothing more is ready, exit on
 //! EOF once the work in flight is done.
