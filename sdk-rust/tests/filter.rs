@@ -302,6 +302,37 @@ async fn a_failed_data_line_fails_the_commit_but_ends_the_message() {
 }
 
 #[tokio::test]
+async fn a_failed_message_without_commit_does_not_spoil_the_next_one() {
+    let (mut daemon, input, output) = common::pipes();
+    let commit = "0000000000000003";
+    let script = async {
+        daemon.handshake("0.7", &[]).await;
+        // The daemon gives up on the first message (no commit phase).
+        for line in ["boom", "after", ".", "next", "."] {
+            daemon.send(&data_line(A, line)).await;
+        }
+        assert_eq!(
+            daemon.recv_n(4).await,
+            [
+                out(A, "."),
+                out(A, "next"),
+                out(A, "-- footer"),
+                out(A, ".")
+            ]
+        );
+        daemon.send(&phase("commit", A, commit, "")).await;
+        assert_eq!(
+            daemon.recv().await.unwrap(),
+            format!("filter-result|{A}|{commit}|proceed")
+        );
+        daemon.close();
+        assert_eq!(daemon.recv().await, None);
+    };
+    let (result, ()) = tokio::join!(filter::run_with(TestFilter::new(), input, output), script);
+    result.unwrap();
+}
+
+#[tokio::test]
 async fn reports_reach_the_filter_in_session_order() {
     let (mut daemon, input, output) = common::pipes();
     let filter = TestFilter::new();

@@ -378,14 +378,14 @@ where
                     state.queue.push_back(input);
                 } else {
                     state.busy = true;
-                    ctx.start(work(filter, wants, input, state.failed));
+                    ctx.start(work(filter, wants, input, state.failure));
                 }
             }
             Err(e) => tracing::warn!("dropped a line that is not a filter input: {e}"),
         },
         Event::Done(done) => {
-            if let Some((next, failed)) = finish(&mut sessions, done, ctx) {
-                ctx.start(work(filter, wants, next, failed));
+            if let Some((next, failure)) = finish(&mut sessions, done, ctx) {
+                ctx.start(work(filter, wants, next, failure));
             }
         }
     })
@@ -401,33 +401,51 @@ struct SessionState {
     busy: bool,
     /// Items received meanwhile, in order.
     queue: VecDeque<Input>,
-    /// The data-line handler failed for the current message.
-    failed: bool,
+    /// Whether the data-line handler failed for the current message.
+    failure: Failure,
+}
+
+/// A session's message after a data-line handler failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Failure {
+    /// No failure.
+    #[default]
+    None,
+    /// The handler failed: the rest of the message is dropped.
+    Dropping,
+    /// The message ended after a failure: its commit is rejected. A new
+    /// data-line means the commit was never asked (the daemon gave up on
+    /// the message) and a new message begins.
+    Ended,
 }
 
 /// The result of handling one item.
 struct Done {
     session: SessionId,
     out: BytesMut,
-    failed: bool,
+    failure: Failure,
     disconnected: bool,
 }
 
 /// Writes the output of a finished item and returns the session's next
-/// item, if any, with the failure flag to start it with.
+/// item, if any, with the failure state to start it with.
 fn finish<Fut>(
     sessions: &mut HashMap<SessionId, SessionState>,
     done: Done,
     ctx: &mut Ctx<'_, Fut>,
-) -> Option<(Input, bool)> {
+) -> Option<(Input, Failure)> {
     ctx.write_raw(&done.out);
     let state = sessions.get_mut(&done.session)?;
-    state.failed = done.failed && !done.disconnected;
+    state.failure = if done.disconnected {
+        Failure::None
+    } else {
+        done.failure
+    };
     match state.queue.pop_front() {
-        Some(next) => Some((next, state.failed)),
+        Some(next) => Some((next, state.failure)),
         None => {
             state.busy = false;
-            if !state.failed {
+            if state.failure == Failure::None {
                 sessions.remove(&done.session);
             }
             None
@@ -436,7 +454,12 @@ fn finish<Fut>(
 }
 
 /// Handles one item of a session.
-async fn work<F: Filter>(filter: &F, wants: &Registrations, input: Input, failed: bool) -> Done {
+async fn work<F: Filter>(
+    filter: &F,
+    wants: &Registrations,
+    input: Input,
+    failure: Failure,
+) -> Done {
     match input {
         Input::Report(report) => {
             let disconnected = report.event.kind() == Some(EventKind::LinkDisconnect);
@@ -448,14 +471,14 @@ async fn work<F: Filter>(filter: &F, wants: &Registrations, input: Input, failed
             Done {
                 session: report.session,
                 out: BytesMut::new(),
-                failed,
+                failure,
                 disconnected,
             }
         }
         Input::Filter(request) if request.phase == Phase::DataLine => {
-            data_line(filter, request, failed).await
+            data_line(filter, request, failure).await
         }
-        Input::Filter(request) => phase(filter, wants, request, failed).await,
+        Input::Filter(request) => phase(filter, wants, request, failure).await,
     }
 }
 
@@ -463,10 +486,12 @@ async fn phase<F: Filter>(
     filter: &F,
     wants: &Registrations,
     request: Request,
-    failed: bool,
+    failure: Failure,
 ) -> Done {
     let decision = match request.phase {
-        Phase::Commit if failed => Err(Error::failed("the data-line handler failed")),
+        Phase::Commit if failure != Failure::None => {
+            Err(Error::failed("the data-line handler failed"))
+        }
         Phase::Commit if !wants.wants_phase(Phase::Commit) => proceed(),
         _ => filter.on_phase(&request).await,
     };
@@ -481,13 +506,13 @@ async fn phase<F: Filter>(
         token: request.token,
         decision: decision.unwrap_or_else(|e| {
             tracing::warn!(session = %request.session, phase = %request.phase, "phase handler failed: {e}");
-            failure(request.phase)
+            temporary_failure(request.phase)
         }),
     };
     if let Err(e) = result.format(&mut out) {
         tracing::warn!(session = %request.session, "cannot send the decision: {e}");
         if let Output::Result { decision, .. } = &mut result {
-            *decision = failure(request.phase);
+            *decision = temporary_failure(request.phase);
         }
         // The failure decisions are valid replies and always format.
         result.format(&mut out).ok();
@@ -495,13 +520,17 @@ async fn phase<F: Filter>(
     Done {
         session: request.session,
         out,
-        failed: failed && request.phase != Phase::Commit,
+        failure: if request.phase == Phase::Commit {
+            Failure::None
+        } else {
+            failure
+        },
         disconnected: false,
     }
 }
 
 /// The temporary failure answered when a phase handler fails.
-fn failure(phase: Phase) -> Decision {
+fn temporary_failure(phase: Phase) -> Decision {
     if phase == Phase::Connect {
         Decision::Disconnect("421 4.7.0 Temporary filter failure".to_owned())
     } else {
@@ -509,28 +538,37 @@ fn failure(phase: Phase) -> Decision {
     }
 }
 
-async fn data_line<F: Filter>(filter: &F, request: Request, mut failed: bool) -> Done {
+async fn data_line<F: Filter>(filter: &F, request: Request, failure: Failure) -> Done {
     let session = request.session;
     let mut out = DataLines::new(session, request.token);
+    // A data-line after a failed message's end starts a new message.
+    let mut failure = match failure {
+        Failure::Ended => Failure::None,
+        other => other,
+    };
     if request.param == b"." {
-        if !failed {
+        if failure == Failure::None {
             if let Err(e) = filter.on_data_end(session, &mut out).await {
                 tracing::warn!(session = %session, "data-end handler failed: {e}");
-                failed = true;
+                out.out.clear();
+                failure = Failure::Dropping;
             }
         }
         out.end();
-    } else if !failed {
+        if failure == Failure::Dropping {
+            failure = Failure::Ended;
+        }
+    } else if failure == Failure::None {
         if let Err(e) = filter.on_data_line(session, &request.param, &mut out).await {
             tracing::warn!(session = %session, "data-line handler failed, dropping the rest of the message: {e}");
-            failed = true;
+            failure = Failure::Dropping;
             out.out.clear();
         }
     }
     Done {
         session,
         out: out.out,
-        failed,
+        failure,
         disconnected: false,
     }
 }
