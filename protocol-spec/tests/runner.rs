@@ -60,7 +60,7 @@ fn wait_or_kill(mut child: Child) -> ExitStatus {
     let mut waited = Duration::ZERO;
     let step = Duration::from_millis(20);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait().expect("waiting for the runner") {
             return status;
         }
         if waited >= HANG {
@@ -81,14 +81,14 @@ fn run(args: &[&str]) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
+        .expect("starting smtpd-conformance");
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
     let status = wait_or_kill(child);
     Run {
         status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        stdout: stdout.join().expect("reading stdout"),
+        stderr: stderr.join().expect("reading stderr"),
     }
 }
 
@@ -281,19 +281,26 @@ fn sdk_example(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         // target/<profile>/deps/runner-HASH -> target/<profile>/examples
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary is in target/<profile>/deps")
+            .to_path_buf();
         let examples = profile_dir.join("examples");
         let wanted = ["table_static", "filter_guard", "queue_memory"];
         if wanted.iter().any(|n| !examples.join(n).is_file()) {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut build = Command::new(cargo);
             build.args(["build", "-p", "smtpd-sdk", "--examples", "--target-dir"]);
-            build.arg(profile_dir.parent().unwrap());
+            build.arg(profile_dir.parent().expect("the target directory"));
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 build.arg("--release");
             }
-            let status = build.current_dir(manifest_dir()).status().unwrap();
+            let status = build
+                .current_dir(manifest_dir())
+                .status()
+                .expect("running cargo");
             assert!(status.success(), "building the smtpd-sdk examples failed");
         }
         examples
