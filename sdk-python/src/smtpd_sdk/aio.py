@@ -63,6 +63,7 @@ class AsyncChannel:
         self.flush_scheduled = False
         self.broken = False
         self.tasks: Set["asyncio.Task[Any]"] = set()
+        self.room = asyncio.Event()
         self.selectable: Optional[bool] = None
 
     def send(self, data: bytes) -> None:
@@ -95,8 +96,13 @@ class AsyncChannel:
         """Runs ``coro`` as a task in flight."""
         task = self.loop.create_task(coro)  # type: ignore[arg-type]
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: "asyncio.Task[Any]") -> None:
+        self.tasks.discard(task)
+        if len(self.tasks) < self.max_in_flight:
+            self.room.set()
 
     async def _read(self) -> bytes:
         if self.selectable is None:
@@ -120,15 +126,15 @@ class AsyncChannel:
     async def lines(self) -> AsyncIterator[bytes]:
         """Every input line, pausing while too many tasks are in flight."""
         while not self.broken:
-            while len(self.tasks) >= self.max_in_flight:
-                await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
             data = await self._read()
-            if not data:
-                for line in self.splitter.finish():
-                    yield line
-                return
-            for line in self.splitter.feed(data):
+            lines = self.splitter.feed(data) if data else self.splitter.finish()
+            for line in lines:
+                while len(self.tasks) >= self.max_in_flight:
+                    self.room.clear()
+                    await self.room.wait()
                 yield line
+            if not data:
+                return
 
     async def handshake(self, version: str, registrations: List[bytes], lines: AsyncIterator[bytes]) -> Optional[Dict[str, str]]:
         """Reads the config lines, answers with ``registrations``."""
