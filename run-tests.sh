@@ -42,7 +42,11 @@ conform() {
   local family=$1 fixture=$2
   shift 2
   echo "--- $family ($fixture): $*"
-  "$runner" "$family" --fixture "$fixture" -- "$@"
+  if [ "$fixture" = none ]; then
+    "$runner" "$family" -- "$@"
+  else
+    "$runner" "$family" --fixture "$fixture" -- "$@"
+  fi
 }
 conform table standard.table target/debug/examples/table_static "$fixtures/standard.table"
 conform filter standard.filter target/debug/examples/filter_guard
