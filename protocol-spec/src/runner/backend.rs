@@ -120,10 +120,15 @@ impl Backend {
         self.stdin = None;
     }
 
-    /// The next thing on stdout, waiting until `deadline` at most.
+    /// The next thing on stdout, waiting until `deadline` at most. Past the
+    /// deadline it returns `TimedOut` even when lines are waiting, so that a
+    /// backend flooding its stdout cannot keep a loop going.
     pub(crate) async fn next(&mut self, deadline: Instant) -> Next {
         if self.stdout_closed {
             return Next::Closed;
+        }
+        if Instant::now() >= deadline {
+            return Next::TimedOut;
         }
         match tokio::time::timeout_at(deadline, self.stdout.recv()).await {
             Ok(Some(Next::Closed) | None) => {

@@ -180,15 +180,19 @@ impl Session {
         kind
     }
 
-    /// Reads answers until every request in flight is answered and at least
-    /// `expected` answers came, or until the timeout, or until the backend
-    /// gave as many lines as expected with a violation among them.
+    /// Reads answers until every request in flight is answered (and, while a
+    /// data-line stream is open, `expected` answers came), or until the
+    /// timeout, or until the backend gave as many lines as expected with a
+    /// violation among them.
     async fn collect(&mut self, expected: usize) -> Collected {
         let deadline = Instant::now() + self.timeout;
         let mut got = Collected::default();
         let mut lines = 0;
         loop {
-            if self.tracker.pending() == 0 && got.answers.len() >= expected {
+            // Every request answered is enough, unless a data-line stream
+            // is still open: then the expected lines are awaited.
+            let enough = got.answers.len() >= expected || !self.tracker.open_streams();
+            if self.tracker.pending() == 0 && enough {
                 return got;
             }
             if !got.problems.is_empty() && lines >= expected.max(1) {

@@ -122,6 +122,12 @@ impl Tracker {
             + self.streams.values().filter(|&&done| done).count()
     }
 
+    /// True while a data-line stream is open without its final `.` sent:
+    /// how many lines will come back is then the filter's choice.
+    pub(crate) fn open_streams(&self) -> bool {
+        self.streams.values().any(|&final_sent| !final_sent)
+    }
+
     /// Gives up on every outstanding answer; returns what was missing.
     pub(crate) fn abandon(&mut self) -> Vec<String> {
         let mut missing: Vec<String> = Vec::new();

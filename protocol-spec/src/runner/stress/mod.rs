@@ -26,6 +26,8 @@ use super::Session;
 
 /// Problems listed in the report; the rest are counted.
 const SHOWN_PROBLEMS: usize = 10;
+/// Problems after which the pass gives up (a backend flooding its stdout).
+const MAX_PROBLEMS: usize = 1000;
 
 /// Requests of one family and what to do with their answers.
 pub(super) trait Workload: Send {
@@ -106,6 +108,11 @@ pub(super) async fn run(
         session.send(&line);
     }
     while session.tracker.pending() > 0 || !work.done() {
+        if problems.count >= MAX_PROBLEMS {
+            problems.push(format!("gave up after {MAX_PROBLEMS} problems"));
+            session.tracker.abandon();
+            break;
+        }
         let deadline = Instant::now() + session.timeout;
         match session.backend.next(deadline).await {
             Next::Line(line) => match session.tracker.received(&line) {
