@@ -68,14 +68,18 @@ impl Registered {
         })
     }
 
-    /// True when the filter registered report `event` (by name or `*`).
-    /// Events the codec does not know are never registered.
+    /// True when the filter registered report `event` of `subsystem`, by
+    /// name or with `*`. `None` is an event the codec does not know: only
+    /// `*` covers it.
     pub(crate) fn has_report(&self, subsystem: Subsystem, event: Option<EventKind>) -> bool {
         self.lines.iter().any(|r| match r {
             Registration::Filter(filter::Register::Report {
                 subsystem: s,
-                event: e,
-            }) => *s == subsystem && event.is_some() && (e.is_none() || *e == event),
+                event: registered,
+            }) => {
+                *s == subsystem
+                    && (registered.is_none() || (event.is_some() && *registered == event))
+            }
             _ => false,
         })
     }
@@ -160,4 +164,65 @@ pub(crate) async fn perform(
         ));
     }
     Ok(registered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(family: Family, lines: &[&str]) -> Registered {
+        Registered {
+            lines: lines
+                .iter()
+                .map(|l| parse_registration(family, l.as_bytes()).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_daemon_handshake_per_family() {
+        let table: Vec<String> = config_lines(Family::Table, "0.1")
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        assert_eq!(table[1], "config|protocol|0.1\n");
+        assert_eq!(table[2], "config|tablename|standard\n");
+        assert_eq!(table.last().unwrap(), "config|ready\n");
+        let filter = config_lines(Family::Filter, "9.9");
+        assert!(filter.contains(&b"config|protocol|9.9\n".to_vec()));
+        assert!(filter.contains(&b"config|subsystem|smtp-in\n".to_vec()));
+    }
+
+    #[test]
+    fn filter_registrations_decide_what_is_sent() {
+        let r = registered(
+            Family::Filter,
+            &[
+                "register|report|smtp-in|link-connect",
+                "register|filter|smtp-in|helo",
+            ],
+        );
+        assert!(r.has_phase(Phase::Helo));
+        assert!(!r.has_phase(Phase::Ehlo));
+        assert!(r.has_report(Subsystem::SmtpIn, Some(EventKind::LinkConnect)));
+        assert!(!r.has_report(Subsystem::SmtpIn, Some(EventKind::TxBegin)));
+        assert!(!r.has_report(Subsystem::SmtpOut, Some(EventKind::LinkConnect)));
+        assert!(!r.has_report(Subsystem::SmtpIn, None));
+        let all = registered(Family::Filter, &["register|report|smtp-in|*"]);
+        assert!(all.has_report(Subsystem::SmtpIn, Some(EventKind::TxBegin)));
+        assert!(all.has_report(Subsystem::SmtpIn, None));
+        assert_eq!(all.describe(), "registered report|smtp-in|*");
+    }
+
+    #[test]
+    fn table_services_in_protocol_order() {
+        let r = registered(
+            Family::Table,
+            &["register|auth", "register|alias", "register|auth"],
+        );
+        assert_eq!(
+            r.services(),
+            vec![table::Service::Alias, table::Service::Auth]
+        );
+    }
 }

@@ -1,4 +1,6 @@
-//! Replaying the vector cases of one family against a running backend.
+//! Replaying the vector cases of one family, each against a freshly
+//! started backend (the vectors assume one: a fetch cycles from the first
+//! value, a queue starts empty).
 //!
 //! Cases without a fixture always run; a case with `fixture: NAME` runs only
 //! when `--fixture NAME` says the backend was loaded with it. Handshake and
@@ -6,11 +8,13 @@
 //! a phase the backend did not register are skipped (the daemon never sends
 //! those), and report events it did not register are not sent. Each
 //! exchange must pass the tracker's protocol checks and then match the
-//! case's `<` lines; a case stops at its first failing exchange.
+//! case's `<` lines; a case stops at its first failing exchange. After the
+//! last exchange the backend's stdin is closed, and whatever it still
+//! writes must answer something.
 
 use smtpd_conformance::vectors::{match_answers, Captures, Case, Mismatch, VectorFile};
 use smtpd_conformance::wire::{parse_request, Request};
-use smtpd_sdk::proto::filter::{Input, Subsystem};
+use smtpd_sdk::proto::filter::Input;
 
 use super::handshake::Registered;
 use super::report::{show, Failure, Report};
@@ -144,12 +148,9 @@ async fn run_case(session: &mut Session, case: &Case) -> Result<(), Failure> {
 /// only registered events.
 fn wanted_by_backend(session: &Session, line: &[u8]) -> bool {
     match parse_request(session.family, line) {
-        Ok(Request::Filter(Input::Report(report))) => {
-            let subsystem: Subsystem = report.subsystem;
-            session
-                .registered
-                .has_report(subsystem, report.event.kind())
-        }
+        Ok(Request::Filter(Input::Report(report))) => session
+            .registered
+            .has_report(report.subsystem, report.event.kind()),
         _ => true,
     }
 }
