@@ -100,7 +100,9 @@ def throughput(args: argparse.Namespace) -> float:
     elapsed = time.perf_counter() - began
     stop(proc)
     if state["received"] != args.count or state["found"] != args.count:
-        raise SystemExit("expected %d found answers, got %d answers (%d found)" % (args.count, state["received"], state["found"]))
+        raise SystemExit(
+            "expected %d found answers, got %d answers (%d found)" % (args.count, state["received"], state["found"])
+        )
     return args.count / elapsed
 
 

@@ -129,7 +129,7 @@ def test_filter_keeps_each_sessions_order_and_runs_sessions_concurrently() -> No
     theirs = [line for line in got if line.startswith(b"filter-dataline|" + other)]
     assert mine == [dline(b"A%d" % i) for i in range(20)] + [dline(b".")]
     assert theirs == [dline(b"B%d" % i, sid=other) for i in range(20)] + [dline(b".", sid=other)]
-    assert order != sorted(order, key=lambda l: (l[:1], int(l[1:])))
+    assert order != sorted(order, key=lambda line: (line[:1], int(line[1:])))
 
 
 def test_filter_failures_and_reports(capsys: pytest.CaptureFixture) -> None:

@@ -46,7 +46,7 @@ def test_registrations_follow_the_callbacks() -> None:
         b"register|filter|smtp-in|mail-from",
         b"register|ready",
     ]
-    core = FilterCore(None, {"*": print}, {"tx-mail": print}, lambda s, l: None, None)
+    core = FilterCore(None, {"*": print}, {"tx-mail": print}, lambda session, line: None, None)
     assert core.registrations() == [
         b"register|report|smtp-in|*\n",
         b"register|report|smtp-out|tx-mail\n",
@@ -203,7 +203,8 @@ def test_failing_report_callbacks_are_logged(capsys: pytest.CaptureFixture) -> N
 
 
 def test_bad_lines_are_logged_and_skipped(capsys: pytest.CaptureFixture) -> None:
-    out = exchange(filter.run, FILTER_CONFIG + [b"filter|0.7|x", req(b"quit")], phases={"quit": lambda s, p: filter.proceed()})
+    out = exchange(filter.run, FILTER_CONFIG + [b"filter|0.7|x", req(b"quit")],
+                   phases={"quit": lambda s, p: filter.proceed()})
     assert answers(out) == [result(b"proceed")]
     assert "bad line from the daemon" in capsys.readouterr().err
 

@@ -276,7 +276,11 @@ def replay(backend: BackendProcess, case: Case) -> None:
     for sends, expects in case.exchanges():
         lines = [matcher.substitute(s.line) for s in sends]
         if case.family == "filter":
-            lines = [l for l in lines if not l.startswith(b"report|") or report_registered(l, backend.registrations)]
+            lines = [
+                line
+                for line in lines
+                if not line.startswith(b"report|") or report_registered(line, backend.registrations)
+            ]
         backend.send(lines)
         got = [backend.read() for _ in expects]
         if case.family == "filter":
@@ -294,7 +298,9 @@ def _check_by_id(matcher: Matcher, expects: List[Step], got: List[bytes]) -> Non
         by_key.setdefault(_fields(line, 2), []).append(line)
     for step in expects:
         candidates = by_key.get(_fields(step.line, 2), [])
-        assert candidates, "%s: no answer with the id of %r; got %r" % (step.where, step.line[:120], [g[:120] for g in got])
+        assert candidates, "%s: no answer with the id of %r; got %r" % (
+            step.where, step.line[:120], [g[:120] for g in got]
+        )
         line = candidates.pop(0)
         assert matcher.match(step.line, line), "%s: expected %r, got %r" % (step.where, step.line[:200], line[:200])
 

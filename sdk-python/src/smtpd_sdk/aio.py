@@ -94,7 +94,7 @@ class AsyncChannel:
 
     def spawn(self, coro: Awaitable[Any]) -> "asyncio.Task[Any]":
         """Runs ``coro`` as a task in flight."""
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        task: "asyncio.Task[Any]" = self.loop.create_task(coro)  # type: ignore[arg-type]
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return task
@@ -110,18 +110,22 @@ class AsyncChannel:
             self.selectable = not (stat.S_ISREG(mode) or stat.S_ISBLK(mode))
         if not self.selectable:
             return await self.loop.run_in_executor(None, os.read, self.infd, CHUNK)
-        ready = self.loop.create_future()
+        while True:
+            ready = self.loop.create_future()
 
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
+            def wake(ready: "asyncio.Future[None]" = ready) -> None:
+                if not ready.done():
+                    ready.set_result(None)
 
-        self.loop.add_reader(self.infd, wake)
-        try:
-            await ready
-        finally:
-            self.loop.remove_reader(self.infd)
-        return os.read(self.infd, CHUNK)
+            self.loop.add_reader(self.infd, wake)
+            try:
+                await ready
+            finally:
+                self.loop.remove_reader(self.infd)
+            try:
+                return os.read(self.infd, CHUNK)
+            except BlockingIOError:  # a non-blocking descriptor woke us early
+                continue
 
     async def lines(self) -> AsyncIterator[bytes]:
         """Every input line, pausing while too many tasks are in flight."""
@@ -136,7 +140,9 @@ class AsyncChannel:
             if not data:
                 return
 
-    async def handshake(self, version: str, registrations: List[bytes], lines: AsyncIterator[bytes]) -> Optional[Dict[str, str]]:
+    async def handshake(
+        self, version: str, registrations: List[bytes], lines: AsyncIterator[bytes]
+    ) -> Optional[Dict[str, str]]:
         """Reads the config lines, answers with ``registrations``."""
         state = Handshake(version)
         async for line in lines:

@@ -91,7 +91,8 @@ def test_every_phase_round_trips(phase: str) -> None:
 
 
 def test_request_parameters() -> None:
-    r = round_trip(parse_input, b"filter|0.7|1.000000|smtp-in|connect|" + SID + b"|0000000000000001|host.example.net|192.0.2.7")
+    line = b"filter|0.7|1.000000|smtp-in|connect|" + SID + b"|0000000000000001|host.example.net|192.0.2.7"
+    r = round_trip(parse_input, line)
     assert r.connect_params() == ("host.example.net", "192.0.2.7")
     r = round_trip(parse_input, b"filter|0.7|1.000000|smtp-in|data-line|" + SID + b"|0000000000000001|caf\xe9 8-bit")
     assert r.param == b"caf\xe9 8-bit" and r.text == "caf\udce9 8-bit"
@@ -139,9 +140,9 @@ def test_every_decision_round_trips() -> None:
     for d in [b"proceed", b"junk", b"reject|550 5.7.1 Sender not allowed", b"disconnect|421 4.7.0 Try later",
               b"rewrite|<postmaster@example.net>", b"report|a note", b"rewrite|", b"report|a|b"]:
         round_trip(parse_output, b"filter-result|%s|5d0a000100000001|%s" % (SID, d))
-    for l in [b"", b".", b"..dotted", b"a|b", b"caf\xe9"]:
-        parsed = round_trip(parse_output, b"filter-dataline|%s|5d0a000100000002|%s" % (SID, l))
-        assert parsed == DataLine(0xA1B2C3D4E5F60718, 0x5D0A000100000002, l)
+    for text in [b"", b".", b"..dotted", b"a|b", b"caf\xe9"]:
+        parsed = round_trip(parse_output, b"filter-dataline|%s|5d0a000100000002|%s" % (SID, text))
+        assert parsed == DataLine(0xA1B2C3D4E5F60718, 0x5D0A000100000002, text)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Optional, Sequence
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from smtpd_sdk import aio, filter
 from smtpd_sdk.filter import Decision, Report, Session
@@ -82,8 +82,8 @@ PHASES = {
 REPORTS = {"link-connect": on_link_connect, "link-disconnect": lambda session, report: None}
 
 
-def _asynchronous(fn):  # type: ignore[no-untyped-def]
-    async def wrapper(*args):  # type: ignore[no-untyped-def]
+def _asynchronous(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(*args: Any) -> Any:
         return fn(*args)
 
     return wrapper

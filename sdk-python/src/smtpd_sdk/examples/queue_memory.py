@@ -19,7 +19,7 @@ import asyncio
 import bisect
 import random
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 from smtpd_sdk import BackendError, aio, queue
 
@@ -149,10 +149,10 @@ class AsyncMemoryQueue:
     def __init__(self, inner: MemoryQueue) -> None:
         self.inner = inner
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self.inner, name)
 
-        async def call(*args):  # type: ignore[no-untyped-def]
+        async def call(*args: Any) -> Any:
             return method(*args)
 
         return call

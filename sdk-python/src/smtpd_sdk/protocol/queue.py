@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union, cast
 
 from ._line import Cursor, decode, put_field, put_keyword, put_last
 from .errors import FormatError, ParseError, Problem
@@ -216,11 +216,11 @@ def _put_arg(op: str, name: str, value: object) -> bytes:
     if name == "msgid":
         if not is_msgid(value):
             raise FormatError("message id", "must be a non-zero int of 32 bits")
-        return b"%08x" % value  # type: ignore[str-bytes-safe]
+        return b"%08x" % cast(int, value)
     if name in ("evpid", "after"):
         if not (is_evpid(value) or (name == "after" and value == 0 and isinstance(value, int))):
             raise FormatError("envelope id", "must be an int of 64 bits, both halves non-zero")
-        return b"%016x" % value  # type: ignore[str-bytes-safe]
+        return b"%016x" % cast(int, value)
     if name == "data":
         if not isinstance(value, (bytes, bytearray)):
             raise FormatError("data", "must be bytes")
@@ -229,7 +229,7 @@ def _put_arg(op: str, name: str, value: object) -> bytes:
         return base64.b64encode(value)
     if not is_u64(value):
         raise FormatError(name, "must be an int of 64 bits")
-    return b"%d" % value  # type: ignore[str-bytes-safe]
+    return b"%d" % cast(int, value)
 
 
 def is_valid_answer(op: str, status: str, response: Response) -> bool:
