@@ -21,15 +21,17 @@ def test_messages() -> None:
     assert 0 < msgid < 1 << 32
     q.message_write(msgid, 0, b"hel")
     q.message_write(msgid, 3, b"lo")
-    q.message_write(msgid, 3, b"lo")
-    with pytest.raises(BackendError):
-        q.message_write(msgid, 9, b"x")
+    for offset in (3, 9):
+        with pytest.raises(BackendError):
+            q.message_write(msgid, offset, b"lo")
     assert q.message_read(msgid, 0, 10) is None
     with pytest.raises(BackendError):
         q.message_commit(msgid, 4)
     q.message_commit(msgid, 5)
     with pytest.raises(BackendError):
         q.message_write(msgid, 5, b"!")
+    with pytest.raises(BackendError):
+        q.message_commit(msgid, 5)
     assert q.message_read(msgid, 1, 3) == b"ell"
     assert q.message_read(msgid, 5, 3) == b""
     assert q.message_read(msgid, 50, 3) == b""

@@ -2,10 +2,10 @@
 
     python3 -m smtpd_sdk.examples.queue_memory [--asyncio]
 
-It starts empty. A message is written in chunks (each at an offset up to
-its current length, so a repeated write is harmless), then committed once
-its length is the announced size; only committed messages can be read, and
-reading at or past the end gives empty data. Envelopes belong to a message
+It starts empty, and follows protocol-spec/SPEC.md section 4: a message is
+written in chunks, each starting where the stored data ends, then committed
+once (its length must be the announced size); only committed messages can
+be read, and reading at or past the end gives empty data. Envelopes belong to a message
 and are visible (loaded, updated, walked) once it is committed; walking
 returns the envelope with the smallest id above a given one, then ``done``.
 Deleting a message deletes its envelopes, and a corrupt message is moved
@@ -61,16 +61,20 @@ class MemoryQueue:
         self.messages[msgid] = Message()
         return msgid
 
-    def message_write(self, msgid: int, offset: int, data: bytes) -> None:
+    def _uncommitted(self, msgid: int) -> Message:
         message = self._message(msgid)
         if message.committed:
             raise BackendError("message %08x is already committed" % msgid)
-        if offset > len(message.data):
-            raise BackendError("write at %d leaves a gap after %d bytes" % (offset, len(message.data)))
-        message.data[offset : offset + len(data)] = data
+        return message
+
+    def message_write(self, msgid: int, offset: int, data: bytes) -> None:
+        message = self._uncommitted(msgid)
+        if offset != len(message.data):
+            raise BackendError("write at %d, but %d bytes are stored" % (offset, len(message.data)))
+        message.data += data
 
     def message_commit(self, msgid: int, size: int) -> None:
-        message = self._message(msgid)
+        message = self._uncommitted(msgid)
         if len(message.data) != size:
             raise BackendError("size mismatch: %d bytes written, %d announced" % (len(message.data), size))
         message.committed = True
