@@ -9,6 +9,11 @@ lower-cased and ``[...]`` keys may hold ``:``. ``check`` and ``lookup``
 match the exact key for every service, ``fetch`` cycles through the values
 in file order, and ``update`` re-reads the file (keeping the old data and
 answering ``error`` when it cannot be loaded).
+
+Every service is registered by default, as the standard fixture wants. A
+table serving listener authentication should leave ``auth`` out
+(``--services credentials``): a table that registers ``auth`` is asked
+``check|auth|user:password`` instead of a ``credentials`` lookup.
 """
 
 from __future__ import annotations
