@@ -3,12 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtpd_sdk::proto::{ConfigLine, Line};
+use smtpd_sdk::proto::ConfigLine;
+use smtpd_sdk_fuzz::round_trip;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(value) = ConfigLine::parse(data) {
-        let line = value.to_line().expect("a parsed value formats");
-        let again = ConfigLine::parse(&line[..line.len() - 1]).expect("a formatted line parses");
-        assert_eq!(again, value);
-    }
+    round_trip::<ConfigLine>(data);
 });
