@@ -70,7 +70,7 @@ pub(crate) struct Checked {
 #[derive(Debug, Default)]
 pub(crate) struct Broken {
     names: HashSet<(Namespace, String)>,
-    rules: bool,
+    pub(crate) rules: bool,
 }
 
 impl Broken {

@@ -58,7 +58,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn read(&mut self, file: FileId) {
         let name = self.sources.file(file).name.clone();
         self.stack.push(name.canonicalize().unwrap_or(name));
-        let raw = source::split(file, &self.sources.file(file).text, &mut self.issues);
+        let (raw, lexical_errors) =
+            source::split(file, &self.sources.file(file).text, &mut self.issues);
+        // What a dropped statement declared is unknown: do not report a
+        // missing rule on top.
+        self.broken.rules |= lexical_errors;
         for statement in &raw {
             match self.macros.expand(statement) {
                 Ok(expanded) => self.statement(&expanded),

@@ -159,9 +159,16 @@ impl Statement {
 
 /// Cuts a file into logical statements (see the module documentation).
 /// Lexical errors (an unterminated quote, a NUL byte) are reported and the
-/// statement holding them is dropped.
-pub(crate) fn split(file: FileId, text: &str, issues: &mut Vec<Issue>) -> Vec<RawStatement> {
-    Splitter::new(file, text).run(issues)
+/// statement holding them is dropped; `true` is returned with the
+/// statements when that happened.
+pub(crate) fn split(
+    file: FileId,
+    text: &str,
+    issues: &mut Vec<Issue>,
+) -> (Vec<RawStatement>, bool) {
+    let before = issues.len();
+    let statements = Splitter::new(file, text).run(issues);
+    (statements, issues.len() > before)
 }
 
 struct Splitter<'a> {
@@ -171,6 +178,8 @@ struct Splitter<'a> {
     current: Vec<SrcChar>,
     depth: u32,
     broken: bool,
+    /// The opening quote of the first quoted string that ran over a line.
+    multiline_quote: Option<Pos>,
 }
 
 impl<'a> Splitter<'a> {
@@ -186,6 +195,7 @@ impl<'a> Splitter<'a> {
             current: Vec::new(),
             depth: 0,
             broken: false,
+            multiline_quote: None,
         }
     }
 
@@ -254,13 +264,27 @@ impl<'a> Splitter<'a> {
                     self.depth = self.depth.saturating_sub(1);
                     self.push(c, at, false);
                 }
-                '\n' if self.depth == 0 => self.finish(at),
+                '\n' if self.depth == 0 || self.directive_follows() => self.finish(at),
                 _ => self.push(c, at, false),
             }
         }
         let end = self.pos;
         self.finish(end);
         self.statements
+    }
+
+    /// True when the next line starts with a directive keyword. Inside
+    /// braces such a line cannot belong to the list (a keyword there would
+    /// need quotes), so a `{` left open ends at the newline before it rather
+    /// than swallowing the rest of the file.
+    fn directive_follows(&self) -> bool {
+        let rest: String = self
+            .chars
+            .clone()
+            .skip_while(|c| *c == ' ' || *c == '\t')
+            .take_while(|c| is_word_char(*c))
+            .collect();
+        DIRECTIVES.contains(&rest.as_str())
     }
 
     /// Skips a comment up to (not including) the newline that ends it; a
@@ -290,15 +314,26 @@ impl<'a> Splitter<'a> {
         self.push(quote, open, true);
         loop {
             let Some((c, at)) = self.bump() else {
+                let expected = match self.multiline_quote {
+                    Some(first) if first != open => format!(
+                        "a closing {quote} before the end of the file (the quoted string opened \
+                         at line {}, column {} runs over several lines: is its closing quote \
+                         missing?)",
+                        first.line, first.col
+                    ),
+                    _ => format!("a closing {quote} before the end of the file"),
+                };
                 issues.push(
                     Issue::new(Span::at(open), "syntax error: unterminated quoted string")
-                        .expected(format!("a closing {quote} before the end of the file")),
+                        .expected(expected),
                 );
                 self.broken = true;
                 return;
             };
             match c {
-                '\n' => {}
+                '\n' => {
+                    self.multiline_quote.get_or_insert(open);
+                }
                 '\0' => self.nul(at, issues),
                 '\\' if self.continuation() => {}
                 '\\' => {
@@ -319,6 +354,27 @@ impl<'a> Splitter<'a> {
         }
     }
 }
+
+/// The keywords that start a directive.
+const DIRECTIVES: &[&str] = &[
+    "action",
+    "admd",
+    "bounce",
+    "ca",
+    "filter",
+    "include",
+    "listen",
+    "match",
+    "mda",
+    "mta",
+    "pki",
+    "proc",
+    "queue",
+    "scheduler",
+    "smtp",
+    "srs",
+    "table",
+];
 
 /// A defined macro.
 #[derive(Debug)]
