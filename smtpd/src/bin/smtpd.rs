@@ -6,6 +6,7 @@
 //! this build yet: without `-n` it loads and checks the configuration, then
 //! says so and exits with status 2.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,5 +85,6 @@ fn init_logging(args: &Args) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
