@@ -9,6 +9,7 @@
 mod grammar;
 mod invalid;
 mod lexical;
+mod robustness;
 mod samples;
 
 use std::path::{Path, PathBuf};
