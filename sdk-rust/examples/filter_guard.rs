@@ -23,7 +23,7 @@ use smtpd_sdk::filter::{
     EventKind, Filter, Phase, Registrations, Report, Request, SessionId, Subsystem,
 };
 
-struct Guard;
+pub(crate) struct Guard;
 
 impl Filter for Guard {
     fn register(&self) -> Registrations {

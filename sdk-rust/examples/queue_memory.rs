@@ -82,14 +82,14 @@ fn envelopes_of(msgid: MsgId) -> RangeInclusive<EvpId> {
 }
 
 /// The in-memory queue.
-struct MemoryQueue {
+pub(crate) struct MemoryQueue {
     store: Mutex<Store>,
     seed: RandomState,
     counter: AtomicU64,
 }
 
 impl MemoryQueue {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             store: Mutex::new(Store::default()),
             seed: RandomState::new(),

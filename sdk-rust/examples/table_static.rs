@@ -23,14 +23,14 @@ use smtpd_sdk::table::{self, Error, Service, Table};
 use smtpd_sdk::tablefile::{Entry, TableFile};
 
 /// The table: the file's path, its current content and the fetch position.
-struct StaticTable {
+pub(crate) struct StaticTable {
     path: PathBuf,
     data: RwLock<Arc<TableFile>>,
     next: AtomicUsize,
 }
 
 impl StaticTable {
-    fn open(path: PathBuf) -> Result<Self, String> {
+    pub(crate) fn open(path: PathBuf) -> Result<Self, String> {
         let data = load(&path)?;
         Ok(Self {
             path,
