@@ -7,9 +7,9 @@
 //! the offending text, and checking goes on, so one run reports them all.
 //! The work is split by subject:
 //!
-//! - `tables.rs`: `table` declarations, table operands, and whether a table
-//!   can serve what it is used for (`table_check_use`), including the
-//!   content of static tables;
+//! - `tables.rs`: `table` declarations (inline, files, backends);
+//! - `usage.rs`: table operands, and whether a table can serve what it is
+//!   used for (`table_check_use`), including the content of static tables;
 //! - `listen.rs`: `listen on`, `pki`, `ca`;
 //! - `action.rs`: `action` (local methods and relay);
 //! - `rules.rs`: `match`;
@@ -23,6 +23,7 @@ mod listen;
 mod options;
 mod rules;
 mod tables;
+mod usage;
 
 use std::collections::{HashMap, HashSet};
 

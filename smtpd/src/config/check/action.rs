@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::tables::{
+use super::usage::{
     ALIAS, HELO_SRC, RELAY_AUTH, RELAY_DOMAIN, RELAY_HOST, RELAY_SRC, USERBASE, VIRTUAL,
 };
 use super::{Checker, Namespace};

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::tables::FILTER;
+use super::usage::FILTER;
 use super::{Checker, Namespace};
 use crate::config::ast::{self, Decision, FilterDef, FilterRef, ProcExec, Test, Value};
 use crate::config::model::{

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::tables::{HOSTNAMES, LISTEN_AUTH, SENDERS};
+use super::usage::{HOSTNAMES, LISTEN_AUTH, SENDERS};
 use super::{Checker, Namespace, PkiSpans};
 use crate::config::ast::{ListenOpt, PkiParam, Port, SocketOpt, Spanned, Value};
 use crate::config::model::{

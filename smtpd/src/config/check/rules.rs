@@ -6,7 +6,7 @@
 //! auth, mail-from or rcpt-to part. Without `from`, a rule is `from local`;
 //! without `for`, `for local`. The action must be declared before the rule.
 
-use super::tables::{
+use super::usage::{
     Usage, AUTH, FOR_DOMAIN, FROM_AUTH, FROM_RDNS, FROM_SRC, HELO, MAIL_FROM, RCPT_TO, TAG,
 };
 use super::{Checker, Namespace};
