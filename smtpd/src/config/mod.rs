@@ -19,12 +19,22 @@
 //! daemon can resolve (interfaces, host names, the server name) are kept as
 //! written.
 //!
-//! Two extensions to OpenSMTPD's language, neither changing the meaning of
-//! a configuration OpenSMTPD accepts: `table NAME proc-exec "CMD"` and
-//! `queue proc-exec "CMD"` run backend programs, and relative paths in
-//! `include` and `file:` tables are taken from the directory of the file
-//! that names them (OpenSMTPD refuses relative `file:` paths, and reads
-//! relative includes from its working directory).
+//! Where this reader differs from OpenSMTPD 7.8's:
+//!
+//! - Extensions: `table NAME proc-exec "CMD"` and `queue proc-exec "CMD"`
+//!   run backend programs; relative paths in `include` and `file:` tables
+//!   are taken from the directory of the file that names them (OpenSMTPD
+//!   refuses relative `file:` paths and reads relative includes from its
+//!   working directory).
+//! - A number is accepted where OpenSMTPD's grammar wants a string
+//!   (`n = 25`, `{ 1, 2 }`), and `port "587"` is port 587.
+//! - Stricter, since the daemon would fail later anyway: an unknown pki or
+//!   ca named by a relay action, an invalid lmtp destination, and static
+//!   table entries that the lookups made of them could not use (a bad
+//!   network for `from src`, a bad relay URL for `host`, ...) are errors
+//!   when loading.
+//! - More than four `bounce warn-interval` delays, or delays out of order,
+//!   give a warning rather than nothing.
 
 mod ast;
 mod check;
