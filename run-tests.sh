@@ -54,7 +54,9 @@ conform queue none target/debug/examples/queue_memory
 conform table standard.table "$py" -m smtpd_sdk.examples.table_static "$fixtures/standard.table"
 conform table standard.table "$py" -m smtpd_sdk.examples.table_static --asyncio "$fixtures/standard.table"
 conform filter standard.filter "$py" -m smtpd_sdk.examples.filter_guard
+conform filter standard.filter "$py" -m smtpd_sdk.examples.filter_guard --asyncio
 conform queue none "$py" -m smtpd_sdk.examples.queue_memory
+conform queue none "$py" -m smtpd_sdk.examples.queue_memory --asyncio
 conform table standard.table protocol-spec/examples/table-shell.sh "$fixtures/standard.table"
 
 if [ "${FUZZ_SECONDS:-10}" != 0 ]; then

@@ -13,7 +13,7 @@ for target in table filter queue handshake; do
   mkdir -p "corpus/$target"
   # Seed the corpus with the protocol vectors' lines, one file each.
   family=$target; [ "$target" = handshake ] && family="*"
-  grep -hE '^[!~]?[<>] ' ../protocol-spec/vectors/$family/*.txt 2>/dev/null | sed -E 's/^[!~]?[<>] //' | head -n 500 |
+  grep -hE '^[!~]?[<>] ' ../protocol-spec/vectors/$family/*.txt 2>/dev/null | sed -E 's/^[!~]?[<>] //' | awk 'NR <= 500' |
     { n=0; while IFS= read -r line; do n=$((n + 1)); printf "%s" "$line" > "corpus/$target/vector-$n"; done; }
   echo "fuzz $target for ${seconds}s"
   log="target/$target.log"
