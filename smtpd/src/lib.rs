@@ -2,5 +2,7 @@
 //! queue can be separate programs speaking line protocols.
 //!
 //! - [`config`]: smtpd.conf, parsed and checked into a [`config::Config`].
+//! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
 
 pub mod config;
+pub mod table;
