@@ -22,7 +22,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 VECTORS = Path(__file__).resolve().parent.parent.parent / "protocol-spec" / "vectors"
 FIXTURES = VECTORS / "fixtures"
 FAMILIES = ("table", "filter", "queue")
-PLACEHOLDER = re.compile(rb"\{(\*|[a-z0-9-]+)\}")
+PLACEHOLDER = re.compile(rb"\{(\*\??|[a-z0-9-]+)\}")
+# `|{*?}` ending a line: the rest of the line may be absent, or `|` and any text.
+OPTIONAL_TAIL = b"|{*?}"
 TIMEOUT = 20.0
 
 HANDSHAKES = {
@@ -148,6 +150,9 @@ class Matcher:
         parts: List[bytes] = []
         new: List[bytes] = []
         pos = 0
+        optional_tail = expected.endswith(OPTIONAL_TAIL)
+        if optional_tail:
+            expected = expected[: -len(OPTIONAL_TAIL)]
         for m in PLACEHOLDER.finditer(expected):
             parts.append(re.escape(expected[pos : m.start()]))
             name = m.group(1)
@@ -163,6 +168,8 @@ class Matcher:
                 parts.append(b"(?P<%s>[^|]*)" % _group(name))
             pos = m.end()
         parts.append(re.escape(expected[pos:]))
+        if optional_tail:
+            parts.append(rb"(?:\|.*)?")
         found = re.fullmatch(b"".join(parts), got, re.DOTALL)
         if found is None:
             return False

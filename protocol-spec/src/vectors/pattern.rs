@@ -2,6 +2,9 @@
 //!
 //! A placeholder is always a whole field. `{*}` matches any non-empty field,
 //! or, as the last field, the non-empty rest of the line (`|` included).
+//! `{*?}`, only as the last field, makes the rest of the line optional: the
+//! line may end before it, or go on with any text (an `error` answer with or
+//! without a message).
 //! `{NAME}` (lower-case letters, digits and `-`) captures one field on its
 //! first appearance in a case and stands for the captured text afterwards,
 //! in `<` and `>` lines alike. Whether an appearance captures or refers is
@@ -16,6 +19,8 @@ pub enum Field {
     Literal(Vec<u8>),
     /// `{*}`: any non-empty text.
     Any,
+    /// `{*?}` as the last field: nothing, or any text.
+    Optional,
     /// `{NAME}` on its first appearance: takes the field's text.
     Capture(String),
     /// `{NAME}` after it was captured: must equal the captured text.
@@ -74,6 +79,9 @@ impl Pattern {
                 if field == b"{*}" {
                     return Field::Any;
                 }
+                if field == b"{*?}" {
+                    return Field::Optional;
+                }
                 match placeholder_name(field) {
                     Some(name) if captured.contains(name) => Field::Ref(name.to_owned()),
                     Some(name) => {
@@ -121,6 +129,11 @@ impl Pattern {
         let mut taken: Vec<(&str, &[u8])> = Vec::new();
         let last = self.fields.len().saturating_sub(1);
         for (i, field) in self.fields.iter().enumerate() {
+            if i == last && *field == Field::Optional {
+                // `{*?}` at the end: the line may stop here or go on.
+                rest = None;
+                break;
+            }
             let Some(text) = rest else {
                 return false;
             };
@@ -145,6 +158,8 @@ impl Pattern {
             let ok = match field {
                 Field::Literal(expected) => value == expected.as_slice(),
                 Field::Any => !value.is_empty(),
+                // `{*?}` before the last field is taken literally.
+                Field::Optional => value == b"{*?}",
                 Field::Capture(name) => {
                     taken.push((name, value));
                     true
@@ -180,6 +195,7 @@ impl Pattern {
             match field {
                 Field::Literal(text) => out.extend_from_slice(text),
                 Field::Any => out.extend_from_slice(b"{*}"),
+                Field::Optional => out.extend_from_slice(b"{*?}"),
                 Field::Capture(name) | Field::Ref(name) => match captures.get(name) {
                     Some(value) if matches!(field, Field::Ref(_)) => out.extend_from_slice(value),
                     _ => {

@@ -188,6 +188,31 @@ fn placeholders_are_whole_fields() {
         ("check-result|01|found", "check-result|01|found|", false),
         ("check-result|01|found", "check-result|01", false),
         ("check-result|01|found", "check-result|01|found", true),
+        (
+            "lookup-result|01|error|{*?}",
+            "lookup-result|01|error",
+            true,
+        ),
+        (
+            "lookup-result|01|error|{*?}",
+            "lookup-result|01|error|",
+            true,
+        ),
+        (
+            "lookup-result|01|error|{*?}",
+            "lookup-result|01|error|a|b",
+            true,
+        ),
+        (
+            "lookup-result|01|error|{*?}",
+            "lookup-result|01|errors",
+            false,
+        ),
+        (
+            "lookup-result|01|error|{*?}",
+            "lookup-result|01|not-found",
+            false,
+        ),
     ];
     for (pat, line, want) in table {
         let got = pattern(pat).matches(line.as_bytes(), &mut Captures::new());
@@ -195,6 +220,7 @@ fn placeholders_are_whole_fields() {
     }
     assert!(!pattern("a|b").has_placeholders());
     assert!(pattern("a|{*}").has_placeholders());
+    assert!(pattern("a|{*?}").has_placeholders());
 }
 
 #[test]
