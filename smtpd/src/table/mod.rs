@@ -119,6 +119,12 @@ pub trait Table: Send + Sync {
     fn proc_stats(&self) -> Option<ProcStats> {
         None
     }
+
+    /// Stops serving, at daemon shutdown: a table served by a program
+    /// closes the program's stdin and returns once it has exited (SIGTERM
+    /// after 10 s, SIGKILL 5 s later, SPEC.md section 1.1). Static tables
+    /// have nothing to stop.
+    async fn shutdown(&self) {}
 }
 
 /// The live tables of a configuration, indexed like `Config::tables`.
@@ -146,5 +152,10 @@ impl Tables {
     /// Every table, in configuration order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Table>> {
         self.tables.iter()
+    }
+
+    /// Shuts every table down at once and returns when all are stopped.
+    pub async fn shutdown(&self) {
+        futures::future::join_all(self.tables.iter().map(|t| t.shutdown())).await;
     }
 }
