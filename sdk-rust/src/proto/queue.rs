@@ -244,6 +244,15 @@ fn base64(c: &mut Cursor<'_>, field: &'static str) -> Result<Vec<u8>, ParseError
         .map_err(|_| c.error(Problem::Invalid, field, "standard base64 with padding"))
 }
 
+/// Message chunks and envelopes are never empty.
+fn nonempty_base64(c: &mut Cursor<'_>, field: &'static str) -> Result<Vec<u8>, ParseError> {
+    let data = base64(c, field)?;
+    if data.is_empty() {
+        return Err(c.error(Problem::Invalid, field, "at least one byte"));
+    }
+    Ok(data)
+}
+
 fn put_base64(w: &mut Writer<'_>, data: &[u8]) {
     w.separator_then(|out| {
         let start = out.len();
@@ -277,6 +286,17 @@ impl Line for Request {
     }
 
     fn format(&self, out: &mut BytesMut) -> Result<(), FormatError> {
+        if let Op::MessageWrite { data, .. }
+        | Op::EnvelopeCreate { data, .. }
+        | Op::EnvelopeUpdate { data, .. } = &self.op
+        {
+            if data.is_empty() {
+                return Err(FormatError {
+                    field: "data",
+                    reason: "must hold at least one byte",
+                });
+            }
+        }
         let mut w = Writer::new(out);
         w.raw(b"queue").raw(VERSION.as_bytes());
         w.separator_then(|out| self.timestamp.write(out));
@@ -335,10 +355,7 @@ fn parse_op(c: &mut Cursor<'_>, kind: OpKind) -> Result<Op, ParseError> {
         OpKind::MessageWrite => {
             let msgid = msgid(c)?;
             let offset = number(c, "offset")?;
-            let data = base64(c, "data")?;
-            if data.is_empty() {
-                return Err(c.error(Problem::Invalid, "data", "at least one byte"));
-            }
+            let data = nonempty_base64(c, "data")?;
             Op::MessageWrite {
                 msgid,
                 offset,
@@ -358,11 +375,11 @@ fn parse_op(c: &mut Cursor<'_>, kind: OpKind) -> Result<Op, ParseError> {
         OpKind::MessageCorrupt => Op::MessageCorrupt { msgid: msgid(c)? },
         OpKind::EnvelopeCreate => Op::EnvelopeCreate {
             msgid: msgid(c)?,
-            data: base64(c, "data")?,
+            data: nonempty_base64(c, "data")?,
         },
         OpKind::EnvelopeUpdate => Op::EnvelopeUpdate {
             evpid: evpid(c, false)?,
-            data: base64(c, "data")?,
+            data: nonempty_base64(c, "data")?,
         },
         OpKind::EnvelopeLoad => Op::EnvelopeLoad {
             evpid: evpid(c, false)?,
@@ -428,7 +445,8 @@ impl Response {
             QueueResult::Data(d) => {
                 op == K::MessageRead || (op == K::EnvelopeLoad && !d.is_empty())
             }
-            QueueResult::Walked(..) | QueueResult::Done => op == K::EnvelopeWalk,
+            QueueResult::Walked(_, d) => op == K::EnvelopeWalk && !d.is_empty(),
+            QueueResult::Done => op == K::EnvelopeWalk,
             QueueResult::NotFound => {
                 matches!(
                     op,
@@ -459,7 +477,7 @@ impl Line for Response {
             },
             b"found" if op == OpKind::EnvelopeWalk => {
                 let id = evpid(&mut c, false)?;
-                QueueResult::Walked(id, base64(&mut c, "data")?)
+                QueueResult::Walked(id, nonempty_base64(&mut c, "data")?)
             }
             b"found" => QueueResult::Data(base64(&mut c, "data")?),
             b"not-found" => QueueResult::NotFound,

@@ -194,6 +194,10 @@ def arguments(op: str) -> tuple:
     return _ARGS[op]
 
 
+# Requests whose data is never empty: message chunks and envelopes.
+_NONEMPTY_DATA = ("message-write", "envelope-create", "envelope-update")
+
+
 def _parse_args(c: Cursor, op: str) -> dict:
     args: dict = {}
     for name in _ARGS[op]:
@@ -207,7 +211,7 @@ def _parse_args(c: Cursor, op: str) -> dict:
             args[name] = _b64decode(c, "data")
         else:
             args[name] = _number(c, name)
-    if op == "message-write" and not args["data"]:
+    if op in _NONEMPTY_DATA and not args["data"]:
         raise c.error(Problem.INVALID, "data", "at least one byte")
     return args
 
@@ -224,7 +228,7 @@ def _put_arg(op: str, name: str, value: object) -> bytes:
     if name == "data":
         if not isinstance(value, (bytes, bytearray)):
             raise FormatError("data", "must be bytes")
-        if op == "message-write" and not value:
+        if op in _NONEMPTY_DATA and not value:
             raise FormatError("data", "must hold at least one byte")
         return base64.b64encode(value)
     if not is_u64(value):
@@ -256,7 +260,7 @@ def is_valid_answer(op: str, status: str, response: Response) -> bool:
         if r.data is None or r.msgid is not None:
             return False
         if op == "envelope-walk":
-            return r.evpid is not None
+            return r.evpid is not None and len(r.data) > 0
         if r.evpid is not None:
             return False
         return op == "message-read" or (op == "envelope-load" and len(r.data) > 0)

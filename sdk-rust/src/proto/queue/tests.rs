@@ -24,7 +24,6 @@ fn every_request_round_trips() {
         "envelope-load|0000000000000009|0badcafe00000001",
         "envelope-delete|000000000000000a|0badcafe00000001",
         "envelope-walk|000000000000000b|0000000000000000",
-        "envelope-create|0000000000000007|0badcafe|",
     ] {
         round_trip::<Request>(&format!("queue|0.1|{TS}|{args}"));
     }
@@ -75,6 +74,7 @@ fn bad_lines_are_refused() {
         "envelope-load-result|0000000000000009|found|",
         "envelope-create-result|0000000000000007|ok|0badcafe00000000",
         "envelope-walk-result|000000000000000b|found|0badcafe00000001",
+        "envelope-walk-result|000000000000000b|found|0badcafe00000001|",
         "envelope-walk-result|000000000000000b|ok",
         "message-delete-result|0000000000000005|ok|extra",
         "frob-result|0000000000000005|ok",
@@ -85,6 +85,8 @@ fn bad_lines_are_refused() {
     for args in [
         "message-write|0000000000000002|0badcafe|0|",
         "message-write|0000000000000002|00000000|0|aGVsbG8=",
+        "envelope-create|0000000000000006|0badcafe|",
+        "envelope-update|0000000000000006|0badcafe00000001|",
         "message-commit|0000000000000003|0badcafe|-1",
         "envelope-load|0000000000000009|0badcafe",
         "envelope-walk|000000000000000b",
