@@ -8,34 +8,50 @@
 //! [2001:db8::1]   mx6.example.org
 //! ```
 //!
-//! A file is either a **list** (one key a line) or a **mapping** (`key
-//! value`). As in OpenSMTPD's static tables:
-//! - leading and trailing blanks are removed, lines may end in `\r\n`; blank
-//!   lines and lines starting with `#` are skipped (a `#` after the start of
-//!   a line is data);
-//! - the key ends at the first blank (space, tab) or `:` (so aliases files,
-//!   `root: alice`, read as they do in OpenSMTPD), or at the `]` of a key
-//!   starting with `[` (bracketed IPv6 addresses);
-//! - the value is the rest of the line after the separator and the blanks
-//!   (and a `:` followed by a blank) after it, trailing blanks trimmed: it
-//!   may hold `|`, inner spaces, `#`, `:` and any UTF-8 text;
+//! A file is either a **list** (one value a line) or a **mapping** (`key
+//! value`), read line by line as OpenSMTPD 7.8's `parse_table_line` reads
+//! it (tables.md section 1.1):
+//! - blanks (`isspace`: space, tab, `\r`, `\v`, `\f`) are removed from both
+//!   ends, so lines may end in `\r\n`; empty lines are skipped;
+//! - a line whose first character is `#` is a comment (a `#` later in a
+//!   line is data). While the form is still undecided, a comment whose text
+//!   after `#` and blanks is exactly `@list` makes the file a list;
+//! - the key ends at the first space, tab or `:`; in a line starting with
+//!   `[`, it ends at the first `]` instead (bracketed IPv6 addresses), and a
+//!   `[` without a `]` is an error;
+//! - the **first data line decides the form**: nothing after its key makes
+//!   a list, anything after it a mapping. Later lines are read with that
+//!   form, never compared with it:
+//!   - in a list, the whole trimmed line is the value, so `[2001:db8::]/32`
+//!     and lines holding spaces are single values;
+//!   - in a mapping, the one character after the key (the separator) is
+//!     dropped, then any spaces and tabs; the rest of the line is the
+//!     value, which may hold `|`, inner spaces, `#`, `:` and any UTF-8
+//!     text. A mapping line without a value is an error;
+//! - an empty file (or one of comments only) is an empty mapping, unless
+//!   it says `# @list`;
 //! - keys are lower-cased (ASCII), since the daemon lower-cases what it
 //!   looks up; values are kept as written;
-//! - the first entry decides the form, and mixing the two is an error;
-//! - a key given twice keeps its first place and takes the later value.
+//! - a key given twice keeps the place of its first line and takes the
+//!   value (and line number) of the last one: the last one wins, as in
+//!   OpenSMTPD, whose dictionary has no order of its own.
 //!
-//! Entries keep the file's order, which `fetch` cycles through. Errors name
-//! the line.
+//! Beyond OpenSMTPD, a line that is not UTF-8 or holds a carriage return or
+//! a NUL byte inside it is an error, since no protocol line could carry it.
+//! Any error fails the whole file, as a malformed line does in OpenSMTPD.
+//!
+//! Entries keep the file's order. Errors name the line.
 
 use std::collections::HashMap;
 use std::fmt;
 
-/// Whether a file lists keys or maps keys to values.
+/// Whether a file lists values or maps keys to values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
-    /// One key a line, no values (also the form of an empty file).
+    /// One value a line, no separate key (set by a first data line without
+    /// anything after its key, or by a `# @list` comment before it).
     List,
-    /// `key value` lines.
+    /// `key value` lines (also the form of an empty file).
     Mapping,
 }
 
@@ -51,7 +67,7 @@ impl fmt::Display for Form {
 /// One key of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The key.
+    /// The key (in a list, the whole line), lower-cased.
     pub key: String,
     /// The value; `None` in a list.
     pub value: Option<String>,
@@ -65,14 +81,14 @@ pub struct Entry {
 pub enum ErrorKind {
     /// The line is not valid UTF-8.
     NotUtf8,
-    /// The line holds a carriage return or another control character that
-    /// no protocol line may carry.
+    /// The line holds a carriage return or a NUL byte, which no protocol
+    /// line may carry.
     ControlChar,
-    /// The line is of the other form than the first entry.
-    MixedForms {
-        /// The form of the file, set by its first entry.
-        form: Form,
-        /// The line of that first entry.
+    /// The line starts with `[` and has no `]`.
+    UnclosedBracket,
+    /// A line of a mapping has a key but no value.
+    EmptyValue {
+        /// The line whose key and value made the file a mapping.
         first_line: usize,
     },
 }
@@ -94,13 +110,12 @@ impl fmt::Display for ErrorKind {
             Self::ControlChar => {
                 f.write_str("control character (such as a carriage return) in a key or value")
             }
-            Self::MixedForms { form, first_line } => {
-                let (this, other) = match form {
-                    Form::List => ("a key with a value", "a list of keys"),
-                    Form::Mapping => ("a key without a value", "a mapping of keys to values"),
-                };
-                write!(f, "{this} in {other} (the form set by line {first_line})")
-            }
+            Self::UnclosedBracket => f.write_str("a key starting with '[' has no ']'"),
+            Self::EmptyValue { first_line } => write!(
+                f,
+                "a key without a value in a mapping of keys to values (the form set by line \
+                 {first_line})"
+            ),
         }
     }
 }
@@ -113,46 +128,31 @@ pub struct TableFile {
     index: HashMap<String, usize>,
 }
 
+/// The state of a file being read.
+struct Reader {
+    file: TableFile,
+    /// The form, once decided, and the line that decided it (0 for a
+    /// `# @list` comment).
+    form: Option<(Form, usize)>,
+}
+
 impl TableFile {
     /// Parses the whole content of a file.
     pub fn parse(content: &[u8]) -> Result<Self, Error> {
-        let mut file = Self {
-            form: Form::List,
-            entries: Vec::new(),
-            index: HashMap::new(),
+        let mut reader = Reader {
+            file: Self {
+                form: Form::Mapping,
+                entries: Vec::new(),
+                index: HashMap::new(),
+            },
+            form: None,
         };
-        let mut first_line = None;
         for (n, raw) in content.split(|&b| b == b'\n').enumerate() {
-            let line = n + 1;
-            let Some((key, value)) = split_line(raw, line)? else {
-                continue;
-            };
-            let form = if value.is_some() {
-                Form::Mapping
-            } else {
-                Form::List
-            };
-            match first_line {
-                None => {
-                    file.form = form;
-                    first_line = Some(line);
-                }
-                Some(first_line) if form != file.form => {
-                    return Err(Error {
-                        line,
-                        kind: ErrorKind::MixedForms {
-                            form: file.form,
-                            first_line,
-                        },
-                    })
-                }
-                Some(_) => {}
-            }
-            file.insert(Entry {
-                key,
-                value: value.map(str::to_owned),
-                line,
-            });
+            reader.line(raw, n + 1)?;
+        }
+        let mut file = reader.file;
+        if let Some((form, _)) = reader.form {
+            file.form = form;
         }
         Ok(file)
     }
@@ -172,7 +172,7 @@ impl TableFile {
         self.form
     }
 
-    /// The entries, in file order.
+    /// The entries, in the order of the first line of each key.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
@@ -199,46 +199,67 @@ impl TableFile {
 }
 
 /// Blanks as OpenSMTPD's `isspace` sees them, minus the line feed.
-fn is_blank(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c)
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\x0b' | '\x0c')
 }
 
-/// The key and optional value of one line; `None` for a blank or comment
-/// line.
-fn split_line(raw: &[u8], line: usize) -> Result<Option<(String, Option<&str>)>, Error> {
-    let text = std::str::from_utf8(raw).map_err(|_| Error {
-        line,
-        kind: ErrorKind::NotUtf8,
-    })?;
-    let blank = |c: char| c.is_ascii() && is_blank(c as u8);
-    let text = text.trim_matches(blank);
-    if text.is_empty() || text.starts_with('#') {
-        return Ok(None);
-    }
-    if text.bytes().any(|b| b == b'\r' || b == 0) {
-        return Err(Error {
-            line,
-            kind: ErrorKind::ControlChar,
-        });
-    }
-    let end = match text.find(']') {
-        Some(close) if text.starts_with('[') => close + 1,
-        _ => text
-            .find(|c: char| blank(c) || c == ':')
-            .unwrap_or(text.len()),
-    };
-    let key = text[..end].to_ascii_lowercase();
-    // Skip one separator, then blanks and any ':' followed by a blank.
-    let mut rest = text[end..].char_indices().skip(1).peekable();
-    let start = loop {
-        match rest.next() {
-            None => return Ok(Some((key, None))),
-            Some((_, c)) if blank(c) => {}
-            Some((_, ':')) if rest.peek().is_some_and(|&(_, n)| blank(n)) => {}
-            Some((i, _)) => break end + i,
+impl Reader {
+    /// Reads one line (without its `\n`).
+    fn line(&mut self, raw: &[u8], line: usize) -> Result<(), Error> {
+        let fail = |kind| Error { line, kind };
+        let text = std::str::from_utf8(raw).map_err(|_| fail(ErrorKind::NotUtf8))?;
+        let text = text.trim_matches(is_blank);
+        if text.is_empty() {
+            return Ok(());
         }
-    };
-    Ok(Some((key, Some(&text[start..]))))
+        if let Some(comment) = text.strip_prefix('#') {
+            if self.form.is_none() && comment.trim_start_matches(is_blank) == "@list" {
+                self.form = Some((Form::List, 0));
+            }
+            return Ok(());
+        }
+        if text.contains(['\r', '\0']) {
+            return Err(fail(ErrorKind::ControlChar));
+        }
+        let key_end = if text.starts_with('[') {
+            text.find(']')
+                .map(|close| close + 1)
+                .ok_or_else(|| fail(ErrorKind::UnclosedBracket))?
+        } else {
+            text.find([' ', '\t', ':']).unwrap_or(text.len())
+        };
+        let (form, first_line) = *self.form.get_or_insert_with(|| {
+            let form = if key_end == text.len() {
+                Form::List
+            } else {
+                Form::Mapping
+            };
+            (form, line)
+        });
+        let entry = match form {
+            Form::List => Entry {
+                key: text.to_ascii_lowercase(),
+                value: None,
+                line,
+            },
+            Form::Mapping => {
+                // Drop the separator, whatever it is, then spaces and tabs.
+                let mut rest = text[key_end..].chars();
+                rest.next();
+                let value = rest.as_str().trim_start_matches([' ', '\t']);
+                if value.is_empty() {
+                    return Err(fail(ErrorKind::EmptyValue { first_line }));
+                }
+                Entry {
+                    key: text[..key_end].to_ascii_lowercase(),
+                    value: Some(value.to_owned()),
+                    line,
+                }
+            }
+        };
+        self.file.insert(entry);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -258,7 +279,9 @@ mod tests {
             ("key value", ("key", Some("value"))),
             ("key\tvalue", ("key", Some("value"))),
             ("  key   value  ", ("key", Some("value"))),
+            ("key \t value", ("key", Some("value"))),
             ("key value\r", ("key", Some("value"))),
+            ("key value\x0b\x0c", ("key", Some("value"))),
             (
                 "pipe left|middle|right",
                 ("pipe", Some("left|middle|right")),
@@ -274,12 +297,17 @@ mod tests {
             ),
             ("[2001:db8::1]   mx6", ("[2001:db8::1]", Some("mx6"))),
             ("[2001:db8::1]:mx6", ("[2001:db8::1]", Some("mx6"))),
+            // Whatever follows the `]` is the separator.
+            ("[::1]x mx6", ("[::1]", Some("mx6"))),
             ("alice alice:$2b$09$x", ("alice", Some("alice:$2b$09$x"))),
             ("root: alice, bob", ("root", Some("alice, bob"))),
             ("root:alice", ("root", Some("alice"))),
-            ("root :  alice", ("root", Some("alice"))),
-            ("Postmaster Root", ("postmaster", Some("Root"))),
+            ("root::alice", ("root", Some(":alice"))),
+            // One separator only: a later ':' belongs to the value.
+            ("root :  alice", ("root", Some(":  alice"))),
             ("k :x", ("k", Some(":x"))),
+            ("Postmaster Root", ("postmaster", Some("Root"))),
+            ("a:b c", ("a", Some("b c"))),
         ];
         for (line, expected) in cases {
             let file = TableFile::parse(line.as_bytes()).unwrap();
@@ -289,20 +317,69 @@ mod tests {
     }
 
     #[test]
-    fn list_comments_and_blank_lines() {
-        let file =
-            TableFile::parse(b"# head\n\n  192.0.2.1\n\t# indented comment\n[::1]  \r\n").unwrap();
-        assert_eq!(file.form(), Form::List);
-        assert_eq!(pairs(&file), vec![("192.0.2.1", None), ("[::1]", None)]);
-        assert_eq!(file.entries()[1].line, 5);
-        let empty = TableFile::parse(b"# nothing\n").unwrap();
-        assert!(empty.is_empty());
-        assert_eq!(empty.form(), Form::List);
+    fn list_lines_are_whole_lines() {
+        let cases: &[(&str, &[&str])] = &[
+            ("192.0.2.1\n", &["192.0.2.1"]),
+            ("[::1]  \r\n", &["[::1]"]),
+            ("Example.ORG\n", &["example.org"]),
+            // The first line decides; later lines are whole values.
+            ("a\nb c\nd:e\n", &["a", "b c", "d:e"]),
+            (
+                "# @list\n10.0.0.0/8\n[2001:db8::]/32\n",
+                &["10.0.0.0/8", "[2001:db8::]/32"],
+            ),
+            ("#@list\nkey value\n", &["key value"]),
+            ("  #\t@list\nkey: value\n", &["key: value"]),
+            ("# @list\n", &[]),
+        ];
+        for (content, expected) in cases {
+            let file = TableFile::parse(content.as_bytes()).unwrap();
+            assert_eq!(file.form(), Form::List, "{content:?}");
+            let keys: Vec<&str> = file.entries().iter().map(|e| e.key.as_str()).collect();
+            assert_eq!(keys, *expected, "{content:?}");
+            assert!(file.entries().iter().all(|e| e.value.is_none()));
+        }
+    }
+
+    #[test]
+    fn list_comment_only_counts_before_the_first_line() {
+        let cases: &[(&str, Form)] = &[
+            ("a b\n# @list\nc d\n", Form::Mapping),
+            ("# @list please\na b\n", Form::Mapping),
+            ("# @LIST\na b\n", Form::Mapping),
+            ("# list\na b\n", Form::Mapping),
+            ("# header\n\n# @list\na b\n", Form::List),
+            // Without `# @list`, a bracketed network with a mask is a key
+            // (`[2001:db8::]`) and a value (`32`), as in OpenSMTPD.
+            ("[2001:db8::]/32\n", Form::Mapping),
+        ];
+        for (content, form) in cases {
+            let file = TableFile::parse(content.as_bytes()).unwrap();
+            assert_eq!(file.form(), *form, "{content:?}");
+        }
+        let file = TableFile::parse(b"[2001:db8::]/32\n").unwrap();
+        assert_eq!(pairs(&file), vec![("[2001:db8::]", Some("32"))]);
+    }
+
+    #[test]
+    fn comments_and_blank_lines() {
+        let file = TableFile::parse(b"# head\n\n  a 1\n\t# indented comment\n\nb 2\n").unwrap();
+        assert_eq!(pairs(&file), vec![("a", Some("1")), ("b", Some("2"))]);
+        assert_eq!(file.entries()[1].line, 6);
+    }
+
+    #[test]
+    fn empty_files_are_mappings() {
+        for content in [&b""[..], b"\n\n", b"# nothing\n", b"  \t\r\n"] {
+            let file = TableFile::parse(content).unwrap();
+            assert!(file.is_empty());
+            assert_eq!(file.form(), Form::Mapping, "{content:?}");
+        }
     }
 
     #[test]
     fn order_is_kept_and_duplicates_take_the_later_value() {
-        let file = TableFile::parse(b"b 1\na 2\nc 3\na 4\n").unwrap();
+        let file = TableFile::parse(b"b 1\na 2\nc 3\nA 4\n").unwrap();
         assert_eq!(
             pairs(&file),
             vec![("b", Some("1")), ("a", Some("4")), ("c", Some("3"))]
@@ -311,20 +388,28 @@ mod tests {
         assert!(file.contains_key("c"));
         assert!(!file.contains_key("A"));
         assert_eq!(file.len(), 3);
+        let list = TableFile::parse(b"x\ny\nX\n").unwrap();
+        assert_eq!(pairs(&list), vec![("x", None), ("y", None)]);
+        assert_eq!(list.get("x").unwrap().line, 3);
     }
 
     #[test]
     fn errors_name_the_line() {
         let cases: &[(&[u8], usize, &str)] = &[
             (b"a 1\nb\n", 2, "line 2: a key without a value in a mapping of keys to values (the form set by line 1)"),
-            (b"# c\na\n\nb 2\n", 4, "line 4: a key with a value in a list of keys (the form set by line 2)"),
+            (b"# c\na 1\n\nb:\n", 4, "line 4: a key without a value in a mapping of keys to values (the form set by line 2)"),
+            (b"a:\n", 1, "line 1: a key without a value in a mapping of keys to values (the form set by line 1)"),
+            (b"[::1]:\t\n", 1, "line 1: a key without a value in a mapping of keys to values (the form set by line 1)"),
             (b"a 1\nb \xff\n", 2, "line 2: not valid UTF-8"),
             (b"a 1\rx\n", 1, "line 1: control character (such as a carriage return) in a key or value"),
+            (b"a\nb\0c\n", 2, "line 2: control character (such as a carriage return) in a key or value"),
+            (b"a 1\n[::1 x\n", 2, "line 2: a key starting with '[' has no ']'"),
+            (b"# @list\n[::1\n", 2, "line 2: a key starting with '[' has no ']'"),
         ];
         for (content, line, message) in cases {
             let e = TableFile::parse(content).unwrap_err();
-            assert_eq!(e.line, *line);
-            assert_eq!(e.to_string(), *message);
+            assert_eq!(e.line, *line, "{content:?}");
+            assert_eq!(e.to_string(), *message, "{content:?}");
         }
     }
 
