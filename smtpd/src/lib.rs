@@ -3,6 +3,8 @@
 //!
 //! - [`config`]: smtpd.conf, parsed and checked into a [`config::Config`].
 //! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
+//! - [`control`]: the control socket that `smtpctl` speaks.
 
 pub mod config;
+pub mod control;
 pub mod table;

@@ -1,0 +1,47 @@
+//! The control socket: how `smtpctl` steers a running daemon.
+//!
+//! - `protocol.rs`: the requests and answers, one JSON object per line,
+//!   shared by both ends.
+//! - `server.rs`: the daemon's end, called by `crate::daemon`; it answers
+//!   from the live [`crate::table::Tables`].
+//! - `client.rs`, `command.rs` and `listing.rs`: smtpctl's end (blocking
+//!   client, OpenSMTPD-style command words, the `show tables` columns).
+//!
+//! Where the socket lives is decided here for both ends:
+//! [`socket_path`].
+
+pub mod client;
+pub mod command;
+pub mod listing;
+pub mod protocol;
+mod server;
+
+use std::path::{Path, PathBuf};
+
+pub use server::{run, BindError, Context, ControlSocket, IDLE_TIMEOUT};
+
+/// The control socket of a daemon run by root (OpenSMTPD's).
+pub const SYSTEM_SOCKET: &str = "/var/run/smtpd.sock";
+
+/// The data directory of a daemon run by another user, relative to the
+/// directory it starts in.
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+/// The socket's name in the data directory.
+pub const SOCKET_NAME: &str = "smtpd.sock";
+
+/// The control socket's default path: [`SYSTEM_SOCKET`] for root, else
+/// [`SOCKET_NAME`] in `data_dir`.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    if effective_uid() == 0 {
+        PathBuf::from(SYSTEM_SOCKET)
+    } else {
+        data_dir.join(SOCKET_NAME)
+    }
+}
+
+/// This process's effective uid.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -1,0 +1,368 @@
+//! The server over a real socket in a temporary directory, with tables
+//! made for the test, and the client of `client.rs` as the peer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::control::client::{Client, ClientError};
+use crate::control::protocol::{ProcCounters, Service};
+use crate::table::{Error, ProcStats, Table};
+
+/// A mapping table whose content the test can change, counting updates.
+struct Memory {
+    name: &'static str,
+    entries: Mutex<Vec<(String, String)>>,
+    pending: Mutex<Option<Vec<(String, String)>>>,
+    updates: AtomicU64,
+    program: bool,
+}
+
+impl Memory {
+    fn new(name: &'static str, entries: &[(&str, &str)], program: bool) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            entries: Mutex::new(pairs(entries)),
+            pending: Mutex::new(None),
+            updates: AtomicU64::new(0),
+            program,
+        })
+    }
+}
+
+fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[async_trait]
+impl Table for Memory {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn backend(&self) -> String {
+        if self.program {
+            format!("proc-exec \"table-{}\"", self.name)
+        } else {
+            "memory".to_owned()
+        }
+    }
+
+    async fn check(&self, _: Service, key: &str) -> Result<bool, Error> {
+        Ok(self.entries.lock().unwrap().iter().any(|(k, _)| k == key))
+    }
+
+    async fn lookup(&self, service: Service, key: &str) -> Result<Option<String>, Error> {
+        if service == Service::Auth {
+            return Err(Error::Unsupported {
+                table: self.name.to_owned(),
+                service,
+            });
+        }
+        let entries = self.entries.lock().unwrap();
+        Ok(entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone()))
+    }
+
+    async fn update(&self) -> Result<(), Error> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        match self.pending.lock().unwrap().take() {
+            Some(next) => {
+                *self.entries.lock().unwrap() = next;
+                Ok(())
+            }
+            None if self.program => Ok(()),
+            None => Err(Error::Backend {
+                table: self.name.to_owned(),
+                message: Some("nothing to reload".to_owned()),
+            }),
+        }
+    }
+
+    fn proc_stats(&self) -> Option<ProcStats> {
+        self.program.then(|| ProcStats {
+            pid: Some(4242),
+            requests: self.updates.load(Ordering::SeqCst),
+            ..ProcStats::default()
+        })
+    }
+}
+
+/// A running server on a socket in a fresh directory.
+struct Harness {
+    dir: PathBuf,
+    path: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    fn start(name: &str, tables: Vec<Arc<dyn Table>>, daemon_uid: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!("smtpd-control-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("smtpd.sock");
+        let socket = ControlSocket::bind(&path).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let context = Context {
+            tables: Tables::new(tables),
+            daemon_uid,
+        };
+        let server = tokio::spawn(run(socket, context, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            dir,
+            path,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    /// Sends requests on one connection, from a blocking thread.
+    async fn ask(&self, requests: Vec<Request>) -> Result<Vec<Vec<Answer>>, ClientError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut client = Client::connect(&path)?;
+            requests.iter().map(|r| client.request(r)).collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        (&mut self.server).await.unwrap();
+        assert!(!self.path.exists(), "the socket file is removed");
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn our_uid() -> u32 {
+    crate::control::effective_uid()
+}
+
+#[tokio::test]
+async fn show_update_check_and_lookup_through_the_socket() {
+    let aliases = Memory::new("aliases", &[("root", "admin")], false);
+    let users = Memory::new("users", &[], true);
+    let harness = Harness::start("all", vec![aliases.clone(), users.clone()], our_uid());
+    let mode = std::fs::metadata(&harness.path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666);
+
+    *aliases.pending.lock().unwrap() = Some(pairs(&[("root", "ops"), ("abuse", "ops")]));
+    let lookup = |key: &str| Request::LookupTable {
+        name: "aliases".into(),
+        service: Service::Alias,
+        key: key.into(),
+    };
+    let answers = harness
+        .ask(vec![
+            lookup("root"),
+            Request::UpdateTable {
+                name: "aliases".into(),
+            },
+            lookup("root"),
+            Request::CheckTable {
+                name: "aliases".into(),
+                service: Service::Alias,
+                key: "abuse".into(),
+            },
+            lookup("nobody"),
+            Request::UpdateTable {
+                name: "users".into(),
+            },
+            Request::ShowTables,
+        ])
+        .await
+        .unwrap();
+    let value = |v: &str| Answer::Lookup {
+        value: Some(v.into()),
+    };
+    assert_eq!(answers[0], [value("admin"), Answer::Succeeded]);
+    assert_eq!(answers[1], [Answer::Succeeded]);
+    assert_eq!(answers[2], [value("ops"), Answer::Succeeded]);
+    assert_eq!(
+        answers[3],
+        [Answer::Check { found: true }, Answer::Succeeded]
+    );
+    assert_eq!(
+        answers[4],
+        [Answer::Lookup { value: None }, Answer::Succeeded]
+    );
+    assert_eq!(answers[5], [Answer::Succeeded]);
+    assert_eq!(
+        answers[6],
+        [
+            Answer::Table(TableStatus {
+                name: "aliases".into(),
+                backend: "memory".into(),
+                proc: None,
+            }),
+            Answer::Table(TableStatus {
+                name: "users".into(),
+                backend: "proc-exec \"table-users\"".into(),
+                proc: Some(ProcCounters {
+                    pid: Some(4242),
+                    requests: 1,
+                    ..ProcCounters::default()
+                }),
+            }),
+            Answer::Succeeded,
+        ]
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_final_answers_with_a_reason() {
+    let aliases = Memory::new("aliases", &[], false);
+    let harness = Harness::start("failures", vec![aliases], our_uid());
+    let answers = harness
+        .ask(vec![
+            Request::UpdateTable {
+                name: "missing".into(),
+            },
+            Request::UpdateTable {
+                name: "aliases".into(),
+            },
+            Request::LookupTable {
+                name: "aliases".into(),
+                service: Service::Auth,
+                key: "k".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers[0],
+        [Answer::Failed {
+            reason: "no table named \"missing\"".into()
+        }]
+    );
+    assert_eq!(
+        answers[1],
+        [Answer::Failed {
+            reason: "table aliases: backend error: nothing to reload".into()
+        }]
+    );
+    assert_eq!(
+        answers[2],
+        [Answer::Failed {
+            reason: "table aliases: auth not supported by this table".into()
+        }]
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_line_gets_a_failure_and_the_connection_goes_on() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let harness = Harness::start("badline", vec![], our_uid());
+    let stream = UnixStream::connect(&harness.path).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut answers = BufReader::new(read).lines();
+    write
+        .write_all(b"{\"command\":\"reboot\"}\n")
+        .await
+        .unwrap();
+    let line = answers.next_line().await.unwrap().unwrap();
+    assert!(
+        line.starts_with(
+            "{\"answer\":\"failed\",\"reason\":\"invalid control line: unknown variant `reboot`"
+        ),
+        "{line}"
+    );
+    write
+        .write_all(b"{\"command\":\"show-tables\"}\n")
+        .await
+        .unwrap();
+    let line = answers.next_line().await.unwrap().unwrap();
+    assert_eq!(line, "{\"answer\":\"succeeded\"}");
+    drop(write);
+    assert_eq!(answers.next_line().await.unwrap(), None);
+    harness.stop().await;
+}
+
+#[test]
+fn privileged_requests_need_root_or_the_daemons_user() {
+    assert!(is_privileged(Some(0), 1000));
+    assert!(is_privileged(Some(1000), 1000));
+    assert!(!is_privileged(Some(1001), 1000));
+    assert!(!is_privileged(None, 1000));
+}
+
+#[tokio::test]
+async fn another_users_peer_is_denied_privileged_requests_but_root_never_is() {
+    // The daemon's uid is set to another user's: this test's client is
+    // then "another user", unless it runs as root, which is always let in.
+    // (tests/control.rs runs smtpctl as nobody when the tests run as root.)
+    let aliases = Memory::new("aliases", &[], false);
+    let harness = Harness::start("denied", vec![aliases.clone()], our_uid() + 1);
+    let answers = harness
+        .ask(vec![
+            Request::UpdateTable {
+                name: "aliases".into(),
+            },
+            Request::ShowTables,
+        ])
+        .await
+        .unwrap();
+    if our_uid() == 0 {
+        assert!(
+            matches!(answers[0][..], [Answer::Failed { .. }]),
+            "{answers:?}"
+        );
+        assert_eq!(aliases.updates.load(Ordering::SeqCst), 1);
+    } else {
+        assert_eq!(answers[0], [Answer::Denied]);
+        assert_eq!(aliases.updates.load(Ordering::SeqCst), 0);
+    }
+    assert_eq!(answers[1].len(), 2, "show tables is for everyone");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_socket_is_not_taken_over_and_a_stale_one_is_replaced() {
+    let harness = Harness::start("inuse", vec![], our_uid());
+    match ControlSocket::bind(&harness.path) {
+        Err(BindError::InUse(path)) => assert_eq!(path, harness.path),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    harness.stop().await;
+
+    let dir = std::env::temp_dir().join(format!("smtpd-control-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A socket file nobody listens on, as a killed daemon leaves it.
+    let stale = dir.join("smtpd.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let socket = ControlSocket::bind(&stale).unwrap();
+    assert_eq!(socket.path(), stale);
+    drop(socket);
+    assert!(!stale.exists());
+
+    std::fs::write(&stale, "not a socket").unwrap();
+    assert!(matches!(
+        ControlSocket::bind(&stale),
+        Err(BindError::NotASocket(_))
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
