@@ -4,8 +4,9 @@
 //!   shared by both ends.
 //! - `server.rs`: the daemon's end, called by `crate::daemon`; it answers
 //!   from the live [`crate::table::Tables`].
-//! - `client.rs`, `command.rs` and `listing.rs`: smtpctl's end (blocking
-//!   client, OpenSMTPD-style command words, the `show tables` columns).
+//! - `client.rs`, `command.rs`, `output.rs` and `listing.rs`: smtpctl's
+//!   end (blocking client, OpenSMTPD-style command words, what is printed
+//!   for each answer, the `show tables` columns).
 //!
 //! Where the socket lives is decided here for both ends:
 //! [`socket_path`].
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod command;
 pub mod listing;
+pub mod output;
 pub mod protocol;
 mod server;
 

@@ -1,0 +1,76 @@
+//! `smtpctl`: steer a running smtpd over its control socket.
+//!
+//! `smtpctl [-s socket] [--data-dir dir] command [argument ...]`, with
+//! OpenSMTPD's command words (abbreviations allowed): `show tables`,
+//! `update table NAME`, and ours, `check table NAME SERVICE KEY` and
+//! `lookup table NAME SERVICE KEY`. The socket is found as the daemon
+//! places it (`smtpd::control::socket_path`). Exit status 0 when the
+//! command succeeded, 1 otherwise.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use smtpd::control::client::Client;
+use smtpd::control::command::{self, CommandError};
+use smtpd::control::output::{self, Output};
+
+/// Control a running smtpd.
+#[derive(Debug, Parser)]
+#[command(name = "smtpctl", version, about, after_help = after_help())]
+struct Args {
+    /// The control socket [default: /var/run/smtpd.sock as root, else
+    /// DIR/smtpd.sock].
+    #[arg(short = 's', value_name = "socket")]
+    socket: Option<PathBuf>,
+    /// The daemon's data directory, where its socket is when not run by
+    /// root.
+    #[arg(long, value_name = "dir", default_value = smtpd::control::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The command and its arguments.
+    #[arg(
+        value_name = "command",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    words: Vec<String>,
+}
+
+fn after_help() -> String {
+    let commands: Vec<String> = command::patterns().map(|p| format!("  {p}")).collect();
+    format!("Commands:\n{}", commands.join("\n"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let out = run(&args);
+    // Output errors (a closed pipe) change nothing the daemon did.
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+    ExitCode::from(out.status)
+}
+
+fn run(args: &Args) -> Output {
+    let request = match command::parse(&args.words) {
+        Ok(request) => request,
+        Err(e @ CommandError::Service(_)) => return Output::error(e),
+        // OpenSMTPD prints these bare, without the program's name.
+        Err(e) => {
+            return Output {
+                stderr: format!("{e}\n"),
+                status: 1,
+                ..Output::default()
+            }
+        }
+    };
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| smtpd::control::socket_path(&args.data_dir));
+    let answers = Client::connect(&socket).and_then(|mut client| client.request(&request));
+    match answers {
+        Ok(answers) => output::render(&request, &answers),
+        Err(e) => Output::error(e),
+    }
+}
