@@ -2,15 +2,22 @@
 //! relay ask for data, whatever serves it.
 //!
 //! A [`Table`] answers `check`, `lookup` and `fetch` for a [`Service`] and can
-//! be told to `update`. Static tables (inline and `file:`, `static.rs`) do the
-//! service-specific matching of tables.md section 1.4 themselves; proc-exec
-//! tables (`proc_exec.rs`) send the request to their program through the
-//! child supervisor in `crate::proc` and the program decides. [`Tables`]
+//! be told to `update`. Tables the daemon serves itself (inline, `file:`, the
+//! built-in ones and `getpwnam`, in `static_table.rs`) do the
+//! service-specific matching of tables.md section 1.4 themselves, with the
+//! comparisons of `matching.rs`; proc-exec tables (`proc_exec.rs`) send the
+//! request to their program through the child supervisor in `crate::proc`
+//! and the program decides. [`Tables`]
 //! holds one live table per configured table, indexed by the configuration's
 //! `TableId`.
 //!
 //! Every failure is an [`Error`], and every `Error` is temporary: callers
 //! turn it into a 4xx reply or a later retry, never into a 5xx or a miss.
+
+mod matching;
+mod static_getpwnam;
+mod static_host;
+pub mod static_table;
 
 use std::sync::Arc;
 
@@ -61,6 +68,16 @@ pub enum Error {
         /// The service asked for.
         service: Service,
         /// Why.
+        reason: String,
+    },
+    /// The table's content cannot be loaded: a `file:` table whose file
+    /// became unreadable or malformed (on update; the old content stays in
+    /// use), or a kind of table this daemon does not serve (at start-up).
+    #[error("table {table}: {reason}")]
+    Load {
+        /// The table's name.
+        table: String,
+        /// What went wrong, with `file:line` when a file is at fault.
         reason: String,
     },
     /// The table cannot serve this service or operation.
