@@ -18,7 +18,7 @@ use smtpd::control::output::{self, Output};
 
 /// Control a running smtpd.
 #[derive(Debug, Parser)]
-#[command(name = "smtpctl", version, about, after_help = after_help())]
+#[command(name = "smtpctl", version, after_help = after_help())]
 struct Args {
     /// The control socket [default: /var/run/smtpd.sock as root, else
     /// DIR/smtpd.sock].

@@ -20,7 +20,7 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing listens on the socket.
-    #[error("smtpd doesn't seem to be running: connect: {}: {source}", path.display())]
+    #[error("smtpd doesn't seem to be running: connect: {}: {}", path.display(), strerror(source))]
     Connect {
         /// The socket tried.
         path: PathBuf,
@@ -36,6 +36,15 @@ pub enum ClientError {
     /// The daemon closed the connection before its final answer.
     #[error("control socket: the daemon closed the connection before answering")]
     Closed,
+}
+
+/// An I/O error as strerror(3) says it, without Rust's "(os error N)".
+fn strerror(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 /// A connection to the daemon's control socket.
