@@ -4,7 +4,9 @@
 //! - [`config`]: smtpd.conf, parsed and checked into a [`config::Config`].
 //! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
 //! - [`control`]: the control socket that `smtpctl` speaks.
+//! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 
 pub mod config;
 pub mod control;
+pub mod proc;
 pub mod table;

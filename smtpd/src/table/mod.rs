@@ -14,7 +14,9 @@
 //! Every failure is an [`Error`], and every `Error` is temporary: callers
 //! turn it into a 4xx reply or a later retry, never into a 5xx or a miss.
 
+mod build;
 mod matching;
+pub mod proc_exec;
 mod static_getpwnam;
 mod static_host;
 pub mod static_table;
@@ -23,6 +25,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use smtpd_sdk::proto::table::Service;
+
+pub use build::{build, BuildError, BuildFailure, BuildOptions, TABLE_REQUEST_TIMEOUT};
+pub use proc_exec::ProcExecTable;
 
 /// Why a table could not answer. Always a temporary failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +139,14 @@ pub trait Table: Send + Sync {
 
     /// Counters, for tables served by a program.
     fn proc_stats(&self) -> Option<ProcStats> {
+        None
+    }
+
+    /// For a table served by a program, the services the running program
+    /// registered (a table that registered `auth` is asked `check|auth`
+    /// instead of a `credentials` lookup, SPEC.md 2.1); `None` otherwise, or
+    /// while the program is down.
+    fn registered_services(&self) -> Option<Vec<Service>> {
         None
     }
 

@@ -1,0 +1,444 @@
+//! The supervisor: the handle callers use, and the task that keeps a child
+//! running (SPEC.md 1.9).
+//!
+//! [`Supervisor::start`] launches the first child and returns its start-up
+//! error, if any, to the caller (the daemon then refuses to start). From
+//! then on a task watches the child. When it exits, closes its output, or
+//! hangs (a request timed out without the child writing anything since the
+//! request was sent), its link is withdrawn at once, so that new requests
+//! fail temporarily without waiting; the answers it wrote before dying are
+//! still delivered, then every request left in flight fails; the exit is
+//! logged (`backend NAME exited (STATUS)`), and the child is started again
+//! after a backoff of 1 s doubling up to 60 s, reset once a child has run
+//! for 60 s. A failed restart is logged and retried the same way; nothing
+//! here ever ends the daemon.
+//!
+//! [`Supervisor::stop`] (and dropping the last handle) closes the child's
+//! stdin, lets it finish the requests in flight, and sends SIGTERM after
+//! 10 s and SIGKILL 5 s later (SPEC.md 1.1).
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::child::{self, quoted, Link, Running, SendError};
+use super::inflight::{Failure, Refused};
+use super::spawn::{self, KILL_GRACE};
+use super::stats::{Counters, Stats};
+use super::{Error, Family, Spec, StartError};
+
+/// The first restart delay.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+/// The longest restart delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A child that ran this long resets the delay.
+const BACKOFF_RESET: Duration = Duration::from_secs(60);
+/// How long a stopping child has after its stdin closed before SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Where a backend is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// A child passed its handshake and serves requests.
+    Running {
+        /// Its pid.
+        pid: u32,
+    },
+    /// No child serves requests; one will be started after the backoff.
+    Down {
+        /// What happened to the last one.
+        reason: String,
+    },
+    /// Stopped for good.
+    Stopped,
+}
+
+/// A handle on one supervised backend. Cloning it is cheap; when the last
+/// clone is dropped, the backend is stopped.
+pub struct Supervisor<F: Family> {
+    handle: Arc<Handle<F>>,
+}
+
+impl<F: Family> Clone for Supervisor<F> {
+    fn clone(&self) -> Self {
+        Self {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+struct Handle<F: Family> {
+    shared: Arc<Shared<F>>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+struct Shared<F: Family> {
+    family: Arc<F>,
+    spec: Spec,
+    link: RwLock<Option<Arc<Link<F>>>>,
+    counters: Counters,
+    state: watch::Sender<State>,
+}
+
+impl<F: Family> Supervisor<F> {
+    /// Starts the backend and performs its handshake.
+    pub async fn start(family: F, spec: Spec) -> Result<Self, StartError> {
+        let family = Arc::new(family);
+        let running = child::launch(&family, &spec).await?;
+        let shared = Arc::new(Shared {
+            family,
+            spec,
+            link: RwLock::new(None),
+            counters: Counters::default(),
+            state: watch::channel(State::Down {
+                reason: "starting".into(),
+            })
+            .0,
+        });
+        shared.install(&running);
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(supervise(Arc::clone(&shared), running, stopped));
+        Ok(Self {
+            handle: Arc::new(Handle {
+                shared,
+                stop: Mutex::new(Some(stop)),
+            }),
+        })
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.handle.shared.spec.name
+    }
+
+    /// What it runs and how.
+    pub fn spec(&self) -> &Spec {
+        &self.handle.shared.spec
+    }
+
+    /// Sends a request line (formatted with its `\n`) registered under
+    /// `key`, and waits for its answer, at most the request timeout.
+    pub async fn call(&self, key: F::Key, line: Bytes) -> Result<F::Answer, Error> {
+        let shared = &self.handle.shared;
+        shared.counters.request();
+        let result = shared.call(key, line).await;
+        match &result {
+            Ok(answer) if !shared.family.is_failure(answer) => {}
+            _ => shared.counters.error(),
+        }
+        result
+    }
+
+    /// What the running child registered, if a child runs.
+    pub fn registration(&self) -> Option<Arc<F::Registration>> {
+        self.handle
+            .shared
+            .current()
+            .map(|link| Arc::clone(&link.registration))
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        let shared = &self.handle.shared;
+        let in_flight = shared.current().map_or(0, |link| link.inflight.len());
+        shared.counters.snapshot(in_flight)
+    }
+
+    /// Where the backend is in its life, now and as it changes.
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.handle.shared.state.subscribe()
+    }
+
+    /// Closes the child's stdin, lets it answer what is in flight, and
+    /// returns once it has exited (SIGTERM after 10 s, SIGKILL 5 s later).
+    pub async fn stop(&self) {
+        let stop = self
+            .handle
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stop) = stop {
+            stop.send(()).ok();
+        }
+        let mut state = self.state();
+        // The sender lives as long as `self`.
+        state.wait_for(|s| *s == State::Stopped).await.ok();
+    }
+}
+
+impl<F: Family> Shared<F> {
+    fn current(&self) -> Option<Arc<Link<F>>> {
+        self.link
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_link(&self, link: Option<Arc<Link<F>>>) {
+        self.counters.set_pid(link.as_ref().map(|l| l.pid));
+        *self.link.write().unwrap_or_else(PoisonError::into_inner) = link;
+    }
+
+    fn install(&self, running: &Running<F>) {
+        self.set_link(Some(Arc::clone(&running.link)));
+        self.state.send_replace(State::Running {
+            pid: running.link.pid,
+        });
+    }
+
+    /// Withdraws the link: new requests fail at once.
+    fn withdraw(&self, reason: &str) {
+        self.set_link(None);
+        self.state.send_replace(State::Down {
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn unavailable(&self) -> Error {
+        let reason = match &*self.state.borrow() {
+            State::Down { reason } => format!("{reason}; waiting for a restart"),
+            State::Stopped => "stopped".to_owned(),
+            State::Running { .. } => "restarting".to_owned(),
+        };
+        Error::Unavailable {
+            backend: self.spec.name.clone(),
+            reason,
+        }
+    }
+
+    async fn call(&self, key: F::Key, line: Bytes) -> Result<F::Answer, Error> {
+        let backend = || self.spec.name.clone();
+        let link = self.current().ok_or_else(|| self.unavailable())?;
+        let mut ticket = link
+            .inflight
+            .register(key)
+            .map_err(|refused| match refused {
+                Refused::InUse => Error::KeyInUse { backend: backend() },
+                Refused::Closed(reason) => Error::Unavailable {
+                    backend: backend(),
+                    reason,
+                },
+            })?;
+        let mark = link.lines_read();
+        tracing::debug!(backend = %self.spec.name, "> {}", quoted(line.trim_ascii_end()));
+        let began = Instant::now();
+        link.send(line).map_err(|e| match e {
+            SendError::Overloaded => Error::Overloaded {
+                backend: backend(),
+                limit: self.spec.max_buffered,
+            },
+            SendError::Closed => self.unavailable(),
+        })?;
+        let answer = tokio::time::timeout(self.spec.request_timeout, &mut ticket.answer).await;
+        match answer {
+            Ok(Ok(Ok(answer))) => {
+                self.counters.answered_in(began.elapsed());
+                Ok(answer)
+            }
+            Ok(Ok(Err(Failure::Malformed(reason)))) => Err(Error::Malformed {
+                backend: backend(),
+                reason,
+            }),
+            Ok(Ok(Err(Failure::Lost(reason)))) => Err(Error::Lost {
+                backend: backend(),
+                reason,
+            }),
+            Ok(Err(_)) => Err(Error::Lost {
+                backend: backend(),
+                reason: "the backend is gone".into(),
+            }),
+            Err(_) => {
+                // From now on the answer, if it comes, is late and dropped.
+                drop(ticket);
+                if link.lines_read() == mark {
+                    link.hung.notify_one();
+                }
+                Err(Error::Timeout {
+                    backend: backend(),
+                    after: self.spec.request_timeout,
+                })
+            }
+        }
+    }
+}
+
+/// How a child's service ended, when it was not told to stop.
+enum Death {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    OutputClosed,
+    Hung,
+}
+
+/// Restart delays: 1 s, doubling up to 60 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            next: BACKOFF_INITIAL,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_INITIAL;
+    }
+}
+
+async fn supervise<F: Family>(
+    shared: Arc<Shared<F>>,
+    mut running: Running<F>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let death = tokio::select! {
+            status = running.child.wait() => Some(Death::Exited(status)),
+            _ = &mut running.reader => Some(Death::OutputClosed),
+            () = running.link.hung.notified() => Some(Death::Hung),
+            _ = &mut stop => None,
+        };
+        let Some(death) = death else {
+            stop_child(&shared, running).await;
+            break;
+        };
+        let ran = running.started.elapsed();
+        bury(&shared, running, death).await;
+        if ran >= BACKOFF_RESET {
+            backoff.reset();
+        }
+        match restart(&shared, &mut backoff, &mut stop).await {
+            Some(next) => running = next,
+            None => break,
+        }
+    }
+    shared.set_link(None);
+    shared.state.send_replace(State::Stopped);
+}
+
+/// Withdraws a child that died, exited or hung, fails what it left in
+/// flight, and logs how it ended.
+async fn bury<F: Family>(shared: &Shared<F>, mut running: Running<F>, death: Death) {
+    let name = &shared.spec.name;
+    let (reason, status) = match death {
+        Death::Exited(status) => {
+            shared.withdraw("the backend exited");
+            // Deliver what it wrote before it died.
+            tokio::time::timeout(KILL_GRACE, &mut running.reader)
+                .await
+                .ok();
+            ("the backend exited", status)
+        }
+        Death::OutputClosed => {
+            shared.withdraw("the backend closed its output");
+            running.link.inflight.close("the backend closed its output");
+            let status = match tokio::time::timeout(KILL_GRACE, running.child.wait()).await {
+                Ok(status) => status,
+                Err(_) => spawn::terminate(&mut running.child).await,
+            };
+            ("the backend closed its output", status)
+        }
+        Death::Hung => {
+            tracing::warn!(
+                backend = %name,
+                "backend {name} hung: no output for {} s with requests in flight; killing it",
+                shared.spec.request_timeout.as_secs()
+            );
+            shared.withdraw("the backend hung");
+            running.link.inflight.close("the backend hung");
+            let status = spawn::terminate(&mut running.child).await;
+            ("the backend hung", status)
+        }
+    };
+    running.link.inflight.close(reason);
+    running.reader.abort();
+    running.writer.abort();
+    match status {
+        Ok(status) => tracing::warn!(backend = %name, "backend {name} exited ({status})"),
+        Err(e) => tracing::warn!(backend = %name, "backend {name} exited (status unknown: {e})"),
+    }
+}
+
+/// Starts a new child after the backoff; `None` when told to stop first.
+async fn restart<F: Family>(
+    shared: &Shared<F>,
+    backoff: &mut Backoff,
+    stop: &mut oneshot::Receiver<()>,
+) -> Option<Running<F>> {
+    let name = &shared.spec.name;
+    loop {
+        let delay = backoff.next();
+        tracing::info!(backend = %name, "backend {name}: restarting in {} s", delay.as_secs());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = &mut *stop => return None,
+        }
+        let launched = tokio::select! {
+            launched = child::launch(&shared.family, &shared.spec) => launched,
+            _ = &mut *stop => return None,
+        };
+        match launched {
+            Ok(running) => {
+                shared.counters.restart();
+                shared.install(&running);
+                tracing::info!(
+                    backend = %name,
+                    "backend {name} restarted, pid {}",
+                    running.link.pid
+                );
+                return Some(running);
+            }
+            Err(e) => {
+                tracing::error!(backend = %name, "backend {name}: restart failed: {e}");
+                shared.withdraw(&format!("restart failed: {e}"));
+            }
+        }
+    }
+}
+
+/// Closes the child's stdin, lets it finish, and makes sure it ends.
+async fn stop_child<F: Family>(shared: &Shared<F>, mut running: Running<F>) {
+    let name = &shared.spec.name;
+    shared.withdraw("stopping");
+    running.link.close_input();
+    let status = match tokio::time::timeout(STOP_GRACE, running.child.wait()).await {
+        Ok(status) => status,
+        Err(_) => spawn::terminate(&mut running.child).await,
+    };
+    tokio::time::timeout(KILL_GRACE, &mut running.reader)
+        .await
+        .ok();
+    running.link.inflight.close("the backend was stopped");
+    running.reader.abort();
+    running.writer.abort();
+    match status {
+        Ok(status) => tracing::info!(backend = %name, "backend {name} stopped ({status})"),
+        Err(e) => tracing::info!(backend = %name, "backend {name} stopped (status unknown: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute_and_resets() {
+        let mut b = Backoff::new();
+        let delays: Vec<u64> = (0..9).map(|_| b.next().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        b.reset();
+        assert_eq!(b.next().as_secs(), 1);
+    }
+}
