@@ -4,9 +4,11 @@
 //! - [`config`]: smtpd.conf, parsed and checked into a [`config::Config`].
 //! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
 //! - [`control`]: the control socket that `smtpctl` speaks.
+//! - [`daemon`]: the running process: start-up, the control server, signals.
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod proc;
 pub mod table;

@@ -1,6 +1,7 @@
 //! The `smtpd` binary's configuration check, run as a user would: every
 //! sample in `examples/` must pass `smtpd -n`, a bad file must fail with
 //! `file:line:column` errors, and the other flags behave as OpenSMTPD's.
+//! The running daemon is tested in `control.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -122,19 +123,33 @@ fn command_line_macros_override_the_file_and_unused_ones_warn_with_v() {
 }
 
 #[test]
-fn without_n_the_configuration_is_checked_then_serving_is_refused() {
-    let example = examples_dir().join("smtpd.conf");
-    let out = smtpd(&["-f", example.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        stderr(&out),
-        "smtpd: serving mail is not implemented in this build\n"
+fn without_n_a_bad_configuration_stops_the_daemon_before_it_starts_anything() {
+    let dir = Scratch::new("serve-bad");
+    let path = dir.write(
+        "bad.conf",
+        "table t { a }\nmatch from any for any action \"nowhere\"\n",
     );
-    // -d logs more (to standard error) but ends the same way.
-    let out = smtpd(&["-d", "-f", example.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("configuration loaded"));
-    assert!(stderr(&out).ends_with("smtpd: serving mail is not implemented in this build\n"));
+    let data = dir.0.join("data");
+    let socket = dir.0.join("smtpd.sock");
+    for debug in [&[][..], &["-d"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_smtpd"))
+            .args(debug)
+            .arg("-f")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--control-socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{}:2:", path.display())) && err.contains("nowhere"),
+            "{err}"
+        );
+        assert!(!data.exists() && !socket.exists(), "nothing was created");
+    }
     let out = smtpd(&["-d", "-f", "/nonexistent/smtpd.conf"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with("/nonexistent/smtpd.conf: cannot read the configuration"));

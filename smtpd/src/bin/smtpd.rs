@@ -1,10 +1,12 @@
 //! `smtpd`: the mail server daemon.
 //!
-//! Command line as OpenSMTPD's: `smtpd [-dnv] [-D macro=value] [-f file]`.
-//! With `-n` it checks the configuration and says `configuration OK`
-//! (status 0) or prints every error (status 1). Serving mail is not part of
-//! this build yet: without `-n` it loads and checks the configuration, then
-//! says so and exits with status 2.
+//! Command line as OpenSMTPD's: `smtpd [-dnv] [-D macro=value] [-f file]`,
+//! plus `--data-dir`, `--control-socket`, `--user` and `--backends-dir`.
+//! The configuration is loaded and checked first; every error is printed
+//! and the status is 1. With `-n` that is all (`configuration OK`, status
+//! 0). Otherwise `smtpd::daemon::run` starts the tables and the control
+//! socket and serves until SIGTERM or SIGINT (status 0), or fails to start
+//! (status 1). It stays in the foreground and logs to standard error.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use smtpd::config::{self, Config, LoadOptions};
+use smtpd::daemon;
 
 /// OpenSMTPD-compatible mail server.
 #[derive(Debug, Parser)]
@@ -39,6 +42,17 @@ struct Args {
     /// Where `table-NAME` backend programs live.
     #[arg(long, value_name = "dir", default_value = config::DEFAULT_BACKENDS_DIR)]
     backends_dir: PathBuf,
+    /// The data directory when not run by root (created 0700 if missing).
+    #[arg(long, value_name = "dir", default_value = smtpd::control::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The control socket [default: /var/run/smtpd.sock as root, else
+    /// DIR/smtpd.sock in the data directory].
+    #[arg(long, value_name = "path")]
+    control_socket: Option<PathBuf>,
+    /// The user backend children run as [default: _smtpd as root, else
+    /// this user].
+    #[arg(long, value_name = "name")]
+    user: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -59,32 +73,49 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
-    tracing::debug!(
-        listeners = loaded.config.listeners.len(),
-        rules = loaded.config.rules.len(),
-        "configuration loaded"
-    );
     if args.check_only {
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    eprintln!("smtpd: serving mail is not implemented in this build");
-    ExitCode::from(2)
+    let options = daemon::Options {
+        data_dir: args.data_dir,
+        control_socket: args.control_socket,
+        user: args.user,
+        backends_dir: args.backends_dir,
+    };
+    let started = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(daemon::run(&loaded.config, &options))
+                .map_err(|e| e.to_string())
+        });
+    match started {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("fatal: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
-/// Logs to standard error: warnings by default, more with `-v` or `-d`,
-/// or what `RUST_LOG` asks for.
+/// Logs to standard error: what OpenSMTPD logs (info) when serving,
+/// warnings only when checking (`-n`); `-v` adds debug, `-vv` trace;
+/// `RUST_LOG` overrides. With `-d` lines name their module and are
+/// coloured on a terminal; without it they are plain, as a log file wants
+/// them (syslog is later work).
 fn init_logging(args: &Args) {
-    let level = match (args.debug, args.verbose) {
+    let level = match (args.check_only, args.verbose) {
         (_, 2..) => "trace",
-        (true, _) | (_, 1) => "debug",
-        _ => "warn",
+        (_, 1) => "debug",
+        (true, 0) => "warn",
+        (false, 0) => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(args.debug)
+        .with_ansi(args.debug && std::io::stderr().is_terminal())
         .init();
 }

@@ -1,0 +1,102 @@
+//! The daemon process: from a checked configuration to a running server,
+//! and back down on SIGTERM or SIGINT.
+//!
+//! [`run`] is called by the `smtpd` binary once the configuration has
+//! loaded. It prepares the data directory (`paths.rs`), catches the
+//! termination signals (`signals.rs`), binds the control socket
+//! (`crate::control`) before starting anything, so a second daemon stops
+//! there, starts every table with [`crate::table::build`] (which spawns
+//! the proc-exec children), logs `listening on control socket PATH` and
+//! serves control requests until a signal comes. Then it drains: the
+//! control socket is closed and removed, and every table is shut down
+//! (children see their stdin close and exit) before [`run`] returns.
+//!
+//! SMTP intake, the queue and delivery are not started yet: this daemon
+//! listens on no SMTP port. It stays in the foreground and logs to
+//! standard error, with or without `-d` (daemonising and syslog are later
+//! work).
+
+mod paths;
+mod signals;
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::control::{self, BindError, ControlSocket};
+use crate::table::{self, BuildError, BuildOptions};
+
+pub use paths::{prepare_data_dir, DataDirError, DATA_DIR_MODE};
+
+/// The user that table and filter children run as when the daemon runs as
+/// root.
+pub const CHILD_USER: &str = "_smtpd";
+
+/// How to run, beyond the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The data directory, used when not run by root (created with mode
+    /// 0700 if missing).
+    pub data_dir: PathBuf,
+    /// The control socket, instead of the default place
+    /// ([`control::socket_path`]).
+    pub control_socket: Option<PathBuf>,
+    /// The user children run as, instead of [`CHILD_USER`] (as root) or
+    /// the daemon's own user.
+    pub user: Option<String>,
+    /// Where relative backend commands are found.
+    pub backends_dir: PathBuf,
+}
+
+/// Why the daemon could not start, or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory cannot be created or is not usable.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The termination signals cannot be caught.
+    #[error("cannot catch signals: {0}")]
+    Signals(std::io::Error),
+    /// The control socket cannot be created.
+    #[error(transparent)]
+    Control(#[from] BindError),
+    /// A table cannot be started.
+    #[error(transparent)]
+    Tables(#[from] BuildError),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns once everything it
+/// started has stopped.
+pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
+    let root = control::effective_uid() == 0;
+    if !root {
+        prepare_data_dir(&options.data_dir)?;
+    }
+    let terminated = signals::Termination::catch().map_err(Error::Signals)?;
+    let socket_path = options
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| control::socket_path(&options.data_dir));
+    let socket = ControlSocket::bind(&socket_path)?;
+    let build = BuildOptions {
+        backends_dir: options.backends_dir.clone(),
+        user: options
+            .user
+            .clone()
+            .or_else(|| root.then(|| CHILD_USER.to_owned())),
+        ..BuildOptions::default()
+    };
+    let tables = table::build(config, &build).await?;
+    tracing::info!("listening on control socket {}", socket.path().display());
+    let context = control::Context {
+        tables: tables.clone(),
+        daemon_uid: control::effective_uid(),
+    };
+    control::run(socket, context, async {
+        let signal = terminated.wait().await;
+        tracing::info!("received {signal}, shutting down");
+    })
+    .await;
+    tables.shutdown().await;
+    tracing::info!("smtpd exiting");
+    Ok(())
+}
