@@ -441,3 +441,27 @@ fn only_root_or_the_daemons_user_may_change_state() {
     }
     assert_eq!(daemon.stop(libc::SIGTERM).code(), Some(0));
 }
+
+#[test]
+fn a_table_program_that_cannot_start_stops_the_daemon_with_status_1() {
+    let dir = Scratch::new("nostart");
+    let config = dir.write(
+        "smtpd.conf",
+        "table users proc-exec \"/nonexistent/table-users\"\n\
+         action \"local\" mbox alias <users>\n\
+         match from any for any action \"local\"\n",
+    );
+    let socket = dir.0.join("smtpd.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpd"));
+    cmd.arg("-f")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.0.join("data"))
+        .arg("--control-socket")
+        .arg(&socket);
+    let mut daemon = Daemon::spawn(cmd);
+    let line = daemon.wait_for("fatal: ");
+    assert!(line.contains("table users: "), "{line}");
+    assert_eq!(daemon.wait_exit().code(), Some(1));
+    assert!(!socket.exists(), "the control socket is removed");
+}
