@@ -6,9 +6,11 @@
 //! - [`control`]: the control socket that `smtpctl` speaks.
 //! - [`daemon`]: the running process: start-up, the control server, signals.
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
+//! - [`rules`]: `match` evaluation, which rule applies to a recipient.
 
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod proc;
+pub mod rules;
 pub mod table;

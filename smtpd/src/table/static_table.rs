@@ -40,6 +40,7 @@ use async_trait::async_trait;
 use smtpd_sdk::tablefile::{Form, TableFile};
 
 use super::matching::{normalize_key, Comparison, Key, Pattern};
+pub(crate) use super::static_host::address_text;
 pub use super::static_host::LocalHost;
 use super::{static_getpwnam, Error, Service, Table};
 use crate::config::{self, BuiltinTable, StaticContent, TableBackend};
