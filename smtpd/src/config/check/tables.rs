@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use smtpd_sdk::tablefile::{Form, TableFile};
+use smtpd_sdk::tablefile::{ErrorKind, Form, TableFile};
 
 use super::{Checker, EntryAt, Namespace};
 use crate::config::ast::{ProcExec, ProcOpt, TableExpr, TableSource, Value};
@@ -151,7 +151,7 @@ impl Checker<'_> {
                 self.error(
                     Span::at(at),
                     format!("invalid table file: {}", e.kind),
-                    "KEY VALUE lines (a mapping) or KEY lines (a list), not both",
+                    expected_in_table_file(&e.kind),
                 );
                 return None;
             }
@@ -299,5 +299,18 @@ pub(super) fn inline_content(expr: &TableExpr) -> (StaticContent, Vec<EntryAt>) 
             }
             (StaticContent::Mapping(out), entries)
         }
+    }
+}
+
+/// What a table(5) file line should have been, for the error's hint.
+fn expected_in_table_file(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotUtf8 => "UTF-8 text",
+        ErrorKind::ControlChar => "lines without carriage returns or NUL bytes",
+        ErrorKind::UnclosedBracket => "a bracketed key closed by `]`, e.g. [2001:db8::1]",
+        ErrorKind::EmptyValue { .. } => {
+            "KEY VALUE on every line, since the first line made the file a mapping"
+        }
+        _ => "a valid table(5) file",
     }
 }
