@@ -9,12 +9,16 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 # An explicit --target keeps the instrumentation out of build scripts.
 triple=$(rustc -vV | sed -n "s/^host: //p")
 cargo build --release --bins --target-dir target --target "$triple"
-for target in table filter queue handshake; do
+for target in table filter queue handshake smtpd_conf; do
   mkdir -p "corpus/$target"
-  # Seed the corpus with the protocol vectors' lines, one file each.
-  family=$target; [ "$target" = handshake ] && family="*"
-  grep -hE '^[!~]?[<>] ' ../protocol-spec/vectors/$family/*.txt 2>/dev/null | sed -E 's/^[!~]?[<>] //' | awk 'NR <= 500' |
-    { n=0; while IFS= read -r line; do n=$((n + 1)); printf "%s" "$line" > "corpus/$target/vector-$n"; done; }
+  # Seed the corpus: sample configurations, or the protocol vectors' lines.
+  if [ "$target" = smtpd_conf ]; then
+    cp ../examples/*.conf "corpus/$target/"
+  else
+    family=$target; [ "$target" = handshake ] && family="*"
+    grep -hE '^[!~]?[<>] ' ../protocol-spec/vectors/$family/*.txt | sed -E 's/^[!~]?[<>] //' | awk 'NR <= 500' |
+      { n=0; while IFS= read -r line; do n=$((n + 1)); printf "%s" "$line" > "corpus/$target/vector-$n"; done; }
+  fi
   echo "fuzz $target for ${seconds}s"
   log="target/$target.log"
   if ! "target/$triple/release/$target" -max_total_time="$seconds" -max_len=70000 "corpus/$target" >"$log" 2>&1; then
