@@ -188,8 +188,8 @@ pub(crate) async fn launch<F: Family>(
 
 /// How a handshake went wrong.
 enum HandshakeFailure {
-    /// The child's stdout ended, or its stdin closed.
-    Gone,
+    /// The child's stdout ended, or its stdin closed: what happened.
+    Gone(String),
     /// Something else than a registration, or a registration that is
     /// wrong.
     BadLine(String),
@@ -214,16 +214,21 @@ async fn handshake<F: Family>(
         })?;
     }
     tracing::debug!(backend = %name, "> {}", quoted(out.trim_ascii_end()));
-    if stdin.write_all(&out).await.is_err() {
-        return Err(HandshakeFailure::Gone);
+    if let Err(e) = stdin.write_all(&out).await {
+        return Err(HandshakeFailure::Gone(format!("cannot write to it: {e}")));
     }
     let mut registration = F::Registration::default();
     loop {
         let line = match lines.next().await {
-            None | Some(Err(_)) => return Err(HandshakeFailure::Gone),
+            None => return Err(HandshakeFailure::Gone("its output ended".to_owned())),
+            Some(Err(e)) => {
+                return Err(HandshakeFailure::Gone(format!(
+                    "cannot read its output: {e}"
+                )))
+            }
             Some(Ok(Frame::TooLong(len))) => {
                 return Err(HandshakeFailure::BadLine(format!(
-                    "a line of {len} bytes, over the 1 MiB limit"
+                    "a line longer than 1 MiB ({len} bytes read)"
                 )))
             }
             Some(Ok(Frame::Line(line))) => line,
@@ -258,7 +263,7 @@ async fn explain(
 ) -> StartError {
     let reason = match failure {
         HandshakeFailure::BadLine(reason) => reason,
-        HandshakeFailure::Gone => {
+        HandshakeFailure::Gone(what) => {
             // It closed its output: it is exiting. Its last words are on
             // stderr, read until that closes too.
             let status = tokio::time::timeout(KILL_GRACE, child.wait()).await;
@@ -272,7 +277,7 @@ async fn explain(
             }
             match status {
                 Ok(Ok(status)) => format!("the backend exited before register|ready ({status})"),
-                _ => "the backend closed its output before register|ready".to_owned(),
+                _ => format!("{what} before register|ready"),
             }
         }
     };
@@ -306,7 +311,7 @@ async fn read_answers<F: Family>(
                 link.lines_read.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(
                     backend = %name,
-                    "bad line from backend {name}: a line of {len} bytes, over the 1 MiB limit"
+                    "bad line from backend {name}: a line longer than 1 MiB ({len} bytes read), dropped"
                 );
             }
             Err(e) => {

@@ -342,13 +342,16 @@ async fn bury<F: Family>(shared: &Shared<F>, mut running: Running<F>, death: Dea
             ("the backend exited", status)
         }
         Death::OutputClosed => {
+            // Usually it is exiting; nothing more can be answered anyway.
             shared.withdraw("the backend closed its output");
-            running.link.inflight.close("the backend closed its output");
-            let status = match tokio::time::timeout(KILL_GRACE, running.child.wait()).await {
-                Ok(status) => status,
-                Err(_) => spawn::terminate(&mut running.child).await,
-            };
-            ("the backend closed its output", status)
+            match tokio::time::timeout(KILL_GRACE, running.child.wait()).await {
+                Ok(status) => ("the backend exited", status),
+                Err(_) => {
+                    let reason = "the backend closed its output";
+                    running.link.inflight.close(reason);
+                    (reason, spawn::terminate(&mut running.child).await)
+                }
+            }
         }
         Death::Hung => {
             tracing::warn!(
