@@ -5,12 +5,14 @@
 //! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
 //! - [`control`]: the control socket that `smtpctl` speaks.
 //! - [`daemon`]: the running process: start-up, the control server, signals.
+//! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 //! - [`rules`]: `match` evaluation, which rule applies to a recipient.
 
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod delivery;
 pub mod proc;
 pub mod rules;
 pub mod table;
