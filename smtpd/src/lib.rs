@@ -8,11 +8,13 @@
 //! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 //! - [`rules`]: `match` evaluation, which rule applies to a recipient.
+//! - [`queue`]: the queue store interface, envelopes, and the fs queue.
 
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod delivery;
 pub mod proc;
+pub mod queue;
 pub mod rules;
 pub mod table;
