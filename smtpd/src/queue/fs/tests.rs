@@ -534,3 +534,103 @@ async fn a_full_filesystem_is_a_clean_error() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "{text}");
 }
+
+const CRASH_ENV: &str = "SMTPD_FSQ_CRASH_CHILD";
+
+/// The child of the kill -9 test: commits messages and updates envelopes
+/// forever, printing each one once it is acknowledged, with transactions
+/// left open in between.
+async fn crash_child(spool: &Path) {
+    let q = FsQueue::open(spool).unwrap();
+    let mut out = io::stdout();
+    let mut committed: Vec<EvpId> = Vec::new();
+    for i in 0..20_000usize {
+        let byte = (i % 251) as u8;
+        let len = 1 + i * 37 % 9000;
+        let (msgid, ids) = commit(&q, &vec![byte; len], 2).await;
+        writeln!(out, "commit {msgid} {len} {byte} {} {}", ids[0], ids[1]).unwrap();
+        committed.extend(&ids);
+        if i % 3 == 0 {
+            let evpid = committed[i % committed.len()];
+            q.envelope_update(evpid, format!("update {i}\n").as_bytes())
+                .await
+                .unwrap();
+            writeln!(out, "update {evpid} {i}").unwrap();
+        }
+        let open = q.message_create().await.unwrap();
+        q.envelope_create(open, ENVELOPE).await.unwrap();
+        q.message_write(open, 0, b"never committed").await.unwrap();
+        out.flush().unwrap();
+    }
+}
+
+fn hex_evpid(text: &str) -> EvpId {
+    EvpId(u64::from_str_radix(text, 16).unwrap())
+}
+
+/// A real crash: a child process commits through the fs queue and is
+/// killed with SIGKILL in full flight; after a restart every acknowledged
+/// message and envelope is there, with its acknowledged content.
+#[tokio::test]
+async fn acknowledged_work_survives_kill_9() {
+    if let Some(dir) = std::env::var_os(CRASH_ENV) {
+        crash_child(Path::new(&dir)).await;
+        return;
+    }
+    use std::io::BufRead;
+    let t = TempDir::new("kill9");
+    #[allow(clippy::disallowed_methods)] // The test re-runs its own binary.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "queue::fs::tests::acknowledged_work_survives_kill_9"])
+        .args(["--test-threads", "1", "--nocapture"])
+        .env(CRASH_ENV, t.spool())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("commit ") || line.starts_with("update ") {
+            lines.push(line);
+        }
+        if lines.len() >= 200 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lines.len() >= 200, "the child stopped early: {lines:?}");
+
+    let q = FsQueue::open(t.spool()).unwrap();
+    assert!(names(&t.spool().join("incoming")).is_empty());
+    let walked: HashMap<EvpId, Vec<u8>> = walk_all(&q).await.into_iter().collect();
+    let mut updates: HashMap<EvpId, usize> = HashMap::new();
+    let mut envelopes = 0;
+    for line in &lines {
+        let words: Vec<&str> = line.split(' ').collect();
+        if words[0] == "update" {
+            updates.insert(hex_evpid(words[1]), words[2].parse().unwrap());
+            continue;
+        }
+        let msgid = MsgId(u32::from_str_radix(words[1], 16).unwrap());
+        let len: usize = words[2].parse().unwrap();
+        let byte: u8 = words[3].parse().unwrap();
+        let body = q.message_read(msgid, 0, 16 * 1024).await.unwrap().unwrap();
+        assert_eq!(body, vec![byte; len], "message {msgid}");
+        for id in &words[4..] {
+            assert!(walked.contains_key(&hex_evpid(id)), "envelope {id} lost");
+            envelopes += 1;
+        }
+    }
+    assert!(walked.len() >= envelopes);
+    for (evpid, n) in updates {
+        let text = String::from_utf8(walked[&evpid].clone()).unwrap();
+        let found: usize = text
+            .strip_prefix("update ")
+            .and_then(|t| t.trim_end().parse().ok())
+            .unwrap_or_else(|| panic!("{evpid}: {text:?}"));
+        assert!(found >= n, "{evpid}: update {n} acknowledged, {found} found");
+    }
+}
