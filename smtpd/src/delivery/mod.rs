@@ -1,8 +1,21 @@
 //! Local delivery building blocks (delivery.md): recipient expansion and
 //! the ways a message is written for a local user.
 //!
-//! - `alias.rs`: alias values (aliases(5), .forward lines);
 //! - `format.rs`: `%{...}` format specifiers and their sanitising;
+//! - `alias.rs`: alias values (aliases(5), `.forward` lines);
+//! - `expand.rs`: what one recipient expands to, through the rules,
+//!   `alias`/`virtual` tables, the userbase and `~/.forward`;
+//! - `maildir.rs` and `mbox.rs`: writing a message into a maildir or an
+//!   mbox file, durably, as the target user (the caller runs them in the
+//!   delivery process).
+//!
+//! Nothing here is wired into the daemon yet: the lookup process calls
+//! [`expand::Expander`] at RCPT TO, and the delivery process calls the
+//! writers.
 
 pub mod alias;
+pub mod expand;
 pub mod format;
+
+#[cfg(test)]
+mod test_dir;
