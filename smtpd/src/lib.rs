@@ -8,6 +8,7 @@
 //! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 //! - [`rules`]: `match` evaluation, which rule applies to a recipient.
+//! - [`smtp`]: the SMTP protocol core: line codec, commands, replies, session.
 //! - [`queue`]: the queue store interface, envelopes, and the fs queue.
 
 pub mod config;
@@ -17,4 +18,5 @@ pub mod delivery;
 pub mod proc;
 pub mod queue;
 pub mod rules;
+pub mod smtp;
 pub mod table;

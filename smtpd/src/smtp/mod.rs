@@ -1,0 +1,36 @@
+//! The SMTP server's protocol core, pure: bytes to lines, lines to
+//! commands, commands to replies, with no I/O.
+//!
+//! - `codec.rs`: [`LineCodec`], the tokio-util framing of command lines
+//!   and of DATA (dot-unstuffing, size accounting, end of data only on
+//!   CRLF.CRLF);
+//! - `command.rs`: [`Command::parse`], one line to a [`Command`] or a
+//!   [`SyntaxError`] saying what was expected;
+//! - `address.rs`: [`Mailbox`] and [`Domain`], validated as strictly as
+//!   OpenSMTPD validates them (the check that closed CVE-2020-7247);
+//! - `reply.rs`: [`Reply`] with enhanced status codes and the reply texts;
+//! - `auth.rs`: SASL base64 and the PLAIN message;
+//! - `session.rs`: [`Session`], the state machine: it answers each
+//!   command with a [`Step`], and asks its driver (the connection task)
+//!   for every decision it cannot make alone (sender and recipient checks,
+//!   credentials, queue commit).
+//!
+//! The connection driver (sockets, timeouts, TLS) is built on top of this
+//! module and owns the I/O; the rules, tables and queue are reached only
+//! through the driver's answers to [`Step`] requests.
+
+mod address;
+mod auth;
+mod codec;
+mod command;
+mod reply;
+mod session;
+
+pub use address::{Domain, Mailbox, ReversePath, MAX_DOMAIN, MAX_LOCAL_PART};
+pub use auth::{decode_base64, encode_base64, parse_plain, Credentials};
+pub use codec::{DataEnd, Frame, LineCodec, LineError};
+pub use command::{
+    Auth, Body, Command, ErrorKind, MailFrom, Mechanism, Notify, RcptTo, Ret, SyntaxError,
+};
+pub use reply::{Enhanced, Reply};
+pub use session::{AuthMode, Limits, Session, SessionConfig, Step, TlsMode, Transaction};
