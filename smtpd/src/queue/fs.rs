@@ -28,8 +28,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +37,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{Error, EvpId, MsgId, QueueBackend, MAX_ENVELOPE_SIZE, MAX_READ_LENGTH};
+
+mod spool;
 
 /// How many random ids are drawn before giving up.
 const ID_ATTEMPTS: usize = 100;
@@ -109,7 +110,7 @@ impl FsQueue {
     /// indexes the committed envelopes. Blocking: call it before serving.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
         let root = root.into();
-        let lock = prepare_root(&root)?;
+        let lock = spool::prepare_root(&root)?;
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -163,69 +164,6 @@ impl FsQueue {
 
 fn lock_index(inner: &Inner) -> MutexGuard<'_, BTreeSet<u64>> {
     lock(&inner.index)
-}
-
-/// Creates the spool directory (0700) or checks an existing one, and takes
-/// its lock.
-fn prepare_root(root: &Path) -> Result<File, Error> {
-    let refuse = |reason: String| Error::Spool {
-        path: root.to_owned(),
-        reason,
-    };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .map_err(|e| Error::io("create", root, e))?;
-    let meta = fs::symlink_metadata(root).map_err(|e| Error::io("stat", root, e))?;
-    if !meta.is_dir() {
-        return Err(refuse("not a directory".into()));
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if meta.uid() != euid {
-        return Err(refuse(format!("owned by uid {}, not {euid}", meta.uid())));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(refuse(format!(
-            "writable by group or others (mode {:o})",
-            meta.mode() & 0o7777
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io("chmod", root, e))?;
-    }
-    let path = root.join("lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::io("open", &path, e))?;
-    // SAFETY: flock on a file descriptor we own; no memory is passed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => refuse("in use by another process".into()),
-            _ => Error::io("lock", &path, e),
-        });
-    }
-    Ok(file)
-}
-
-fn hex_u32(name: &str) -> Option<u32> {
-    (name.len() == 8 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then(|| u32::from_str_radix(name, 16).ok())
-        .flatten()
-}
-
-fn hex_u64(name: &str) -> Option<u64> {
-    (name.len() == 16 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then(|| u64::from_str_radix(name, 16).ok())
-        .flatten()
 }
 
 impl Inner {
@@ -326,54 +264,6 @@ impl Inner {
             let _ = fs::remove_file(path);
         }
         result
-    }
-
-    /// Moves `incoming/` and `temporary/` to the trash, then empties it.
-    fn purge_leftovers(&self) -> Result<(), Error> {
-        let purge = self.root.join("purge");
-        for dir in ["incoming", "temporary"] {
-            let from = self.root.join(dir);
-            let to = purge.join(self.unique(dir));
-            fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
-            self.mkdir(&from)?;
-        }
-        self.sync_dir(&self.root)?;
-        let entries = fs::read_dir(&purge).map_err(|e| Error::io("read", &purge, e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| Error::io("read", &purge, e))?.path();
-            let removed = match path.is_dir() {
-                true => fs::remove_dir_all(&path),
-                false => fs::remove_file(&path),
-            };
-            removed.map_err(|e| Error::io("remove", &path, e))?;
-        }
-        Ok(())
-    }
-
-    /// Reads `queue/` into the set of committed envelope ids.
-    fn scan(&self) -> Result<BTreeSet<u64>, Error> {
-        let mut index = BTreeSet::new();
-        let queue = self.root.join("queue");
-        for bucket in read_names(&queue)? {
-            let bucket_path = queue.join(&bucket);
-            let top = (bucket.len() == 2)
-                .then(|| u8::from_str_radix(&bucket, 16).ok())
-                .flatten();
-            let Some(top) = top.filter(|_| bucket_path.is_dir()) else {
-                tracing::warn!(path = %bucket_path.display(), "fs queue: ignoring unexpected entry");
-                continue;
-            };
-            for name in read_names(&bucket_path)? {
-                let dir = bucket_path.join(&name);
-                match hex_u32(&name).filter(|m| *m >> 24 == u32::from(top) && *m != 0) {
-                    Some(msgid) if dir.is_dir() => scan_message(&dir, msgid, &mut index)?,
-                    _ => {
-                        tracing::warn!(path = %dir.display(), "fs queue: ignoring unexpected entry")
-                    }
-                }
-            }
-        }
-        Ok(index)
     }
 
     fn message_create(&self) -> Result<MsgId, Error> {
@@ -754,36 +644,6 @@ fn check_envelope_size(data: &[u8]) -> Result<(), Error> {
         n if n > MAX_ENVELOPE_SIZE => Err(Error::EnvelopeSize { size: n }),
         _ => Ok(()),
     }
-}
-
-fn read_names(dir: &Path) -> Result<Vec<String>, Error> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
-        let entry = entry.map_err(|e| Error::io("read", dir, e))?;
-        match entry.file_name().into_string() {
-            Ok(name) => names.push(name),
-            Err(name) => {
-                tracing::warn!(dir = %dir.display(), ?name, "fs queue: ignoring a non-UTF-8 name")
-            }
-        }
-    }
-    Ok(names)
-}
-
-/// Adds the envelopes of one committed message directory to the index.
-fn scan_message(dir: &Path, msgid: u32, index: &mut BTreeSet<u64>) -> Result<(), Error> {
-    for name in read_names(dir)? {
-        match hex_u64(&name) {
-            Some(id) if id >> 32 == u64::from(msgid) && id as u32 != 0 => {
-                index.insert(id);
-            }
-            _ if name == "message" => {}
-            _ => {
-                tracing::warn!(path = %dir.join(&name).display(), "fs queue: ignoring unexpected entry")
-            }
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -581,7 +581,10 @@ async fn acknowledged_work_survives_kill_9() {
     let t = TempDir::new("kill9");
     #[allow(clippy::disallowed_methods)] // The test re-runs its own binary.
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "queue::fs::tests::acknowledged_work_survives_kill_9"])
+        .args([
+            "--exact",
+            "queue::fs::tests::acknowledged_work_survives_kill_9",
+        ])
         .args(["--test-threads", "1", "--nocapture"])
         .env(CRASH_ENV, t.spool())
         .stdout(std::process::Stdio::piped())
@@ -631,6 +634,9 @@ async fn acknowledged_work_survives_kill_9() {
             .strip_prefix("update ")
             .and_then(|t| t.trim_end().parse().ok())
             .unwrap_or_else(|| panic!("{evpid}: {text:?}"));
-        assert!(found >= n, "{evpid}: update {n} acknowledged, {found} found");
+        assert!(
+            found >= n,
+            "{evpid}: update {n} acknowledged, {found} found"
+        );
     }
 }
