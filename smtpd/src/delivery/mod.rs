@@ -16,6 +16,7 @@
 pub mod alias;
 pub mod expand;
 pub mod format;
+pub mod maildir;
 
 #[cfg(test)]
 mod test_dir;
