@@ -14,15 +14,15 @@
 //!   command with a [`Step`], and asks its driver (the connection task)
 //!   for every decision it cannot make alone (sender and recipient checks,
 //!   credentials, queue commit).
-//!
-//! The connection driver (sockets, timeouts, TLS) is built on top of this
-//! module and owns the I/O; the rules, tables and queue are reached only
-//! through the driver's answers to [`Step`] requests.
+//! - `conn.rs`: [`conn::run`] drives a session over any byte stream
+//!   (timeouts, pipelined replies, STARTTLS through the [`conn::Handler`]);
+//!   the rules, tables and queue are reached only through the handler.
 
 mod address;
 mod auth;
 mod codec;
 mod command;
+pub mod conn;
 mod reply;
 mod session;
 

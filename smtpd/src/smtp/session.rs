@@ -217,6 +217,11 @@ impl Session {
         Reply::greeting(&self.config.hostname)
     }
 
+    /// The listener's host name.
+    pub fn hostname(&self) -> &str {
+        &self.config.hostname
+    }
+
     /// The limit to give the codec at DATA.
     pub fn max_message_size(&self) -> u64 {
         self.config.limits.max_message_size

@@ -1,0 +1,263 @@
+//! Drives a [`Session`] over any byte stream: reads frames with the
+//! [`LineCodec`], carries the session's requests to a [`Handler`] (rules,
+//! tables, queue, credentials: the rest of the daemon), writes replies,
+//! and enforces the command and data timeouts.
+//!
+//! Replies are flushed only when no complete line is waiting in the read
+//! buffer, so a pipelining client (RFC 2920) gets its replies in one write;
+//! a client waiting for an answer always gets it. At STARTTLS, input
+//! already buffered is plaintext injected before the handshake
+//! (CVE-2011-0411 style): the connection is closed instead. The TLS
+//! handshake itself is the handler's ([`Handler::start_tls`]), so this
+//! module needs no TLS library and tests run on `tokio::io::duplex`.
+
+use std::io;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use super::auth::Credentials;
+use super::codec::{DataEnd, Frame, LineCodec};
+use super::command::{MailFrom, RcptTo};
+use super::reply::Reply;
+use super::session::{Session, Step, Transaction};
+
+/// A byte stream a session can run on (TCP, TLS, unix socket, duplex).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A stream behind a box, so STARTTLS can swap it for a TLS one.
+pub type BoxStream = Box<dyn Stream>;
+
+/// What the connection needs from the rest of the daemon. Failures come
+/// back as the reply to send (4xx for anything temporary).
+#[async_trait]
+pub trait Handler: Send {
+    /// MAIL FROM: may this sender send?
+    async fn check_sender(&mut self, session: &Session, mail: &MailFrom) -> Result<(), Reply>;
+
+    /// RCPT TO: is this recipient accepted (and how it will be delivered
+    /// is the handler's to remember)?
+    async fn check_recipient(&mut self, session: &Session, rcpt: &RcptTo) -> Result<(), Reply>;
+
+    /// DATA: open a message in the queue.
+    async fn open_message(&mut self, transaction: &Transaction) -> Result<(), Reply>;
+
+    /// One line of the message, unstuffed, without CRLF. After an error,
+    /// no more lines come and the message is aborted at its end.
+    async fn data_line(&mut self, line: &[u8]) -> Result<(), Reply>;
+
+    /// The message is abandoned (too large, bad data, error, peer gone).
+    async fn abort_message(&mut self);
+
+    /// The message is complete: commit it durably, return its id.
+    async fn commit(&mut self, transaction: &Transaction, size: u64) -> Result<String, Reply>;
+
+    /// AUTH: are these credentials good?
+    async fn authenticate(&mut self, credentials: &Credentials) -> bool;
+
+    /// STARTTLS: the handshake over `stream`, returning the TLS stream.
+    /// The default refuses (the listener offers no TLS).
+    async fn start_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
+        drop(stream);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no TLS configured",
+        ))
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnConfig {
+    /// The longest command or data line, CRLF excluded.
+    pub max_line: usize,
+    /// How long to wait for a command.
+    pub command_timeout: Duration,
+    /// How long to wait for the next bytes of a message.
+    pub data_timeout: Duration,
+}
+
+impl Default for ConnConfig {
+    /// OpenSMTPD's: 65535-byte lines, 5 minutes.
+    fn default() -> Self {
+        Self {
+            max_line: 65_535,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The session closed it (QUIT, or a fatal reply).
+    Closed,
+    /// The client went away.
+    PeerGone,
+    /// The client was silent too long (421 sent).
+    Timeout,
+    /// Input was buffered before a TLS handshake; closed unanswered.
+    TlsInjection,
+}
+
+/// The connection's state around the session.
+struct Conn<'h, H: Handler> {
+    session: Session,
+    handler: &'h mut H,
+    config: ConnConfig,
+    /// The first failure while writing the message, answered at its end.
+    data_error: Option<Reply>,
+}
+
+/// Runs `session` over `stream` until it ends.
+pub async fn run<H: Handler>(
+    stream: BoxStream,
+    session: Session,
+    handler: &mut H,
+    config: ConnConfig,
+) -> io::Result<Outcome> {
+    let mut conn = Conn {
+        session,
+        handler,
+        config,
+        data_error: None,
+    };
+    conn.serve(stream).await
+}
+
+impl<H: Handler> Conn<'_, H> {
+    async fn serve(&mut self, stream: BoxStream) -> io::Result<Outcome> {
+        let mut framed = Framed::new(stream, LineCodec::new(self.config.max_line));
+        framed.send(&self.session.greeting()).await?;
+        loop {
+            let in_data = framed.codec().in_data();
+            let limit = match in_data {
+                true => self.config.data_timeout,
+                false => self.config.command_timeout,
+            };
+            let frame = match tokio::time::timeout(limit, framed.next()).await {
+                Err(_) => {
+                    if in_data {
+                        self.handler.abort_message().await;
+                    }
+                    framed
+                        .send(&Reply::timeout(self.session.hostname()))
+                        .await?;
+                    return Ok(Outcome::Timeout);
+                }
+                Ok(None) => {
+                    if in_data {
+                        self.handler.abort_message().await;
+                    }
+                    return Ok(Outcome::PeerGone);
+                }
+                Ok(Some(frame)) => frame?,
+            };
+            let Some(step) = self.on_frame(frame).await else {
+                continue;
+            };
+            let step = self.resolve(step).await;
+            match step {
+                Step::Reply(reply) => {
+                    framed.feed(&reply).await?;
+                    if !framed.read_buffer().contains(&b'\n') {
+                        framed.flush().await?;
+                    }
+                }
+                Step::Close(reply) => {
+                    framed.send(&reply).await?;
+                    return Ok(Outcome::Closed);
+                }
+                Step::StartData(reply) => {
+                    framed.send(&reply).await?;
+                    let max = self.session.max_message_size();
+                    framed.codec_mut().start_data(max);
+                    self.data_error = None;
+                }
+                Step::StartTls(reply) => {
+                    framed.send(&reply).await?;
+                    if !framed.read_buffer().is_empty() {
+                        return Ok(Outcome::TlsInjection);
+                    }
+                    let stream = self.handler.start_tls(framed.into_parts().io).await?;
+                    self.session.tls_established();
+                    framed = Framed::new(stream, LineCodec::new(self.config.max_line));
+                }
+                // `resolve` answers every request.
+                request => {
+                    return Err(io::Error::other(format!("unanswered request {request:?}")));
+                }
+            }
+        }
+    }
+
+    /// The session's step for one frame; data lines go to the handler.
+    async fn on_frame(&mut self, frame: Frame) -> Option<Step> {
+        match frame {
+            Frame::Line(line) => Some(self.session.on_line(&line)),
+            Frame::Invalid(error) => Some(self.session.on_invalid(error)),
+            Frame::Data(line) => {
+                if self.data_error.is_none() {
+                    if let Err(reply) = self.handler.data_line(&line).await {
+                        self.data_error = Some(reply);
+                    }
+                }
+                None
+            }
+            Frame::DataEnd(end) => {
+                if !matches!(end, DataEnd::Complete { .. }) {
+                    self.handler.abort_message().await;
+                }
+                Some(self.session.on_data_end(end))
+            }
+        }
+    }
+
+    /// Answers the session's requests until it has a reply.
+    async fn resolve(&mut self, mut step: Step) -> Step {
+        loop {
+            step = match step {
+                Step::CheckSender(mail) => {
+                    let verdict = self.handler.check_sender(&self.session, &mail).await;
+                    self.session.sender_checked(verdict)
+                }
+                Step::CheckRecipient(rcpt) => {
+                    let verdict = self.handler.check_recipient(&self.session, &rcpt).await;
+                    self.session.recipient_checked(verdict)
+                }
+                Step::OpenMessage => {
+                    let result = match self.session.transaction() {
+                        Some(tx) => self.handler.open_message(tx).await,
+                        None => Err(Reply::temporary_failure()),
+                    };
+                    self.session.message_opened(result)
+                }
+                Step::Authenticate(credentials) => {
+                    let ok = self.handler.authenticate(&credentials).await;
+                    self.session.authenticated(ok)
+                }
+                Step::Commit { size } => {
+                    let result = match (self.data_error.take(), self.session.transaction()) {
+                        (None, Some(tx)) => self.handler.commit(tx, size).await,
+                        (error, _) => {
+                            self.handler.abort_message().await;
+                            Err(error.unwrap_or_else(Reply::temporary_failure))
+                        }
+                    };
+                    self.session.committed(result)
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
