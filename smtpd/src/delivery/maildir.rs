@@ -117,7 +117,7 @@ pub fn deliver(
             });
         }
     };
-    let target_dir = if junk { junk_dir } else { folder.clone() }.join("new");
+    let target_dir = if junk { &junk_dir } else { &folder }.join("new");
     let target = target_dir.join(&name);
     if let Err(source) = fs::rename(&tmp_path, &target) {
         let _ = fs::remove_file(&tmp_path);

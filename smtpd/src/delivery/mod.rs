@@ -17,6 +17,7 @@ pub mod alias;
 pub mod expand;
 pub mod format;
 pub mod maildir;
+pub mod mbox;
 
 #[cfg(test)]
 mod test_dir;
