@@ -134,9 +134,33 @@ impl Timestamp {
     }
 
     pub(crate) fn write(&self, out: &mut bytes::BytesMut) {
-        use std::fmt::Write;
-        // Writing into a BytesMut cannot fail.
-        let _ = write!(out, "{}.{:06}", self.secs, self.micros);
+        if self.micros >= 1_000_000 {
+            use std::fmt::Write;
+            // Writing into a BytesMut cannot fail.
+            let _ = write!(out, "{}.{:06}", self.secs, self.micros);
+            return;
+        }
+        // Digit by digit: this runs for every request the daemon sends.
+        let mut text = [0u8; 27];
+        let mut end = text.len();
+        let mut micros = self.micros;
+        for _ in 0..6 {
+            end -= 1;
+            text[end] = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        end -= 1;
+        text[end] = b'.';
+        let mut secs = self.secs;
+        loop {
+            end -= 1;
+            text[end] = b'0' + (secs % 10) as u8;
+            secs /= 10;
+            if secs == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&text[end..]);
     }
 }
 
@@ -167,6 +191,25 @@ mod tests {
         let ts = Timestamp::parse(b"1731000001.000412").unwrap();
         assert_eq!((ts.secs, ts.micros), (1731000001, 412));
         assert_eq!(ts.to_string(), "1731000001.000412");
+        for ts in [
+            Timestamp { secs: 0, micros: 0 },
+            Timestamp {
+                secs: 1731000001,
+                micros: 412,
+            },
+            Timestamp {
+                secs: u64::MAX,
+                micros: 999_999,
+            },
+            Timestamp {
+                secs: 7,
+                micros: 1_000_001,
+            },
+        ] {
+            let mut out = bytes::BytesMut::new();
+            ts.write(&mut out);
+            assert_eq!(&out[..], ts.to_string().as_bytes());
+        }
         assert!(Timestamp::parse(b"1731000001.412").is_none());
         assert!(Timestamp::parse(b"1731000001").is_none());
     }

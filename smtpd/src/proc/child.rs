@@ -7,29 +7,35 @@
 //! [`StartError`] that says what the backend did, quoting its stderr (a
 //! backend that does not speak the announced version says so there).
 //!
-//! After the handshake a [`Link`] is what callers use: requests go through
-//! a channel to the writer task, which writes them in batches, with at most
-//! `max_buffered` bytes waiting; the reader task decodes each answer line
-//! with the [`Family`] and completes the matching request in the
-//! [`Inflight`] map. A malformed line is logged with the backend's name and
-//! fails the request it names, if any. Neither task decides anything about
-//! the child's life: the supervisor watches them end.
+//! After the handshake three tasks serve the child through the backend's
+//! [`Link`]: the writer takes the whole outbox at each turn and writes it at
+//! once; the reader decodes each answer line with the [`Family`] and
+//! completes the matching request in the link's in-flight map (a malformed
+//! line is logged with the backend's name and fails the request it names,
+//! if any); the sweeper ticks thirty times per request timeout and fails
+//! the requests that have waited a whole timeout (so a request times out
+//! after 100% to 103% of the timeout, with no timer per request), and when
+//! one of them saw the child write nothing at all while it waited, it tells
+//! the supervisor that the child hangs. None of the tasks decides anything
+//! about the child's life: the supervisor watches them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::StreamExt;
 use smtpd_sdk::codec::{Frame, LineCodec};
 use smtpd_sdk::proto::{ConfigLine, Line};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::codec::FramedRead;
 
-use super::inflight::{Failure, Inflight};
+use super::inflight::Failure;
+use super::link::{Link, BATCH};
 use super::spawn::{self, Spawned, KILL_GRACE};
 use super::stderr::{self, Tail};
 use super::{Decoded, Family, Registered, Spec, StartError};
@@ -37,8 +43,16 @@ use super::{Decoded, Family, Registered, Spec, StartError};
 /// The daemon's version, announced in `config|smtpd-version`.
 const SMTPD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How many bytes of requests the writer gathers into one write.
-const BATCH: usize = 64 * 1024;
+/// Below this many bytes waiting, the writer lets other tasks run before it
+/// writes.
+const SMALL_BATCH: usize = 4096;
+
+/// How many bytes the reader asks for at once.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// How many times per request timeout the sweeper looks for expired
+/// requests.
+const SWEEPS_PER_TIMEOUT: u32 = 30;
 
 /// How much of an offending line is logged.
 const QUOTED_LINE_MAX: usize = 200;
@@ -53,68 +67,20 @@ pub(crate) fn quoted(line: &[u8]) -> String {
     text
 }
 
-/// Why a request could not be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SendError {
-    /// Too many bytes already wait for the child.
-    Overloaded,
-    /// The writer is gone with its child.
-    Closed,
-}
-
-/// What callers use to reach a child that passed its handshake.
-pub(crate) struct Link<F: Family> {
-    /// The child's pid.
-    pub(crate) pid: u32,
-    /// What it registered.
-    pub(crate) registration: Arc<F::Registration>,
-    /// Its requests in flight.
-    pub(crate) inflight: Inflight<F::Key, F::Answer>,
-    /// Signalled when a request timed out without the child writing
-    /// anything since it was sent: the child hangs.
-    pub(crate) hung: Notify,
-    requests: mpsc::UnboundedSender<Bytes>,
-    queued: Arc<AtomicUsize>,
-    max_buffered: usize,
-    lines_read: AtomicU64,
-}
-
-impl<F: Family> Link<F> {
-    /// Queues a request line for the writer.
-    pub(crate) fn send(&self, line: Bytes) -> Result<(), SendError> {
-        let len = line.len();
-        let before = self.queued.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.max_buffered {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            return Err(SendError::Overloaded);
-        }
-        self.requests.send(line).map_err(|_| {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            SendError::Closed
-        })
-    }
-
-    /// Asks the writer to write what is queued, then close the child's
-    /// stdin.
-    pub(crate) fn close_input(&self) {
-        // An empty line is the writer's signal to close.
-        self.requests.send(Bytes::new()).ok();
-    }
-
-    /// How many lines the child wrote since its handshake.
-    pub(crate) fn lines_read(&self) -> u64 {
-        self.lines_read.load(Ordering::Acquire)
-    }
-}
-
 /// A child past its handshake, and the tasks serving it.
 pub(crate) struct Running<F: Family> {
-    pub(crate) link: Arc<Link<F>>,
+    pub(crate) pid: u32,
     pub(crate) child: Child,
+    /// What it registered, until the supervisor opens the link with it.
+    pub(crate) registration: Option<F::Registration>,
     /// Ends when the child's stdout ends.
     pub(crate) reader: JoinHandle<()>,
     /// Aborting it closes the child's stdin.
     pub(crate) writer: JoinHandle<()>,
+    /// Expires requests; runs until aborted.
+    pub(crate) sweeper: JoinHandle<()>,
+    /// Signalled by the sweeper when the child hangs.
+    pub(crate) hung: Arc<Notify>,
     pub(crate) started: Instant,
 }
 
@@ -122,6 +88,7 @@ pub(crate) struct Running<F: Family> {
 pub(crate) async fn launch<F: Family>(
     family: &Arc<F>,
     spec: &Spec,
+    link: &Arc<Link<F>>,
 ) -> Result<Running<F>, StartError> {
     let Spawned {
         mut child,
@@ -132,7 +99,7 @@ pub(crate) async fn launch<F: Family>(
     } = spawn::spawn(spec)?;
     tracing::debug!(backend = %spec.name, pid, "backend {} started", spec.name);
     let (tail, stderr_task) = stderr::forward(spec.name.clone(), stderr);
-    let mut lines = FramedRead::new(stdout, LineCodec::new());
+    let mut lines = FramedRead::with_capacity(stdout, LineCodec::new(), READ_BUFFER);
     let handshake = handshake(family.as_ref(), &spec.name, &mut stdin, &mut lines);
     let registration = match tokio::time::timeout(spec.handshake_timeout, handshake).await {
         Ok(Ok(registration)) => registration,
@@ -158,30 +125,28 @@ pub(crate) async fn launch<F: Family>(
             });
         }
     };
-    let (requests, queue) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let link = Arc::new(Link {
-        pid,
-        registration: Arc::new(registration),
-        inflight: Inflight::new(),
-        hung: Notify::new(),
-        requests,
-        queued: Arc::clone(&queued),
-        max_buffered: spec.max_buffered,
-        lines_read: AtomicU64::new(0),
-    });
+    link.prepare();
+    let hung = Arc::new(Notify::new());
     let reader = tokio::spawn(read_answers(
         Arc::clone(family),
-        Arc::clone(&link),
+        Arc::clone(link),
         lines,
         spec.name.clone(),
     ));
-    let writer = tokio::spawn(write_requests(queue, stdin, queued, spec.name.clone()));
+    let writer = tokio::spawn(write_requests(Arc::clone(link), stdin, spec.name.clone()));
+    let sweeper = tokio::spawn(sweep(
+        Arc::clone(link),
+        Arc::clone(&hung),
+        spec.request_timeout,
+    ));
     Ok(Running {
-        link,
+        pid,
         child,
+        registration: Some(registration),
         reader,
         writer,
+        sweeper,
+        hung,
         started: Instant::now(),
     })
 }
@@ -304,11 +269,11 @@ async fn read_answers<F: Family>(
     while let Some(frame) = lines.next().await {
         match frame {
             Ok(Frame::Line(line)) => {
-                link.lines_read.fetch_add(1, Ordering::AcqRel);
+                link.line_read();
                 dispatch(family.as_ref(), &link, &line, &name);
             }
             Ok(Frame::TooLong(len)) => {
-                link.lines_read.fetch_add(1, Ordering::AcqRel);
+                link.line_read();
                 tracing::warn!(
                     backend = %name,
                     "bad line from backend {name}: a line longer than 1 MiB ({len} bytes read), dropped"
@@ -345,32 +310,101 @@ fn dispatch<F: Family>(family: &F, link: &Link<F>, line: &[u8], name: &str) {
     }
 }
 
-async fn write_requests(
-    mut requests: mpsc::UnboundedReceiver<Bytes>,
-    mut stdin: ChildStdin,
-    queued: Arc<AtomicUsize>,
-    name: String,
-) {
+/// The sweeper's tick, and how many ticks make a request timeout.
+fn sweep_schedule(timeout: Duration) -> (Duration, u64) {
+    let tick = (timeout / SWEEPS_PER_TIMEOUT).max(Duration::from_millis(1));
+    let ticks = (timeout.as_nanos() / tick.as_nanos()).max(1);
+    (tick, u64::try_from(ticks).unwrap_or(u64::MAX))
+}
+
+/// Fails the requests that have waited a whole timeout, and tells the
+/// supervisor when the child wrote nothing at all while one of them
+/// waited.
+async fn sweep<F: Family>(link: Arc<Link<F>>, hung: Arc<Notify>, timeout: Duration) {
+    let (tick, ticks) = sweep_schedule(timeout);
+    let mut clock = tokio::time::interval_at(Instant::now() + tick, tick);
+    clock.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // How many lines the child had written when each recent epoch began.
+    let mut written = VecDeque::from([(link.epoch(), link.lines_read())]);
+    loop {
+        clock.tick().await;
+        let epoch = link.tick();
+        written.push_back((epoch, link.lines_read()));
+        while written.len() as u64 > ticks.saturating_add(2) {
+            written.pop_front();
+        }
+        // Registered in epoch e, a request has waited `ticks` whole ticks
+        // once the epoch is past e + ticks.
+        let Some(before) = epoch.checked_sub(ticks) else {
+            continue;
+        };
+        let expired = link.inflight.expire(before);
+        let now = link.lines_read();
+        let silent = |e: &u64| {
+            written
+                .iter()
+                .any(|&(epoch, lines)| epoch == *e && lines == now)
+        };
+        if expired.iter().any(silent) {
+            hung.notify_one();
+        }
+    }
+}
+
+async fn write_requests<F: Family>(link: Arc<Link<F>>, mut stdin: ChildStdin, name: String) {
     let mut batch = BytesMut::with_capacity(BATCH);
-    while let Some(first) = requests.recv().await {
-        // An empty line (from `close_input`) ends the input.
-        let mut closing = first.is_empty();
-        batch.clear();
-        batch.extend_from_slice(&first);
-        while !closing && batch.len() < BATCH {
-            match requests.try_recv() {
-                Ok(more) if more.is_empty() => closing = true,
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+    loop {
+        let closing = link.take(&mut batch);
+        if batch.is_empty() {
+            if closing {
+                // Dropping stdin closes it.
+                return;
             }
+            link.wake_writer.notified().await;
+            // Woken by the first request after a pause, the writer may run
+            // before the other tasks that are about to send theirs (the
+            // multi-thread scheduler runs a task it just woke next). Let
+            // them add their requests first, for one write rather than one
+            // each; under load the outbox is rarely this small.
+            if link.waiting() < SMALL_BATCH {
+                tokio::task::yield_now().await;
+            }
+            continue;
         }
         if let Err(e) = stdin.write_all(&batch).await {
             tracing::debug!(backend = %name, "backend {name}: cannot write: {e}");
-            break;
+            return;
         }
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
-        if closing {
-            break;
-        }
+        batch.clear();
+        link.written();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweeper_ticks_thirty_times_per_timeout() {
+        assert_eq!(
+            sweep_schedule(Duration::from_secs(30)),
+            (Duration::from_secs(1), 30)
+        );
+        assert_eq!(
+            sweep_schedule(Duration::from_secs(300)),
+            (Duration::from_secs(10), 30)
+        );
+        assert_eq!(
+            sweep_schedule(Duration::from_millis(3)),
+            (Duration::from_millis(1), 3)
+        );
+    }
+
+    #[test]
+    fn quoted_lines_are_cut() {
+        assert_eq!(quoted(b"short"), "short");
+        let long = quoted(&[b'x'; 300]);
+        assert_eq!(long.len(), 203);
+        assert!(long.ends_with("..."));
     }
 }

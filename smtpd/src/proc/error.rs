@@ -52,6 +52,15 @@ pub enum Error {
         /// What happened to the child.
         reason: String,
     },
+    /// The request cannot be put on the wire (a field holds a newline, or
+    /// a `|` where only the last field may).
+    #[error("backend {backend}: cannot send the request: {reason}")]
+    Unsendable {
+        /// The backend's name.
+        backend: String,
+        /// Why.
+        reason: String,
+    },
     /// A request with the same key is already in flight (the caller picks
     /// another id).
     #[error("backend {backend}: a request with this id is already in flight")]

@@ -10,7 +10,10 @@
 //! ([`Supervisor::call`]): each request is registered under its key before
 //! it is written, answers are matched back by key in any order
 //! (`inflight.rs`), and a request unanswered within the timeout fails on
-//! its own. The program's stderr is logged line by line with its name
+//! its own. Callers reach whichever child runs through the backend's link
+//! (`link.rs`), which outlives the children and keeps shared locks and
+//! counters off the path of each request. The program's stderr is logged
+//! line by line with its name
 //! (`stderr.rs`). When it dies, closes its output or hangs, every request
 //! in flight fails temporarily and it is restarted with backoff
 //! (`supervisor.rs`); a malformed line is logged and dropped. Counters for
@@ -25,6 +28,7 @@
 mod child;
 mod error;
 mod inflight;
+mod link;
 mod spawn;
 mod stats;
 mod stderr;

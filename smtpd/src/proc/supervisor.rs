@@ -17,15 +17,16 @@
 //! stdin, lets it finish the requests in flight, and sends SIGTERM after
 //! 10 s and SIGKILL 5 s later (SPEC.md 1.1).
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use smtpd_sdk::proto::Line;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::child::{self, quoted, Link, Running, SendError};
+use super::child::{self, Running};
 use super::inflight::{Failure, Refused};
+use super::link::{Link, SendError};
 use super::spawn::{self, KILL_GRACE};
 use super::stats::{Counters, Stats};
 use super::{Error, Family, Spec, StartError};
@@ -36,6 +37,8 @@ const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A child that ran this long resets the delay.
 const BACKOFF_RESET: Duration = Duration::from_secs(60);
+/// One request in this many has its latency measured.
+const LATENCY_SAMPLE: u64 = 8;
 /// How long a stopping child has after its stdin closed before SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -78,7 +81,7 @@ struct Handle<F: Family> {
 struct Shared<F: Family> {
     family: Arc<F>,
     spec: Spec,
-    link: RwLock<Option<Arc<Link<F>>>>,
+    link: Arc<Link<F>>,
     counters: Counters,
     state: watch::Sender<State>,
 }
@@ -87,18 +90,19 @@ impl<F: Family> Supervisor<F> {
     /// Starts the backend and performs its handshake.
     pub async fn start(family: F, spec: Spec) -> Result<Self, StartError> {
         let family = Arc::new(family);
-        let running = child::launch(&family, &spec).await?;
+        let link = Arc::new(Link::new(&spec));
+        let mut running = child::launch(&family, &spec, &link).await?;
         let shared = Arc::new(Shared {
             family,
             spec,
-            link: RwLock::new(None),
+            link,
             counters: Counters::default(),
             state: watch::channel(State::Down {
                 reason: "starting".into(),
             })
             .0,
         });
-        shared.install(&running);
+        shared.install(&mut running);
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(supervise(Arc::clone(&shared), running, stopped));
         Ok(Self {
@@ -119,12 +123,12 @@ impl<F: Family> Supervisor<F> {
         &self.handle.shared.spec
     }
 
-    /// Sends a request line (formatted with its `\n`) registered under
-    /// `key`, and waits for its answer, at most the request timeout.
-    pub async fn call(&self, key: F::Key, line: Bytes) -> Result<F::Answer, Error> {
+    /// Sends a request registered under `key`, and waits for its answer,
+    /// at most the request timeout.
+    pub async fn call<L: Line + Sync>(&self, key: F::Key, request: &L) -> Result<F::Answer, Error> {
         let shared = &self.handle.shared;
-        shared.counters.request();
-        let result = shared.call(key, line).await;
+        let sample = shared.counters.request() % LATENCY_SAMPLE == 0;
+        let result = shared.call(key, request, sample).await;
         match &result {
             Ok(answer) if !shared.family.is_failure(answer) => {}
             _ => shared.counters.error(),
@@ -134,17 +138,13 @@ impl<F: Family> Supervisor<F> {
 
     /// What the running child registered, if a child runs.
     pub fn registration(&self) -> Option<Arc<F::Registration>> {
-        self.handle
-            .shared
-            .current()
-            .map(|link| Arc::clone(&link.registration))
+        self.handle.shared.link.registration()
     }
 
     /// The counters.
     pub fn stats(&self) -> Stats {
         let shared = &self.handle.shared;
-        let in_flight = shared.current().map_or(0, |link| link.inflight.len());
-        shared.counters.snapshot(in_flight)
+        shared.counters.snapshot(shared.link.inflight.len())
     }
 
     /// Where the backend is in its life, now and as it changes.
@@ -171,28 +171,18 @@ impl<F: Family> Supervisor<F> {
 }
 
 impl<F: Family> Shared<F> {
-    fn current(&self) -> Option<Arc<Link<F>>> {
+    /// Opens the link for a child that passed its handshake.
+    fn install(&self, running: &mut Running<F>) {
+        self.counters.set_pid(Some(running.pid));
         self.link
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_link(&self, link: Option<Arc<Link<F>>>) {
-        self.counters.set_pid(link.as_ref().map(|l| l.pid));
-        *self.link.write().unwrap_or_else(PoisonError::into_inner) = link;
-    }
-
-    fn install(&self, running: &Running<F>) {
-        self.set_link(Some(Arc::clone(&running.link)));
-        self.state.send_replace(State::Running {
-            pid: running.link.pid,
-        });
+            .open(running.registration.take().unwrap_or_default());
+        self.state.send_replace(State::Running { pid: running.pid });
     }
 
     /// Withdraws the link: new requests fail at once.
     fn withdraw(&self, reason: &str) {
-        self.set_link(None);
+        self.link.withdraw();
+        self.counters.set_pid(None);
         self.state.send_replace(State::Down {
             reason: reason.to_owned(),
         });
@@ -210,58 +200,59 @@ impl<F: Family> Shared<F> {
         }
     }
 
-    async fn call(&self, key: F::Key, line: Bytes) -> Result<F::Answer, Error> {
+    async fn call<L: Line + Sync>(
+        &self,
+        key: F::Key,
+        request: &L,
+        sample: bool,
+    ) -> Result<F::Answer, Error> {
         let backend = || self.spec.name.clone();
-        let link = self.current().ok_or_else(|| self.unavailable())?;
-        let mut ticket = link
-            .inflight
-            .register(key)
-            .map_err(|refused| match refused {
-                Refused::InUse => Error::KeyInUse { backend: backend() },
-                Refused::Closed(reason) => Error::Unavailable {
-                    backend: backend(),
-                    reason,
-                },
-            })?;
-        let mark = link.lines_read();
-        tracing::debug!(backend = %self.spec.name, "> {}", quoted(line.trim_ascii_end()));
-        let began = Instant::now();
-        link.send(line).map_err(|e| match e {
+        let link = &self.link;
+        if !link.is_open() {
+            return Err(self.unavailable());
+        }
+        let mut ticket =
+            link.inflight
+                .register(key, link.epoch())
+                .map_err(|refused| match refused {
+                    Refused::InUse => Error::KeyInUse { backend: backend() },
+                    Refused::Closed(reason) => Error::Unavailable {
+                        backend: backend(),
+                        reason,
+                    },
+                })?;
+        let sent = sample.then(Instant::now);
+        link.send(request).map_err(|e| match e {
             SendError::Overloaded => Error::Overloaded {
                 backend: backend(),
                 limit: self.spec.max_buffered,
             },
             SendError::Closed => self.unavailable(),
+            SendError::Format(reason) => Error::Unsendable {
+                backend: backend(),
+                reason,
+            },
         })?;
-        let answer = tokio::time::timeout(self.spec.request_timeout, &mut ticket.answer).await;
-        match answer {
-            Ok(Ok(Ok(answer))) => {
-                self.counters.answered_in(began.elapsed());
+        // The sweeper fails the request when its time is up.
+        match ticket.answer().await {
+            Ok(answer) => {
+                if let Some(sent) = sent {
+                    self.counters.answered_in(sent.elapsed());
+                }
                 Ok(answer)
             }
-            Ok(Ok(Err(Failure::Malformed(reason)))) => Err(Error::Malformed {
+            Err(Failure::Malformed(reason)) => Err(Error::Malformed {
                 backend: backend(),
                 reason,
             }),
-            Ok(Ok(Err(Failure::Lost(reason)))) => Err(Error::Lost {
+            Err(Failure::Lost(reason)) => Err(Error::Lost {
                 backend: backend(),
                 reason,
             }),
-            Ok(Err(_)) => Err(Error::Lost {
+            Err(Failure::TimedOut) => Err(Error::Timeout {
                 backend: backend(),
-                reason: "the backend is gone".into(),
+                after: self.spec.request_timeout,
             }),
-            Err(_) => {
-                // From now on the answer, if it comes, is late and dropped.
-                drop(ticket);
-                if link.lines_read() == mark {
-                    link.hung.notify_one();
-                }
-                Err(Error::Timeout {
-                    backend: backend(),
-                    after: self.spec.request_timeout,
-                })
-            }
         }
     }
 }
@@ -307,7 +298,7 @@ async fn supervise<F: Family>(
         let death = tokio::select! {
             status = running.child.wait() => Some(Death::Exited(status)),
             _ = &mut running.reader => Some(Death::OutputClosed),
-            () = running.link.hung.notified() => Some(Death::Hung),
+            () = running.hung.notified() => Some(Death::Hung),
             _ = &mut stop => None,
         };
         let Some(death) = death else {
@@ -324,7 +315,8 @@ async fn supervise<F: Family>(
             None => break,
         }
     }
-    shared.set_link(None);
+    shared.link.close("the backend was stopped");
+    shared.counters.set_pid(None);
     shared.state.send_replace(State::Stopped);
 }
 
@@ -348,7 +340,7 @@ async fn bury<F: Family>(shared: &Shared<F>, mut running: Running<F>, death: Dea
                 Ok(status) => ("the backend exited", status),
                 Err(_) => {
                     let reason = "the backend closed its output";
-                    running.link.inflight.close(reason);
+                    shared.link.inflight.close(reason);
                     (reason, spawn::terminate(&mut running.child).await)
                 }
             }
@@ -360,14 +352,15 @@ async fn bury<F: Family>(shared: &Shared<F>, mut running: Running<F>, death: Dea
                 shared.spec.request_timeout.as_secs()
             );
             shared.withdraw("the backend hung");
-            running.link.inflight.close("the backend hung");
+            shared.link.inflight.close("the backend hung");
             let status = spawn::terminate(&mut running.child).await;
             ("the backend hung", status)
         }
     };
-    running.link.inflight.close(reason);
+    shared.link.close(reason);
     running.reader.abort();
     running.writer.abort();
+    running.sweeper.abort();
     match status {
         Ok(status) => tracing::warn!(backend = %name, "backend {name} exited ({status})"),
         Err(e) => tracing::warn!(backend = %name, "backend {name} exited (status unknown: {e})"),
@@ -389,18 +382,14 @@ async fn restart<F: Family>(
             _ = &mut *stop => return None,
         }
         let launched = tokio::select! {
-            launched = child::launch(&shared.family, &shared.spec) => launched,
+            launched = child::launch(&shared.family, &shared.spec, &shared.link) => launched,
             _ = &mut *stop => return None,
         };
         match launched {
-            Ok(running) => {
+            Ok(mut running) => {
                 shared.counters.restart();
-                shared.install(&running);
-                tracing::info!(
-                    backend = %name,
-                    "backend {name} restarted, pid {}",
-                    running.link.pid
-                );
+                shared.install(&mut running);
+                tracing::info!(backend = %name, "backend {name} restarted, pid {}", running.pid);
                 return Some(running);
             }
             Err(e) => {
@@ -415,7 +404,7 @@ async fn restart<F: Family>(
 async fn stop_child<F: Family>(shared: &Shared<F>, mut running: Running<F>) {
     let name = &shared.spec.name;
     shared.withdraw("stopping");
-    running.link.close_input();
+    shared.link.close_input();
     let status = match tokio::time::timeout(STOP_GRACE, running.child.wait()).await {
         Ok(status) => status,
         Err(_) => spawn::terminate(&mut running.child).await,
@@ -423,9 +412,10 @@ async fn stop_child<F: Family>(shared: &Shared<F>, mut running: Running<F>) {
     tokio::time::timeout(KILL_GRACE, &mut running.reader)
         .await
         .ok();
-    running.link.inflight.close("the backend was stopped");
+    shared.link.close("the backend was stopped");
     running.reader.abort();
     running.writer.abort();
+    running.sweeper.abort();
     match status {
         Ok(status) => tracing::info!(backend = %name, "backend {name} stopped ({status})"),
         Err(e) => tracing::info!(backend = %name, "backend {name} stopped (status unknown: {e})"),
