@@ -14,8 +14,10 @@
 //! the reply: 500 for an unknown verb, 501 for bad arguments, 553 for an
 //! address, 555 for a parameter, 504 for an AUTH mechanism.
 
+use std::fmt;
+
 use super::address::{Domain, Mailbox, ReversePath};
-use super::auth::decode_base64;
+use super::auth::{decode_base64, encode_base64};
 use super::reply::Reply;
 
 /// One SMTP command.
@@ -131,8 +133,8 @@ pub struct Auth {
     pub initial: Option<Vec<u8>>,
 }
 
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The initial response may hold a password.
         f.debug_struct("Auth")
             .field("mechanism", &self.mechanism)
@@ -461,6 +463,90 @@ fn parse_auth(rest: Option<&[u8]>) -> Result<Auth, SyntaxError> {
         return Err(bad());
     }
     Ok(Auth { mechanism, initial })
+}
+
+/// The wire form (without CRLF), as a client sends it: what the relay
+/// client will write, and what `parse` reads back.
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Helo(domain) => write!(f, "HELO {domain}"),
+            Self::Ehlo(domain) => write!(f, "EHLO {domain}"),
+            Self::Mail(mail) => mail.fmt(f),
+            Self::Rcpt(rcpt) => rcpt.fmt(f),
+            Self::Data => f.write_str("DATA"),
+            Self::Rset => f.write_str("RSET"),
+            Self::Noop => f.write_str("NOOP"),
+            Self::Quit => f.write_str("QUIT"),
+            Self::Help => f.write_str("HELP"),
+            Self::Vrfy(text) => write!(f, "VRFY {text}"),
+            Self::Expn(text) => write!(f, "EXPN {text}"),
+            Self::StartTls => f.write_str("STARTTLS"),
+            Self::Auth(auth) => {
+                let name = match auth.mechanism {
+                    Mechanism::Plain => "PLAIN",
+                    Mechanism::Login => "LOGIN",
+                };
+                match auth.initial.as_deref() {
+                    None => write!(f, "AUTH {name}"),
+                    Some([]) => write!(f, "AUTH {name} ="),
+                    Some(initial) => write!(f, "AUTH {name} {}", encode_base64(initial)),
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for MailFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MAIL FROM:<{}>", self.sender)?;
+        if let Some(size) = self.size {
+            write!(f, " SIZE={size}")?;
+        }
+        match self.body {
+            Some(Body::SevenBit) => f.write_str(" BODY=7BIT")?,
+            Some(Body::EightBitMime) => f.write_str(" BODY=8BITMIME")?,
+            None => {}
+        }
+        if self.smtputf8 {
+            f.write_str(" SMTPUTF8")?;
+        }
+        match self.ret {
+            Some(Ret::Full) => f.write_str(" RET=FULL")?,
+            Some(Ret::Headers) => f.write_str(" RET=HDRS")?,
+            None => {}
+        }
+        if let Some(envid) = &self.envid {
+            write!(f, " ENVID={envid}")?;
+        }
+        if let Some(auth) = &self.auth {
+            write!(f, " AUTH={auth}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RcptTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RCPT TO:<{}>", self.recipient)?;
+        match self.notify {
+            Some(Notify::Never) => f.write_str(" NOTIFY=NEVER")?,
+            Some(Notify::On {
+                success,
+                failure,
+                delay,
+            }) => {
+                let words = [(success, "SUCCESS"), (failure, "FAILURE"), (delay, "DELAY")];
+                let list: Vec<&str> = words.iter().filter(|w| w.0).map(|w| w.1).collect();
+                write!(f, " NOTIFY={}", list.join(","))?;
+            }
+            None => {}
+        }
+        if let Some(orcpt) = &self.orcpt {
+            write!(f, " ORCPT={orcpt}")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -415,7 +415,108 @@ fn errors_become_replies() {
     }
 }
 
+mod strategies {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn mailbox() -> impl Strategy<Value = Mailbox> {
+        let local = "[a-zA-Z0-9!#$%&'*/?^`{|}~+=_-]{1,12}(\\.[a-z0-9]{1,5}){0,2}";
+        let domain = prop_oneof![
+            "[a-z0-9]{1,10}(\\.[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?){0,3}"
+                .prop_map(|d| Some(Domain::Name(d))),
+            any::<[u8; 4]>().prop_map(|ip| Some(Domain::Literal(Ipv4Addr::from(ip).into()))),
+            any::<[u16; 8]>()
+                .prop_map(|ip| Some(Domain::Literal(std::net::Ipv6Addr::from(ip).into()))),
+            Just(None),
+        ];
+        (local, domain).prop_map(|(local, domain)| Mailbox { local, domain })
+    }
+
+    fn xtext() -> impl Strategy<Value = String> {
+        "([!-*,-<>-~]|\\+[0-9A-F]{2}){1,20}"
+    }
+
+    fn mail() -> impl Strategy<Value = MailFrom> {
+        (
+            prop_oneof![
+                Just(ReversePath::Null),
+                mailbox().prop_map(ReversePath::Mailbox)
+            ],
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(prop_oneof![Just(Body::SevenBit), Just(Body::EightBitMime)]),
+            any::<bool>(),
+            proptest::option::of(prop_oneof![Just(Ret::Full), Just(Ret::Headers)]),
+            proptest::option::of(xtext()),
+            proptest::option::of(prop_oneof![Just("<>".to_owned()), xtext()]),
+        )
+            .prop_map(
+                |(sender, size, body, smtputf8, ret, envid, auth)| MailFrom {
+                    sender,
+                    size,
+                    body,
+                    smtputf8,
+                    ret,
+                    envid,
+                    auth,
+                },
+            )
+    }
+
+    fn rcpt() -> impl Strategy<Value = RcptTo> {
+        let notify = prop_oneof![
+            Just(Notify::Never),
+            (any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_filter("one word at least", |w| w.0 || w.1 || w.2)
+                .prop_map(|(success, failure, delay)| Notify::On {
+                    success,
+                    failure,
+                    delay
+                }),
+        ];
+        (
+            mailbox(),
+            proptest::option::of(notify),
+            proptest::option::of(xtext().prop_map(|x| format!("rfc822;{x}"))),
+        )
+            .prop_map(|(recipient, notify, orcpt)| RcptTo {
+                recipient,
+                notify,
+                orcpt,
+            })
+    }
+
+    pub(super) fn command() -> impl Strategy<Value = Command> {
+        let auth = (
+            prop_oneof![Just(Mechanism::Plain), Just(Mechanism::Login)],
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..30)),
+        )
+            .prop_map(|(mechanism, initial)| Command::Auth(Auth { mechanism, initial }));
+        prop_oneof![
+            "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){0,2}".prop_map(|d| Command::Helo(Domain::Name(d))),
+            "[a-z0-9]{1,10}".prop_map(|d| Command::Ehlo(Domain::Name(d))),
+            mail().prop_map(Command::Mail),
+            rcpt().prop_map(Command::Rcpt),
+            Just(Command::Data),
+            Just(Command::Rset),
+            Just(Command::Noop),
+            Just(Command::Quit),
+            Just(Command::Help),
+            Just(Command::StartTls),
+            "[a-z]{1,10}".prop_map(Command::Vrfy),
+            "[a-z]{1,10}".prop_map(Command::Expn),
+            auth,
+        ]
+    }
+}
+
 proptest::proptest! {
+    #[test]
+    fn parse_of_format_is_identity(command in strategies::command()) {
+        let line = command.to_string();
+        proptest::prop_assert_eq!(Command::parse(line.as_bytes()), Ok(command), "{}", line);
+    }
+
     #[test]
     fn arbitrary_lines_never_panic(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
         let _ = Command::parse(&line);
