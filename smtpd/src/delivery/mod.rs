@@ -7,7 +7,9 @@
 //!   `alias`/`virtual` tables, the userbase and `~/.forward`;
 //! - `maildir.rs` and `mbox.rs`: writing a message into a maildir or an
 //!   mbox file, durably, as the target user (the caller runs them in the
-//!   delivery process).
+//!   delivery process);
+//! - `mda.rs`: running a delivery command through `/bin/sh -c` as
+//!   OpenSMTPD does (account, environment, time limit, exit statuses).
 //!
 //! Nothing here is wired into the daemon yet: the lookup process calls
 //! [`expand::Expander`] at RCPT TO, and the delivery process calls the
@@ -18,6 +20,7 @@ pub mod expand;
 pub mod format;
 pub mod maildir;
 pub mod mbox;
+pub mod mda;
 
 #[cfg(test)]
 mod test_dir;

@@ -1,0 +1,251 @@
+//! Running a delivery command (delivery.md section 5.1): the one place
+//! besides `crate::proc` where the daemon starts `/bin/sh -c`.
+//!
+//! [`run`] executes an already expanded command line (every `%{...}`
+//! value sanitised by `format.rs`) the way OpenSMTPD's `forkmda` does: as
+//! the delivery account (never uid 0), in a new session, from the
+//! account's home directory (or `/`), with exactly the environment of
+//! [`MdaEnvironment`], the message on stdin and stdout and stderr captured
+//! in an anonymous file, under a time limit (300 s by default; the whole
+//! process group is killed when it expires). [`MdaOutcome`] maps the
+//! result as OpenSMTPD does: exit 0 with all input read is delivered, exit
+//! 71 (`EX_OSERR`) or 75 (`EX_TEMPFAIL`), a signal or the time limit are
+//! temporary, any other status is permanent; the last line the command
+//! printed becomes the error text.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::process::Command;
+
+/// OpenSMTPD's time limit for a delivery command.
+pub const MDA_TIMEOUT: Duration = Duration::from_secs(300);
+/// The `PATH` delivery commands get (`_PATH_DEFPATH`).
+pub const DEFAULT_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin:/usr/local/sbin";
+/// How much of the command's output is kept for the error text.
+const OUTPUT_TAIL: u64 = 4096;
+
+/// The environment of a delivery command: exactly these variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MdaEnvironment {
+    /// `DOMAIN`: the original recipient's domain.
+    pub domain: String,
+    /// `HOME`: the delivery account's home.
+    pub home: String,
+    /// `ORIGINAL_RECIPIENT`: the original recipient address.
+    pub original_recipient: String,
+    /// `RECIPIENT`: the final recipient address (dest).
+    pub recipient: String,
+    /// `LOCAL`: the original recipient's local part, tag included.
+    pub local: String,
+    /// `LOGNAME` and `USER`: the userbase account name.
+    pub user: String,
+    /// `SENDER`: the sender address, empty for the null sender.
+    pub sender: String,
+    /// `EXTENSION`: the sub-address, only set when not empty.
+    pub extension: String,
+}
+
+impl MdaEnvironment {
+    /// The variables, in OpenSMTPD's order.
+    pub fn vars(&self) -> Vec<(&'static str, &str)> {
+        let mut vars = vec![
+            ("PATH", DEFAULT_PATH),
+            ("DOMAIN", self.domain.as_str()),
+            ("HOME", self.home.as_str()),
+            ("ORIGINAL_RECIPIENT", self.original_recipient.as_str()),
+            ("RECIPIENT", self.recipient.as_str()),
+            ("SHELL", "/bin/sh"),
+            ("LOCAL", self.local.as_str()),
+            ("LOGNAME", self.user.as_str()),
+            ("USER", self.user.as_str()),
+            ("SENDER", self.sender.as_str()),
+        ];
+        if !self.extension.is_empty() {
+            vars.push(("EXTENSION", self.extension.as_str()));
+        }
+        vars
+    }
+}
+
+/// The account a command runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    /// Its uid (0 is refused).
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+}
+
+/// One delivery command to run.
+#[derive(Debug, Clone)]
+pub struct MdaCommand {
+    /// The expanded command line, given to `/bin/sh -c`.
+    pub command: String,
+    /// Its environment.
+    pub env: MdaEnvironment,
+    /// The account to switch to; `None` keeps the daemon's own (when it
+    /// does not run as root).
+    pub account: Option<Account>,
+    /// The directory it starts in (`/` when missing).
+    pub directory: PathBuf,
+    /// The time limit.
+    pub timeout: Duration,
+}
+
+/// How a delivery command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MdaOutcome {
+    /// The message was delivered.
+    Delivered,
+    /// Try again later, for this reason.
+    Temporary(String),
+    /// The delivery failed for good, for this reason.
+    Permanent(String),
+}
+
+/// Runs `mda` with `message` on its stdin (delivery.md section 5.1).
+pub async fn run(mda: &MdaCommand, message: impl AsyncRead + Unpin) -> MdaOutcome {
+    let uid = match mda.account {
+        Some(account) => account.uid,
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        None => unsafe { libc::geteuid() },
+    };
+    if uid == 0 {
+        return MdaOutcome::Permanent(format!("MDA not allowed to deliver to: {}", mda.env.user));
+    }
+    match execute(mda, message).await {
+        Ok(outcome) => outcome,
+        Err(error) => MdaOutcome::Temporary(format!("mda failed to start: {error}")),
+    }
+}
+
+async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::Result<MdaOutcome> {
+    let mut output = anonymous_file()?;
+    let directory = if mda.directory.is_dir() {
+        mda.directory.as_path()
+    } else {
+        Path::new("/")
+    };
+    // Delivery commands start here and nowhere else; the command line is
+    // the administrator's, with every expanded value sanitised.
+    #[allow(clippy::disallowed_methods)]
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&mda.command)
+        .env_clear()
+        .envs(mda.env.vars())
+        .current_dir(directory)
+        .stdin(Stdio::piped())
+        .stdout(output.try_clone()?)
+        .stderr(output.try_clone()?)
+        .kill_on_drop(true);
+    let account = mda.account;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls async-signal-safe functions (setsid, setgroups, setgid,
+    // setuid) on values copied before the fork.
+    unsafe {
+        command.pre_exec(move || become_account(account));
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| io::Error::other("no stdin pipe"))?;
+    let write = async move {
+        let copied = tokio::io::copy(&mut message, &mut stdin).await;
+        let closed = stdin.shutdown().await;
+        copied.and(closed)
+    };
+    let run = async { tokio::join!(write, child.wait()) };
+    let Ok((written, status)) = tokio::time::timeout(mda.timeout, run).await else {
+        if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kills the process group the child leads (setsid).
+            unsafe { libc::killpg(pid, libc::SIGKILL) };
+        }
+        let _ = child.wait().await;
+        return Ok(MdaOutcome::Temporary("mda timeout".to_owned()));
+    };
+    let status = status?;
+    let last = last_line(&mut output);
+    let reason = |default: String| last.clone().unwrap_or(default);
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) if written.is_ok() => MdaOutcome::Delivered,
+        (Some(0), _) => MdaOutcome::Temporary("mda exited prematurely".to_owned()),
+        (Some(code @ (71 | 75)), _) => {
+            MdaOutcome::Temporary(reason(format!("mda exited with status {code}")))
+        }
+        (Some(code), _) => MdaOutcome::Permanent(reason(format!("mda exited with status {code}"))),
+        (None, Some(signal)) => {
+            MdaOutcome::Temporary(reason(format!("mda terminated by signal {signal}")))
+        }
+        (None, None) => MdaOutcome::Temporary("mda exited abnormally".to_owned()),
+    })
+}
+
+/// In the child: new session, then the account's identity.
+fn become_account(account: Option<Account>) -> io::Result<()> {
+    fn check(rc: libc::c_int) -> io::Result<()> {
+        if rc == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+    // SAFETY: plain system calls on valid arguments; see `execute`.
+    unsafe {
+        check(libc::setsid())?;
+        if let Some(account) = account {
+            let groups = [account.gid];
+            check(libc::setgroups(1, groups.as_ptr()))?;
+            check(libc::setgid(account.gid))?;
+            check(libc::setuid(account.uid))?;
+        }
+    }
+    Ok(())
+}
+
+/// A file with no name, for the command's output.
+fn anonymous_file() -> io::Result<File> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "smtpd-mda-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// The last non-empty line of the command's output, if any.
+fn last_line(output: &mut File) -> Option<String> {
+    let len = output.seek(SeekFrom::End(0)).ok()?;
+    output
+        .seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL)))
+        .ok()?;
+    let mut tail = Vec::new();
+    output.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests;
