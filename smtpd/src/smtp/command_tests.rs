@@ -325,7 +325,7 @@ fn security_battery_refused() {
     let error = Command::parse(b"RCPT TO:<;sleep 66;>").unwrap_err();
     assert_eq!(
         Reply::from(&error).to_string(),
-        "553 5.1.3 Recipient address syntax error"
+        "501 5.1.3 Recipient address syntax error"
     );
 }
 
@@ -397,11 +397,14 @@ fn errors_become_replies() {
         ("RCPT", "501 5.5.4 Syntax: RCPT TO:<address>"),
         ("HELO", "501 5.5.4 Syntax: HELO domain"),
         ("MAIL FROM:<a b>", "553 5.1.0 Sender address syntax error"),
-        ("RCPT TO:<a b>", "553 5.1.3 Recipient address syntax error"),
-        ("MAIL FROM:<a@b> FOO=1", "555 5.5.4 Unsupported option: FOO"),
+        ("RCPT TO:<a b>", "501 5.1.3 Recipient address syntax error"),
+        (
+            "MAIL FROM:<a@b> FOO=1",
+            "555 5.5.4 Invalid command arguments: Unsupported option FOO",
+        ),
         (
             "MAIL FROM:<a@b> SIZE=x",
-            "555 5.5.4 Invalid parameter value: SIZE",
+            "555 5.5.4 Invalid command arguments: Invalid value for SIZE",
         ),
         (
             "AUTH DIGEST-MD5",

@@ -157,7 +157,13 @@ impl<H: Handler> Conn<'_, H> {
                     }
                     return Ok(Outcome::PeerGone);
                 }
-                Ok(Some(frame)) => frame?,
+                Ok(Some(Err(error))) => {
+                    if in_data {
+                        self.handler.abort_message().await;
+                    }
+                    return Err(error);
+                }
+                Ok(Some(Ok(frame))) => frame,
             };
             let Some(step) = self.on_frame(frame).await else {
                 continue;

@@ -399,6 +399,8 @@ async fn no_tls_handler_means_an_error() {
         io: BufReader::new(client),
     };
     client.expect("220").await;
+    client.write("EHLO c\r\n").await;
+    client.expect("250-").await;
     client.write("STARTTLS\r\n").await;
     client.expect("220 2.0.0").await;
     let error = task.await.unwrap().unwrap_err();

@@ -240,14 +240,24 @@ impl Reply {
         Self::new(451, Enhanced::new(4, 3, 0), "Temporary failure")
     }
 
-    /// `452 4.5.3 Too many recipients`.
+    /// `452 4.5.3 Too many recipients: Too many recipients` (RFC 5321's
+    /// 452; OpenSMTPD says 451).
     pub fn too_many_recipients() -> Self {
-        Self::new(452, Enhanced::new(4, 5, 3), "Too many recipients")
+        Self::new(
+            452,
+            Enhanced::new(4, 5, 3),
+            "Too many recipients: Too many recipients",
+        )
     }
 
-    /// `452 4.5.3 Too many messages sent`: the session's max-mails.
+    /// `452 4.5.3 Too many recipients: Too many messages sent`: the
+    /// session's max-mails.
     pub fn too_many_messages() -> Self {
-        Self::new(452, Enhanced::new(4, 5, 3), "Too many messages sent")
+        Self::new(
+            452,
+            Enhanced::new(4, 5, 3),
+            "Too many recipients: Too many messages sent",
+        )
     }
 
     /// `452 4.3.1 Insufficient system storage`.
@@ -293,12 +303,45 @@ impl Reply {
         Self::new(502, INVALID_COMMAND, "Command not implemented")
     }
 
-    /// `503 5.5.1 Invalid command sequence: WHAT`.
-    pub fn bad_sequence(what: &str) -> Self {
+    /// `503 5.5.1 Invalid command: Command not allowed at this point.`:
+    /// a command out of sequence.
+    pub fn bad_sequence() -> Self {
         Self::new(
             503,
             INVALID_COMMAND,
-            &format!("Invalid command sequence: {what}"),
+            "Invalid command: Command not allowed at this point.",
+        )
+    }
+
+    /// `503 5.5.1 Invalid command: Already identified`: a second HELO/EHLO.
+    pub fn already_identified() -> Self {
+        Self::new(503, INVALID_COMMAND, "Invalid command: Already identified")
+    }
+
+    /// `503 5.5.1 Invalid command: Already authenticated`.
+    pub fn already_authenticated() -> Self {
+        Self::new(
+            503,
+            INVALID_COMMAND,
+            "Invalid command: Already authenticated",
+        )
+    }
+
+    /// `503 5.5.1 Invalid command: Channel already secured`.
+    pub fn already_secured() -> Self {
+        Self::new(
+            503,
+            INVALID_COMMAND,
+            "Invalid command: Channel already secured",
+        )
+    }
+
+    /// `503 5.5.4 Invalid command arguments: No recipient specified`.
+    pub fn no_recipient() -> Self {
+        Self::new(
+            503,
+            INVALID_ARGUMENTS,
+            "Invalid command arguments: No recipient specified",
         )
     }
 
@@ -332,21 +375,21 @@ impl Reply {
         )
     }
 
-    /// `530 5.7.0 Must issue a STARTTLS command first`.
+    /// `530 5.5.1 Invalid command: Must issue a STARTTLS command first`.
     pub fn tls_required() -> Self {
         Self::new(
             530,
-            Enhanced::new(5, 7, 0),
-            "Must issue a STARTTLS command first",
+            INVALID_COMMAND,
+            "Invalid command: Must issue a STARTTLS command first",
         )
     }
 
-    /// `530 5.7.0 Must issue an AUTH command first`.
+    /// `530 5.5.1 Invalid command: Must issue an AUTH command first`.
     pub fn auth_required() -> Self {
         Self::new(
             530,
-            Enhanced::new(5, 7, 0),
-            "Must issue an AUTH command first",
+            INVALID_COMMAND,
+            "Invalid command: Must issue an AUTH command first",
         )
     }
 
@@ -399,9 +442,14 @@ impl Reply {
         Self::line_too_long()
     }
 
-    /// `552 5.3.4 Message too big for system`.
+    /// `552 5.3.4 Message too big for system: Transaction failed, message
+    /// too big` (RFC 5321's 552; OpenSMTPD says 554).
     pub fn message_too_big() -> Self {
-        Self::new(552, Enhanced::new(5, 3, 4), "Message too big for system")
+        Self::new(
+            552,
+            Enhanced::new(5, 3, 4),
+            "Message too big for system: Transaction failed, message too big",
+        )
     }
 
     /// `553 5.1.0 Sender address syntax error`.
@@ -409,10 +457,10 @@ impl Reply {
         Self::new(553, Enhanced::new(5, 1, 0), "Sender address syntax error")
     }
 
-    /// `553 5.1.3 Recipient address syntax error`.
+    /// `501 5.1.3 Recipient address syntax error` (OpenSMTPD's code).
     pub fn bad_recipient() -> Self {
         Self::new(
-            553,
+            501,
             Enhanced::new(5, 1, 3),
             "Recipient address syntax error",
         )
@@ -427,22 +475,23 @@ impl Reply {
         )
     }
 
-    /// `555 5.5.4 Unsupported option: NAME`: an unknown or not offered
-    /// MAIL FROM / RCPT TO parameter.
+    /// `555 5.5.4 Invalid command arguments: Unsupported option NAME`: an
+    /// unknown or not offered MAIL FROM / RCPT TO parameter (RFC 5321's
+    /// 555; OpenSMTPD says 503).
     pub fn unsupported_parameter(name: &str) -> Self {
         Self::new(
             555,
             INVALID_ARGUMENTS,
-            &format!("Unsupported option: {name}"),
+            &format!("Invalid command arguments: Unsupported option {name}"),
         )
     }
 
-    /// `555 5.5.4 Invalid parameter value: NAME`.
+    /// `555 5.5.4 Invalid command arguments: Invalid value for NAME`.
     pub fn bad_parameter(name: &str) -> Self {
         Self::new(
             555,
             INVALID_ARGUMENTS,
-            &format!("Invalid parameter value: {name}"),
+            &format!("Invalid command arguments: Invalid value for {name}"),
         )
     }
 }

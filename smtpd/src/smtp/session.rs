@@ -16,10 +16,14 @@
 //! `tls-require`, then AUTH when `auth` is required; parameters only after
 //! EHLO and only for the extensions offered; STARTTLS forgets everything
 //! (RFC 3207); AUTH PLAIN and LOGIN are offered only on a TLS session
-//! that has not authenticated yet. Where this differs: past the recipient
-//! limit the answer is 452 (RFC 5321 4.5.3.1.10; OpenSMTPD says 451), and
-//! PIPELINING is offered (the driver flushes replies only when no input is
-//! waiting, RFC 2920; OpenSMTPD refuses pipelined input).
+//! that has not authenticated yet. The reply texts are OpenSMTPD's. Where
+//! this differs, it follows RFC 5321: 452 past the recipient limit
+//! (OpenSMTPD says 451), 552 for a message too big (554), 555 for an
+//! unknown parameter (503), 501 for arguments to DATA, RSET, QUIT or
+//! STARTTLS (500); PIPELINING and SMTPUTF8 are offered (the driver
+//! flushes replies only when no input is waiting, RFC 2920; OpenSMTPD
+//! refuses pipelined input). The message is opened in the queue at DATA,
+//! not at MAIL FROM.
 
 use std::fmt;
 use std::sync::Arc;
@@ -286,6 +290,7 @@ impl Session {
             Command::Mail(mail) => self.handle_mail(mail),
             Command::Rcpt(rcpt) => self.handle_rcpt(rcpt),
             Command::Data => self.handle_data(),
+            Command::Rset if self.helo.is_none() => Step::Reply(Reply::bad_sequence()),
             Command::Rset => {
                 self.tx = None;
                 Step::Reply(Reply::reset())
@@ -310,7 +315,7 @@ impl Session {
 
     fn handle_hello(&mut self, domain: Domain, extended: bool) -> Step {
         if self.helo.is_some() {
-            return Step::Reply(Reply::bad_sequence("Already identified"));
+            return Step::Reply(Reply::already_identified());
         }
         let first = Reply::hello_text(&self.config.hostname, &domain.to_string(), &self.peer);
         self.helo = Some((domain, extended));
@@ -380,7 +385,7 @@ impl Session {
 
     fn handle_mail(&mut self, mut mail: MailFrom) -> Step {
         let Some((_, extended)) = self.helo else {
-            return Step::Reply(Reply::bad_sequence("Say HELO or EHLO first"));
+            return Step::Reply(Reply::bad_sequence());
         };
         if self.config.tls == TlsMode::Required && !self.tls {
             return Step::Reply(Reply::tls_required());
@@ -389,7 +394,7 @@ impl Session {
             return Step::Reply(Reply::auth_required());
         }
         if self.tx.is_some() {
-            return Step::Reply(Reply::bad_sequence("Transaction already in progress"));
+            return Step::Reply(Reply::bad_sequence());
         }
         if self.mails >= self.config.limits.max_mails {
             return Step::Reply(Reply::too_many_messages());
@@ -431,7 +436,7 @@ impl Session {
 
     fn handle_rcpt(&mut self, mut rcpt: RcptTo) -> Step {
         let Some(tx) = &self.tx else {
-            return Step::Reply(Reply::bad_sequence("Need MAIL FROM first"));
+            return Step::Reply(Reply::bad_sequence());
         };
         if tx.recipients.len() >= self.config.limits.max_recipients {
             return Step::Reply(Reply::too_many_recipients());
@@ -472,10 +477,8 @@ impl Session {
 
     fn handle_data(&mut self) -> Step {
         match &self.tx {
-            None => Step::Reply(Reply::bad_sequence("Need MAIL FROM first")),
-            Some(tx) if tx.recipients.is_empty() => {
-                Step::Reply(Reply::bad_sequence("No recipient specified"))
-            }
+            None => Step::Reply(Reply::bad_sequence()),
+            Some(tx) if tx.recipients.is_empty() => Step::Reply(Reply::no_recipient()),
             Some(_) => {
                 self.pending = Some(Pending::Open);
                 Step::OpenMessage
@@ -539,11 +542,14 @@ impl Session {
     }
 
     fn handle_starttls(&mut self) -> Step {
+        if self.helo.is_none() || self.tx.is_some() {
+            return Step::Reply(Reply::bad_sequence());
+        }
+        if self.tls && self.config.tls != TlsMode::None {
+            return Step::Reply(Reply::already_secured());
+        }
         if !self.offers_starttls() {
             return Step::Reply(Reply::not_supported());
-        }
-        if self.tx.is_some() {
-            return Step::Reply(Reply::bad_sequence("Transaction in progress"));
         }
         Step::StartTls(Reply::ready_for_tls())
     }
@@ -558,19 +564,14 @@ impl Session {
     }
 
     fn handle_auth(&mut self, auth: Auth) -> Step {
+        if self.helo.is_none() || self.tx.is_some() {
+            return Step::Reply(Reply::bad_sequence());
+        }
+        if self.user.is_some() && self.config.auth != AuthMode::None {
+            return Step::Reply(Reply::already_authenticated());
+        }
         if !self.offers_auth() {
-            return Step::Reply(match self.user {
-                Some(_) if self.config.auth != AuthMode::None => {
-                    Reply::bad_sequence("Already authenticated")
-                }
-                _ => Reply::not_supported(),
-            });
-        }
-        if self.helo.is_none() {
-            return Step::Reply(Reply::bad_sequence("Say EHLO first"));
-        }
-        if self.tx.is_some() {
-            return Step::Reply(Reply::bad_sequence("Transaction in progress"));
+            return Step::Reply(Reply::not_supported());
         }
         match (auth.mechanism, auth.initial) {
             (Mechanism::Plain, None) => self.challenge(Exchange::Plain, ""),

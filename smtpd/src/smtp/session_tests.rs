@@ -254,22 +254,22 @@ fn transaction_state_is_kept_for_the_driver() {
 fn sequence_errors() {
     let mut s = Script::plain();
     s.send("MAIL FROM:<a@example.org>")
-        .expect("503 5.5.1 Invalid command sequence: Say HELO or EHLO first")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
         .send("RCPT TO:<a@example.org>")
         .expect("503 5.5.1")
         .send("DATA")
         .expect("503 5.5.1")
         .ehlo()
         .send("EHLO again.example")
-        .expect("503 5.5.1 Invalid command sequence: Already identified")
+        .expect("503 5.5.1 Invalid command: Already identified")
         .send("RCPT TO:<a@example.org>")
-        .expect("503 5.5.1 Invalid command sequence: Need MAIL FROM first")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
         .send("MAIL FROM:<a@example.org>")
         .expect("250")
         .send("MAIL FROM:<a@example.org>")
-        .expect("503 5.5.1 Invalid command sequence: Transaction already in progress")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
         .send("DATA")
-        .expect("503 5.5.1 Invalid command sequence: No recipient specified")
+        .expect("503 5.5.4 Invalid command arguments: No recipient specified")
         .send("RSET")
         .expect("250 2.0.0 Reset state")
         .send("RCPT TO:<a@example.org>")
@@ -289,15 +289,22 @@ fn other_commands() {
         .send("EXPN staff")
         .expect("502 5.5.1")
         .send("RSET")
-        .expect("250 2.0.0 Reset state")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
         .send("BOGUS")
         .expect("500 5.5.1 Invalid command: Command unrecognized")
         .send("QUIT now")
         .expect("501 5.5.4 Syntax: QUIT")
         .send("STARTTLS")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
+        .send("AUTH PLAIN")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
+        .ehlo()
+        .send("STARTTLS")
         .expect("503 5.5.1 Invalid command: Command not supported")
         .send("AUTH PLAIN")
         .expect("503 5.5.1 Invalid command: Command not supported")
+        .send("RSET")
+        .expect("250 2.0.0 Reset state")
         .send("quit")
         .expect("221 2.0.0 Bye");
     // After QUIT nothing more is accepted.
@@ -311,11 +318,11 @@ fn helo_has_no_extensions() {
     s.send("HELO client.example")
         .expect("250 mx.example.org Hello client.example [192.0.2.1], pleased to meet you")
         .send("MAIL FROM:<a@example.org> SIZE=10")
-        .expect("555 5.5.4 Unsupported option: SIZE")
+        .expect("555 5.5.4 Invalid command arguments: Unsupported option SIZE")
         .send("MAIL FROM:<a@example.org>")
         .expect("250")
         .send("RCPT TO:<b@example.org> NOTIFY=NEVER")
-        .expect("555 5.5.4 Unsupported option: NOTIFY")
+        .expect("555 5.5.4 Invalid command arguments: Unsupported option NOTIFY")
         .send("RCPT TO:<b@example.org>")
         .expect("250 2.1.5");
 }
@@ -331,13 +338,13 @@ fn address_errors_and_rule_answers() {
         .send("MAIL FROM:<a@example.org>")
         .expect("250")
         .send("RCPT TO:<;sleep 66;>")
-        .expect("553 5.1.3 Recipient address syntax error")
+        .expect("501 5.1.3 Recipient address syntax error")
         .send("RCPT TO:<unknown@example.org>")
         .expect("550 5.1.1 Invalid recipient: <unknown@example.org>")
         .send("RCPT TO:<tempfail@example.org>")
         .expect("451 4.3.0")
         .send("RCPT TO:<b@example.org> XFOO=1")
-        .expect("555 5.5.4 Unsupported option: XFOO")
+        .expect("555 5.5.4 Invalid command arguments: Unsupported option XFOO")
         .send("RCPT TO:<b@example.org>")
         .expect("250 2.1.5");
     // No request reached the driver for the refused syntax.
@@ -358,7 +365,7 @@ fn limits() {
     s.ehlo()
         .expect_line("250-SIZE 30")
         .send("MAIL FROM:<a@example.org> SIZE=31")
-        .expect("552 5.3.4 Message too big for system")
+        .expect("552 5.3.4 Message too big for system: Transaction failed")
         .send("MAIL FROM:<a@example.org> SIZE=30")
         .expect("250")
         .send("RCPT TO:<b@example.org>")
@@ -366,7 +373,7 @@ fn limits() {
         .send("RCPT TO:<c@example.org>")
         .expect("250")
         .send("RCPT TO:<d@example.org>")
-        .expect("452 4.5.3 Too many recipients")
+        .expect("452 4.5.3 Too many recipients: Too many recipients")
         .send("DATA")
         .expect("354")
         .data("0123456789\r\n0123456789\r\n0123456789\r\n.\r\n")
@@ -380,7 +387,7 @@ fn limits() {
         .data("short\r\n.\r\n")
         .expect("250 2.0.0")
         .send("MAIL FROM:<a@example.org>")
-        .expect("452 4.5.3 Too many messages sent");
+        .expect("452 4.5.3 Too many recipients: Too many messages sent");
 }
 
 #[test]
@@ -441,13 +448,13 @@ fn smtputf8() {
         .expect_no("SMTPUTF8")
         .expect_no("DSN")
         .send("MAIL FROM:<a@example.org> SMTPUTF8")
-        .expect("555 5.5.4 Unsupported option: SMTPUTF8")
+        .expect("555 5.5.4 Invalid command arguments: Unsupported option SMTPUTF8")
         .send("MAIL FROM:<a@example.org> RET=FULL")
-        .expect("555 5.5.4 Unsupported option: RET")
+        .expect("555 5.5.4 Invalid command arguments: Unsupported option RET")
         .send("MAIL FROM:<a@example.org>")
         .expect("250")
         .send("RCPT TO:<b@example.org> ORCPT=rfc822;b@example.org")
-        .expect("555 5.5.4 Unsupported option: ORCPT");
+        .expect("555 5.5.4 Invalid command arguments: Unsupported option ORCPT");
 }
 
 #[test]
@@ -456,17 +463,17 @@ fn starttls_and_tls_require() {
     s.ehlo()
         .expect_line("250-STARTTLS")
         .send("MAIL FROM:<a@example.org>")
-        .expect("530 5.7.0 Must issue a STARTTLS command first")
+        .expect("530 5.5.1 Invalid command: Must issue a STARTTLS command first")
         .send("STARTTLS")
         .expect("220 2.0.0 Ready to start TLS");
     assert!(s.session.is_tls());
     // The session starts over: EHLO again, and STARTTLS is gone.
     s.send("MAIL FROM:<a@example.org>")
-        .expect("503 5.5.1 Invalid command sequence: Say HELO or EHLO first")
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.")
         .ehlo()
         .expect_no("STARTTLS")
         .send("STARTTLS")
-        .expect("503 5.5.1 Invalid command: Command not supported")
+        .expect("503 5.5.1 Invalid command: Channel already secured")
         .send("MAIL FROM:<a@example.org>")
         .expect("250");
     let mut s = Script::new(tls_config(TlsMode::StartTls, AuthMode::None));
@@ -474,7 +481,7 @@ fn starttls_and_tls_require() {
         .send("MAIL FROM:<a@example.org>")
         .expect("250")
         .send("STARTTLS")
-        .expect("503 5.5.1 Invalid command sequence: Transaction in progress");
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.");
 }
 
 #[test]
@@ -485,19 +492,19 @@ fn auth_only_after_tls() {
         .send("AUTH PLAIN AHVzZXIAc2VjcmV0")
         .expect("503 5.5.1 Invalid command: Command not supported")
         .send("MAIL FROM:<a@example.org>")
-        .expect("530 5.7.0 Must issue an AUTH command first")
+        .expect("530 5.5.1 Invalid command: Must issue an AUTH command first")
         .send("STARTTLS")
         .expect("220")
         .ehlo()
         .expect_line("250-AUTH PLAIN LOGIN")
         .send("MAIL FROM:<a@example.org>")
-        .expect("530 5.7.0 Must issue an AUTH command first")
+        .expect("530 5.5.1 Invalid command: Must issue an AUTH command first")
         .send("AUTH PLAIN AHVzZXIAd3Jvbmc=")
         .expect("535 5.7.8 Authentication failed")
         .send("AUTH PLAIN AHVzZXIAc2VjcmV0")
         .expect("235 2.0.0 Authentication succeeded")
         .send("AUTH PLAIN AHVzZXIAc2VjcmV0")
-        .expect("503 5.5.1 Invalid command sequence: Already authenticated")
+        .expect("503 5.5.1 Invalid command: Already authenticated")
         .send("MAIL FROM:<a@example.org>")
         .expect("250");
     assert_eq!(s.session.user(), Some("user"));
@@ -543,7 +550,7 @@ fn auth_exchanges_on_smtps() {
         .send("MAIL FROM:<a@example.org>")
         .expect("250")
         .send("AUTH PLAIN AHVzZXIAc2VjcmV0")
-        .expect("503 5.5.1 Invalid command sequence: Transaction in progress");
+        .expect("503 5.5.1 Invalid command: Command not allowed at this point.");
     // A bad line inside an exchange cancels it.
     let mut s = Script::new(config);
     s.ehlo().send("AUTH PLAIN").expect("334");
