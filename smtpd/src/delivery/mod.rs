@@ -8,6 +8,7 @@
 //! - `maildir.rs` and `mbox.rs`: writing a message into a maildir or an
 //!   mbox file, durably, as the target user (the caller runs them in the
 //!   delivery process);
+//! - `lmtp.rs`: an LMTP session to a Unix socket or a TCP host;
 //! - `mda.rs`: running a delivery command through `/bin/sh -c` as
 //!   OpenSMTPD does (account, environment, time limit, exit statuses).
 //!
@@ -18,6 +19,7 @@
 pub mod alias;
 pub mod expand;
 pub mod format;
+pub mod lmtp;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
