@@ -261,6 +261,11 @@ fn security_battery_refused() {
         b";sleep 66;",
         b";sleep 66;@example.org",
         b"$(id)@example.org",
+        b"`id`@example.org",
+        b"`echo${IFS}dG91Y2ggL3RtcC9wd25lZA==|base64${IFS}-d|sh`@evil.example",
+        b"echo{IFS}dG91Y2ggL3RtcC9wd25lZA==|base64{IFS}-d|bash@evil.example",
+        b"touch${IFS}/tmp/pwned@example.org",
+        b"a|b@example.org",
         b"a;id@example.org",
         b"a b@example.org",
         b"a\tb@example.org",
@@ -424,7 +429,7 @@ mod strategies {
     use super::*;
 
     fn mailbox() -> impl Strategy<Value = Mailbox> {
-        let local = "[a-zA-Z0-9!#$%&'*/?^`{|}~+=_-]{1,12}(\\.[a-z0-9]{1,5}){0,2}";
+        let local = "[a-zA-Z0-9!#%&'*/?^~+=_-]{1,12}(\\.[a-z0-9]{1,5}){0,2}";
         let domain = prop_oneof![
             "[a-z0-9]{1,10}(\\.[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?){0,3}"
                 .prop_map(|d| Some(Domain::Name(d))),
@@ -531,7 +536,7 @@ proptest::proptest! {
     }
 
     #[test]
-    fn accepted_mailboxes_print_back(local in "[a-z0-9!#$%&'*/?^`{|}~+=_-]{1,20}(\\.[a-z0-9]{1,5}){0,2}", domain in "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){0,3}") {
+    fn accepted_mailboxes_print_back(local in "[a-z0-9!#%&'*/?^~+=_-]{1,20}(\\.[a-z0-9]{1,5}){0,2}", domain in "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){0,3}") {
         let text = format!("{local}@{domain}");
         let mailbox = Mailbox::parse(text.as_bytes()).expect("valid address");
         proptest::prop_assert_eq!(mailbox.to_string(), text);
