@@ -19,6 +19,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
+use super::padded::Padded;
+
 /// Why a request got no answer from its child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -111,7 +113,7 @@ const SHARDS: usize = 16;
 
 /// The requests in flight on one child.
 pub(crate) struct Inflight<K, A> {
-    shards: Box<[Mutex<Pending<K, A>>]>,
+    shards: Box<[Padded<Mutex<Pending<K, A>>>]>,
 }
 
 /// A registered request, waiting for its answer.
@@ -131,11 +133,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<K: Eq + Hash, A> Inflight<K, A> {
     pub(crate) fn new() -> Self {
         let shard = || {
-            Mutex::new(Pending {
+            Padded(Mutex::new(Pending {
                 entries: HashMap::with_hasher(KeyHash),
                 closed: None,
                 serial: 0,
-            })
+            }))
         };
         Self {
             shards: (0..SHARDS).map(|_| shard()).collect(),

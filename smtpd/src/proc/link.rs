@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use super::child::quoted;
 use super::inflight::Inflight;
+use super::padded::Padded;
 use super::{Family, Spec};
 
 /// The outbox's initial capacity.
@@ -39,11 +40,6 @@ pub(crate) enum SendError {
     Format(String),
 }
 
-/// A counter alone on its cache line.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
-
 /// Requests waiting for the writer.
 struct Outbox {
     lines: BytesMut,
@@ -59,7 +55,7 @@ pub(crate) struct Link<F: Family> {
     name: String,
     /// The requests in flight.
     pub(crate) inflight: Inflight<F::Key, F::Answer>,
-    outbox: Mutex<Outbox>,
+    outbox: Padded<Mutex<Outbox>>,
     /// Wakes the writer.
     pub(crate) wake_writer: Notify,
     max_buffered: usize,
@@ -67,7 +63,7 @@ pub(crate) struct Link<F: Family> {
     epoch: AtomicU64,
     /// Written by the reader at every line: on a cache line of its own,
     /// away from what callers read.
-    lines_read: Padded,
+    lines_read: Padded<AtomicU64>,
     registration: RwLock<Option<Arc<F::Registration>>>,
 }
 
@@ -77,11 +73,11 @@ impl<F: Family> Link<F> {
         Self {
             name: spec.name.clone(),
             inflight: Inflight::new(),
-            outbox: Mutex::new(Outbox {
+            outbox: Padded(Mutex::new(Outbox {
                 lines: BytesMut::with_capacity(BATCH),
                 writing: 0,
                 closing: true,
-            }),
+            })),
             wake_writer: Notify::new(),
             max_buffered: spec.max_buffered,
             open: AtomicBool::new(false),

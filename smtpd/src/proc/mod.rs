@@ -29,6 +29,7 @@ mod child;
 mod error;
 mod inflight;
 mod link;
+mod padded;
 mod spawn;
 mod stats;
 mod stderr;

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
+use super::padded::Padded;
+
 /// How many recent answers the latency percentile is computed over.
 pub(crate) const LATENCY_WINDOW: usize = 1024;
 
@@ -32,12 +34,6 @@ pub struct Stats {
 /// How many slots the request counter is spread over.
 const SLOTS: usize = 16;
 
-/// One thread's share of a counter, alone on its cache line so that
-/// threads counting at once do not slow each other down.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Slot(AtomicU64);
-
 /// The slot of the calling thread.
 fn slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -52,7 +48,7 @@ fn slot() -> usize {
 pub(crate) struct Counters {
     pid: AtomicU32,
     /// Requests, counted per thread.
-    requests: [Slot; SLOTS],
+    requests: [Padded<AtomicU64>; SLOTS],
     errors: AtomicU64,
     restarts: AtomicU64,
     latencies: Mutex<Ring>,

@@ -123,8 +123,9 @@ impl<F: Family> Supervisor<F> {
         &self.handle.shared.spec
     }
 
-    /// Sends a request registered under `key`, and waits for its answer,
-    /// at most the request timeout.
+    /// Sends a request registered under `key`, and waits for its answer:
+    /// at most the request timeout, give or take the sweeper's tick (a
+    /// thirtieth of it). Every error is temporary.
     pub async fn call<L: Line + Sync>(&self, key: F::Key, request: &L) -> Result<F::Answer, Error> {
         let shared = &self.handle.shared;
         let sample = shared.counters.request() % LATENCY_SAMPLE == 0;
