@@ -77,7 +77,6 @@ struct Inner {
 
 /// A step where a failure can be injected by tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))] // Only tests inject failures.
 enum Step {
     Write,
     SyncFile,
