@@ -111,9 +111,12 @@ struct Pending<K, A> {
 /// on different threads seldom wait for each other.
 const SHARDS: usize = 16;
 
+/// One shard, locked on its own cache line.
+type Shard<K, A> = Padded<Mutex<Pending<K, A>>>;
+
 /// The requests in flight on one child.
 pub(crate) struct Inflight<K, A> {
-    shards: Box<[Padded<Mutex<Pending<K, A>>>]>,
+    shards: Box<[Shard<K, A>]>,
 }
 
 /// A registered request, waiting for its answer.
