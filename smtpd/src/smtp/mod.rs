@@ -10,6 +10,7 @@
 //!   OpenSMTPD validates them (the check that closed CVE-2020-7247);
 //! - `reply.rs`: [`Reply`] with enhanced status codes and the reply texts;
 //! - `auth.rs`: SASL base64 and the PLAIN message;
+//! - `received.rs`: the `Received:` header, in OpenSMTPD's shape;
 //! - `session.rs`: [`Session`], the state machine: it answers each
 //!   command with a [`Step`], and asks its driver (the connection task)
 //!   for every decision it cannot make alone (sender and recipient checks,
@@ -23,6 +24,7 @@ mod auth;
 mod codec;
 mod command;
 pub mod conn;
+mod received;
 mod reply;
 mod session;
 
@@ -32,5 +34,6 @@ pub use codec::{DataEnd, Frame, LineCodec, LineError};
 pub use command::{
     Auth, Body, Command, ErrorKind, MailFrom, Mechanism, Notify, RcptTo, Ret, SyntaxError,
 };
+pub use received::{Peer, Received, TlsInfo};
 pub use reply::{Enhanced, Reply};
 pub use session::{AuthMode, Limits, Session, SessionConfig, Step, TlsMode, Transaction};

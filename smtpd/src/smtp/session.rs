@@ -199,7 +199,8 @@ pub struct Session {
 
 impl Session {
     /// A new session on a listener; `peer` is the client as OpenSMTPD
-    /// prints it in the HELO answer (`[192.0.2.1]`, or `local`).
+    /// prints it in the HELO answer: [`Peer`](super::Peer)'s text,
+    /// `[192.0.2.1]`, `[IPv6:2001:db8::1]` or `[local]`.
     pub fn new(config: Arc<SessionConfig>, peer: &str) -> Self {
         Self {
             tls: config.tls == TlsMode::Smtps,
