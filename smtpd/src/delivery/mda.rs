@@ -192,7 +192,8 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
     })
 }
 
-/// In the child: new session, then the account's identity.
+/// In the child: new session, then the account's identity (as root; a
+/// daemon that is not root can only run commands as itself).
 fn become_account(account: Option<Account>) -> io::Result<()> {
     fn check(rc: libc::c_int) -> io::Result<()> {
         if rc == -1 {
@@ -204,11 +205,18 @@ fn become_account(account: Option<Account>) -> io::Result<()> {
     // SAFETY: plain system calls on valid arguments; see `execute`.
     unsafe {
         check(libc::setsid())?;
-        if let Some(account) = account {
-            let groups = [account.gid];
-            check(libc::setgroups(1, groups.as_ptr()))?;
-            check(libc::setgid(account.gid))?;
-            check(libc::setuid(account.uid))?;
+        match account {
+            Some(account) if libc::geteuid() == 0 => {
+                let groups = [account.gid];
+                check(libc::setgroups(1, groups.as_ptr()))?;
+                check(libc::setgid(account.gid))?;
+                check(libc::setuid(account.uid))?;
+            }
+            // Not root: only the daemon's own account can be used.
+            Some(account) if account.uid != libc::geteuid() => {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            _ => {}
         }
     }
     Ok(())
