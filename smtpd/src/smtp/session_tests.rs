@@ -628,3 +628,47 @@ fn failures_from_the_driver() {
     // A failed commit does not count against max-mails.
     s.send("MAIL FROM:<a@example.org>").expect("250");
 }
+
+proptest::proptest! {
+    /// Any sequence of lines, on any listener kind: no panic, every step
+    /// ends in a reply with a valid code, DATA is only entered with a
+    /// sender and a recipient, and the driver is only asked about a
+    /// recipient inside a transaction.
+    #[test]
+    fn arbitrary_scripts_hold_the_invariants(
+        lines in proptest::collection::vec(proptest::sample::select(vec![
+            "EHLO c", "HELO c", "MAIL FROM:<a@example.org>", "MAIL FROM:<>",
+            "MAIL FROM:<spammer@evil.example>", "RCPT TO:<b@example.org>",
+            "RCPT TO:<unknown@example.org>", "RCPT TO:<;id;>", "DATA", "RSET", "NOOP",
+            "STARTTLS", "AUTH PLAIN", "AUTH LOGIN", "AHVzZXIAc2VjcmV0", "dXNlcg==", "*",
+            "c2VjcmV0", "HELP", "VRFY x", "BOGUS", "", "QUIT",
+        ]), 0..40),
+        tls in proptest::sample::select(vec![TlsMode::None, TlsMode::StartTls, TlsMode::Required, TlsMode::Smtps]),
+        auth in proptest::sample::select(vec![AuthMode::None, AuthMode::Optional, AuthMode::Required]),
+    ) {
+        let mut s = Script::new(tls_config(tls, auth));
+        for line in lines {
+            if s.session.is_closed() {
+                break;
+            }
+            s.send(line);
+            let reply = s.last.clone().expect("a reply");
+            proptest::prop_assert!((200..600).contains(&reply.code()));
+            if s.in_data {
+                let tx = s.session.transaction().expect("a transaction in DATA");
+                proptest::prop_assert!(!tx.recipients.is_empty());
+                s.data("x\r\n.\r\n");
+                proptest::prop_assert!(s.reply().starts_with("250 2.0.0"));
+            }
+        }
+        let mut in_tx = false;
+        for request in &s.requests {
+            if request.starts_with("sender") {
+                in_tx = true;
+            }
+            if request.starts_with("recipient") {
+                proptest::prop_assert!(in_tx, "{:?}", s.requests);
+            }
+        }
+    }
+}
