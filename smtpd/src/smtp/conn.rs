@@ -169,6 +169,7 @@ impl<H: Handler> Conn<'_, H> {
                 continue;
             };
             let step = self.resolve(step).await;
+            tracing::debug!(">>> {}", step_reply(&step));
             match step {
                 Step::Reply(reply) => {
                     framed.feed(&reply).await?;
@@ -206,7 +207,10 @@ impl<H: Handler> Conn<'_, H> {
     /// The session's step for one frame; data lines go to the handler.
     async fn on_frame(&mut self, frame: Frame) -> Option<Step> {
         match frame {
-            Frame::Line(line) => Some(self.session.on_line(&line)),
+            Frame::Line(line) => {
+                tracing::debug!("<<< {}", loggable(&line, self.session.in_auth_exchange()));
+                Some(self.session.on_line(&line))
+            }
             Frame::Invalid(error) => Some(self.session.on_invalid(error)),
             Frame::Data(line) => {
                 if self.data_error.is_none() {
@@ -262,6 +266,55 @@ impl<H: Handler> Conn<'_, H> {
             }
         }
     }
+}
+
+/// The first line of a step's reply, for the debug log.
+fn step_reply(step: &Step) -> String {
+    match step {
+        Step::Reply(reply)
+        | Step::Close(reply)
+        | Step::StartTls(reply)
+        | Step::StartData(reply) => reply
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The longest part of a protocol line shown in debug logs.
+const LOG_MAX: usize = 200;
+
+/// A client line as the debug log shows it: truncated, non-printable bytes
+/// escaped, and credentials hidden (AUTH responses, AUTH initial
+/// responses).
+fn loggable(line: &[u8], credential: bool) -> String {
+    if credential {
+        return "********".to_owned();
+    }
+    let auth = line.len() > 5 && line[..5].eq_ignore_ascii_case(b"AUTH ");
+    let shown = match auth {
+        true => {
+            let mechanism_end = line[5..].iter().position(|&b| b == b' ').map(|p| p + 5);
+            match mechanism_end {
+                Some(end) => return format!("{} ********", String::from_utf8_lossy(&line[..end])),
+                None => line,
+            }
+        }
+        false => line,
+    };
+    let mut text: String = shown
+        .iter()
+        .take(LOG_MAX)
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect();
+    if shown.len() > LOG_MAX {
+        text.push_str("...");
+    }
+    text
 }
 
 #[cfg(test)]

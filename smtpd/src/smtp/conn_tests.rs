@@ -406,3 +406,22 @@ async fn no_tls_handler_means_an_error() {
     let error = task.await.unwrap().unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::Unsupported);
 }
+
+#[test]
+fn debug_lines_hide_credentials() {
+    assert_eq!(loggable(b"MAIL FROM:<a@b>", false), "MAIL FROM:<a@b>");
+    assert_eq!(
+        loggable(b"AUTH PLAIN AHVzZXIAc2VjcmV0", false),
+        "AUTH PLAIN ********"
+    );
+    assert_eq!(
+        loggable(b"auth login dXNlcg==", false),
+        "auth login ********"
+    );
+    assert_eq!(loggable(b"AUTH LOGIN", false), "AUTH LOGIN");
+    assert_eq!(loggable(b"c2VjcmV0", true), "********");
+    assert_eq!(loggable(b"NOOP \x01\xff", false), "NOOP \\x01\\xff");
+    let long = loggable(&[b'a'; 500], false);
+    assert_eq!(long.len(), LOG_MAX + 3);
+    assert!(long.ends_with("..."));
+}

@@ -252,6 +252,12 @@ impl Session {
         self.tls
     }
 
+    /// Whether the next line answers an AUTH challenge (so it holds a
+    /// credential and must not be logged).
+    pub const fn in_auth_exchange(&self) -> bool {
+        self.exchange.is_some()
+    }
+
     /// Whether the session asked to close.
     pub const fn is_closed(&self) -> bool {
         self.closed
