@@ -294,17 +294,12 @@ fn loggable(line: &[u8], credential: bool) -> String {
     if credential {
         return "********".to_owned();
     }
-    let auth = line.len() > 5 && line[..5].eq_ignore_ascii_case(b"AUTH ");
-    let shown = match auth {
-        true => {
-            let mechanism_end = line[5..].iter().position(|&b| b == b' ').map(|p| p + 5);
-            match mechanism_end {
-                Some(end) => return format!("{} ********", String::from_utf8_lossy(&line[..end])),
-                None => line,
-            }
+    let (mut shown, mut hidden) = (line, "");
+    if line.len() > 5 && line[..5].eq_ignore_ascii_case(b"AUTH ") {
+        if let Some(space) = line[5..].iter().position(|&b| b == b' ') {
+            (shown, hidden) = (&line[..5 + space], " ********");
         }
-        false => line,
-    };
+    }
     let mut text: String = shown
         .iter()
         .take(LOG_MAX)
@@ -314,7 +309,7 @@ fn loggable(line: &[u8], credential: bool) -> String {
     if shown.len() > LOG_MAX {
         text.push_str("...");
     }
-    text
+    text + hidden
 }
 
 #[cfg(test)]
