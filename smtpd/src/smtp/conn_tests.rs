@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use super::*;
-use crate::smtp::session::{AuthMode, SessionConfig, TlsMode};
+use crate::smtp::settings::{AuthMode, SessionConfig, TlsMode};
 
 /// What the handler saw.
 #[derive(Debug, Default)]

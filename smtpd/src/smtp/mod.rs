@@ -11,6 +11,7 @@
 //! - `reply.rs`: [`Reply`] with enhanced status codes and the reply texts;
 //! - `auth.rs`: SASL base64 and the PLAIN message;
 //! - `received.rs`: the `Received:` header, in OpenSMTPD's shape;
+//! - `settings.rs`: [`SessionConfig`], what a listener's sessions share;
 //! - `session.rs`: [`Session`], the state machine: it answers each
 //!   command with a [`Step`], and asks its driver (the connection task)
 //!   for every decision it cannot make alone (sender and recipient checks,
@@ -27,6 +28,7 @@ pub mod conn;
 mod received;
 mod reply;
 mod session;
+mod settings;
 
 pub use address::{Domain, Mailbox, ReversePath, MAX_DOMAIN, MAX_LOCAL_PART};
 pub use auth::{decode_base64, encode_base64, parse_plain, Credentials};
@@ -36,4 +38,5 @@ pub use command::{
 };
 pub use received::{Peer, Received, TlsInfo};
 pub use reply::{Enhanced, Reply};
-pub use session::{AuthMode, Limits, Session, SessionConfig, Step, TlsMode, Transaction};
+pub use session::{Session, Step, Transaction};
+pub use settings::{AuthMode, Limits, SessionConfig, TlsMode};

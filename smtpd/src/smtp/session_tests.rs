@@ -6,6 +6,7 @@ use tokio_util::codec::Decoder;
 
 use super::*;
 use crate::smtp::codec::{Frame, LineCodec};
+use crate::smtp::settings::Limits;
 
 /// Drives a session as the connection task would, answering its requests
 /// from a fixed policy, and keeps the last reply.
