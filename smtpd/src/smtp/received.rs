@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Received: from HELO (RDNS [192.0.2.1])
-//!         by HOST (OpenSMTPD) with ESMTPSA id 0a0b0c0d (TLSv1.3:CIPHER:256:NO) auth=yes user=NAME
+//!         by HOST (smtpd) with ESMTPSA id 0a0b0c0d (TLSv1.3:CIPHER:256:NO) auth=yes user=NAME
 //!         for <user@example.org>;
 //!         Wed, 25 Nov 2026 15:35:28 +0000
 //! ```
@@ -101,7 +101,7 @@ impl Received {
             );
         }
         let mut by = format!(
-            "\tby {} (OpenSMTPD) with {}SMTP{}{} id {:08x}",
+            "\tby {} (smtpd) with {}SMTP{}{} id {:08x}",
             clean(&self.hostname),
             if self.esmtp { "E" } else { "" },
             if self.tls.is_some() { "S" } else { "" },
@@ -163,7 +163,7 @@ mod tests {
             sample().lines(),
             [
                 "Received: from client.example (client.example [192.0.2.1])",
-                "\tby mx.example.org (OpenSMTPD) with ESMTP id 0a0b0c0d",
+                "\tby mx.example.org (smtpd) with ESMTP id 0a0b0c0d",
                 "\tfor <bob@example.org>;",
                 "\tWed, 25 Nov 2026 15:35:28 +0000",
             ]
@@ -190,7 +190,7 @@ mod tests {
             received.lines(),
             [
                 "Received: ",
-                "\tby mx.example.org (OpenSMTPD) with ESMTPSA id 0a0b0c0d (TLSv1.3:TLS_AES_256_GCM_SHA384:256:NO) auth=yes user=alice;",
+                "\tby mx.example.org (smtpd) with ESMTPSA id 0a0b0c0d (TLSv1.3:TLS_AES_256_GCM_SHA384:256:NO) auth=yes user=alice;",
                 "\tWed, 25 Nov 2026 15:35:28 +0000",
             ]
         );

@@ -150,9 +150,9 @@ const INVALID_ARGUMENTS: Enhanced = Enhanced::new(5, 5, 4);
 
 /// The reply texts, one constructor per situation.
 impl Reply {
-    /// `220 HOST ESMTP OpenSMTPD`: the greeting.
+    /// `220 HOST ESMTP smtpd`: the greeting, shaped as OpenSMTPD's.
     pub fn greeting(hostname: &str) -> Self {
-        Self::bare(220, &format!("{hostname} ESMTP OpenSMTPD"))
+        Self::bare(220, &format!("{hostname} ESMTP smtpd"))
     }
 
     /// `250 2.0.0 Ok`: MAIL FROM accepted, NOOP.
