@@ -9,11 +9,19 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 # An explicit --target keeps the instrumentation out of build scripts.
 triple=$(rustc -vV | sed -n "s/^host: //p")
 cargo build --release --bins --target-dir target --target "$triple"
-for target in table filter queue handshake smtpd_conf; do
+for target in table filter queue handshake smtpd_conf smtp_command; do
   mkdir -p "corpus/$target"
   # Seed the corpus: sample configurations, or the protocol vectors' lines.
   if [ "$target" = smtpd_conf ]; then
     cp ../examples/*.conf "corpus/$target/"
+  elif [ "$target" = smtp_command ]; then
+    n=0
+    for line in "EHLO mx.example.org" "MAIL FROM:<alice@example.org> SIZE=4096 BODY=8BITMIME" \
+      "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net" \
+      "MAIL FROM:<>" "AUTH PLAIN AGFsaWNlAHNlY3JldA==" "RCPT TO:<@a.example,@b.example:c@d.example>" \
+      "DATA" "RSET" "QUIT" "STARTTLS" "HELP" "NOOP"; do
+      n=$((n + 1)); printf "%s" "$line" > "corpus/$target/seed-$n"
+    done
   else
     family=$target; [ "$target" = handshake ] && family="*"
     grep -hE '^[!~]?[<>] ' ../protocol-spec/vectors/$family/*.txt | sed -E 's/^[!~]?[<>] //' | awk 'NR <= 500' |
