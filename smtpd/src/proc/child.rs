@@ -14,7 +14,8 @@
 //! line is logged with the backend's name and fails the request it names,
 //! if any); the sweeper ticks thirty times per request timeout and fails
 //! the requests that have waited a whole timeout (so a request times out
-//! after 100% to 103% of the timeout, with no timer per request), and when
+//! between its timeout and a thirtieth more, with no timer per request),
+//! and when
 //! one of them saw the child write nothing at all while it waited, it tells
 //! the supervisor that the child hangs. None of the tasks decides anything
 //! about the child's life: the supervisor watches them.
