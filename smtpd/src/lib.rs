@@ -10,6 +10,7 @@
 //! - [`rules`]: `match` evaluation, which rule applies to a recipient.
 //! - [`smtp`]: the SMTP protocol core: line codec, commands, replies, session.
 //! - [`queue`]: the queue store interface, envelopes, and the fs queue.
+//! - [`scheduler`]: retry timing, expiry, bounces and the scheduler state.
 
 pub mod config;
 pub mod control;
@@ -18,5 +19,6 @@ pub mod delivery;
 pub mod proc;
 pub mod queue;
 pub mod rules;
+pub mod scheduler;
 pub mod smtp;
 pub mod table;
