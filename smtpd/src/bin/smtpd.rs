@@ -83,7 +83,13 @@ fn main() -> ExitCode {
         user: args.user,
         backends_dir: args.backends_dir,
     };
-    let started = tokio::runtime::Runtime::new()
+    // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's
+    // blocking pool for disk work: on small machines a second worker only
+    // competes for CPU with the backend children the daemon talks to
+    // (`cargo bench -p smtpd --bench table_lookups` compares both).
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
         .and_then(|rt| {
             rt.block_on(daemon::run(&loaded.config, &options))
