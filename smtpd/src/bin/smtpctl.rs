@@ -4,16 +4,17 @@
 //! OpenSMTPD's command words (abbreviations allowed): `show tables`,
 //! `update table NAME`, and ours, `check table NAME SERVICE KEY` and
 //! `lookup table NAME SERVICE KEY`. The socket is found as the daemon
-//! places it (`smtpd::control::socket_path`). Exit status 0 when the
-//! command succeeded, 1 otherwise.
+//! places it (`smtpd::control::socket_path`). `encrypt [STRING]` needs no
+//! daemon: it prints a bcrypt hash of STRING, or of each line of standard
+//! input. Exit status 0 when the command succeeded, 1 otherwise.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use smtpd::control::client::Client;
-use smtpd::control::command::{self, CommandError};
+use smtpd::control::command::{self, Command, CommandError};
 use smtpd::control::output::{self, Output};
 
 /// Control a running smtpd.
@@ -53,7 +54,8 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Output {
     let request = match command::parse(&args.words) {
-        Ok(request) => request,
+        Ok(Command::Daemon(request)) => request,
+        Ok(Command::Encrypt(password)) => return encrypt(password.as_deref()),
         Err(e @ CommandError::Service(_)) => return Output::error(e),
         // OpenSMTPD prints these bare, without the program's name.
         Err(e) => {
@@ -73,4 +75,26 @@ fn run(args: &Args) -> Output {
         Ok(answers) => output::render(&request, &answers),
         Err(e) => Output::error(e),
     }
+}
+
+/// `encrypt`: the hash of `password`, or of each line of standard input
+/// (without its newline), one per line, each printed once made.
+fn encrypt(password: Option<&str>) -> Output {
+    let result = match password {
+        Some(password) => print_hash(password.as_bytes()),
+        None => std::io::stdin()
+            .lock()
+            .split(b'\n')
+            .try_for_each(|line| print_hash(&line?)),
+    };
+    match result {
+        Ok(()) => Output::default(),
+        Err(e) => Output::error(e),
+    }
+}
+
+fn print_hash(password: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    let hash = smtpd::smtp::credentials::encrypt(password)?;
+    writeln!(std::io::stdout(), "{hash}")?;
+    Ok(())
 }

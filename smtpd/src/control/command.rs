@@ -10,7 +10,8 @@
 //!
 //! `check table` and `lookup table` are ours (OpenSMTPD has no way to ask a
 //! table from the command line): they ask a live table as the daemon would
-//! and print the answer.
+//! and print the answer. `encrypt [STRING]` needs no daemon: smtpctl hashes
+//! the password itself ([`Command::Encrypt`]).
 
 use super::protocol::{Request, Service};
 
@@ -27,6 +28,16 @@ pub enum CommandError {
     /// A service argument that is not a service name.
     #[error("invalid service: {0} (one of: {list})", list = service_list())]
     Service(String),
+}
+
+/// What a command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A request for the daemon.
+    Daemon(Request),
+    /// `encrypt [STRING]`: print a bcrypt hash of STRING, or of each line
+    /// of standard input without it.
+    Encrypt(Option<String>),
 }
 
 /// Builds the request of a pattern from its arguments, in order.
@@ -56,8 +67,19 @@ const COMMANDS: &[(&str, Build)] = &[
     }),
 ];
 
-/// Reads command-line words (`["update", "table", "aliases"]`) as a request.
-pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Request, CommandError> {
+/// Builds a command smtpctl carries out alone from its arguments.
+type BuildLocal = fn(&[&str]) -> Command;
+
+/// Commands smtpctl carries out alone, listed after the daemon's.
+const LOCAL_COMMANDS: &[(&str, BuildLocal)] = &[
+    ("encrypt", |_| Command::Encrypt(None)),
+    ("encrypt <string>", |a| {
+        Command::Encrypt(Some(a[0].to_owned()))
+    }),
+];
+
+/// Reads command-line words (`["update", "table", "aliases"]`) as a command.
+pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Command, CommandError> {
     let mut path: Vec<&str> = Vec::new();
     let mut args: Vec<&str> = Vec::new();
     for word in words {
@@ -71,24 +93,26 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Request, CommandError> {
         }
         path.push(chosen);
     }
-    match COMMANDS
-        .iter()
-        .find(|(pattern, _)| words_of(pattern).eq(path.iter().copied()))
-    {
-        Some((_, build)) => build(&args),
+    let is_path = |pattern: &&'static str| words_of(pattern).eq(path.iter().copied());
+    if let Some((_, build)) = COMMANDS.iter().find(|(pattern, _)| is_path(pattern)) {
+        return build(&args).map(Command::Daemon);
+    }
+    match LOCAL_COMMANDS.iter().find(|(pattern, _)| is_path(pattern)) {
+        Some((_, build)) => Ok(build(&args)),
         None => Err(failure(&path, &next_words(&path))),
     }
 }
 
 /// Every command pattern, for usage messages.
 pub fn patterns() -> impl Iterator<Item = &'static str> {
-    COMMANDS.iter().map(|(pattern, _)| *pattern)
+    let local = LOCAL_COMMANDS.iter().map(|(pattern, _)| *pattern);
+    COMMANDS.iter().map(|(pattern, _)| *pattern).chain(local)
 }
 
 /// The words that may follow `path`, each once, in pattern order.
 fn next_words(path: &[&str]) -> Vec<&'static str> {
     let mut next = Vec::new();
-    for (pattern, _) in COMMANDS {
+    for pattern in patterns() {
         let mut words = words_of(pattern);
         if words.by_ref().take(path.len()).eq(path.iter().copied()) {
             if let Some(word) = words.next() {
@@ -194,13 +218,34 @@ mod tests {
             ),
         ];
         for (words, expected) in cases {
-            assert_eq!(parse(words).as_ref(), Ok(expected), "{words:?}");
+            assert_eq!(
+                parse(words),
+                Ok(Command::Daemon(expected.clone())),
+                "{words:?}"
+            );
         }
     }
 
     #[test]
+    fn encrypt_runs_without_the_daemon() {
+        let cases: &[(&[&str], Command)] = &[
+            (&["encrypt"], Command::Encrypt(None)),
+            (&["enc"], Command::Encrypt(None)),
+            (
+                &["encrypt", "pass word"],
+                Command::Encrypt(Some("pass word".into())),
+            ),
+            (&["e", "show"], Command::Encrypt(Some("show".into()))),
+        ];
+        for (words, expected) in cases {
+            assert_eq!(parse(words).as_ref(), Ok(expected), "{words:?}");
+        }
+        assert_eq!(parse(&["encrypt", "a", "b"]), Err(CommandError::Invalid));
+    }
+
+    #[test]
     fn errors_list_what_may_come_next() {
-        let all = possibilities(&["show", "update", "check", "lookup"]);
+        let all = possibilities(&["show", "update", "check", "lookup", "encrypt"]);
         let cases: &[(&[&str], CommandError)] = &[
             (&[], all.clone()),
             (&["reboot"], all),

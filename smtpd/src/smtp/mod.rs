@@ -25,10 +25,12 @@ mod auth;
 mod codec;
 mod command;
 pub mod conn;
+pub mod credentials;
 mod received;
 mod reply;
 mod session;
 mod settings;
+pub mod tls;
 
 pub use address::{Domain, Mailbox, ReversePath, MAX_DOMAIN, MAX_LOCAL_PART};
 pub use auth::{decode_base64, encode_base64, parse_plain, Credentials};
