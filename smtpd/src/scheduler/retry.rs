@@ -134,7 +134,7 @@ impl RetryPolicy {
     pub fn first_attempt(&self, envelope: &Envelope, action_ttl: Option<Duration>) -> Next {
         let base = DeliveryType::of(envelope).backoff_base();
         let at = backoff(envelope.ctime, base, u64::from(envelope.retry));
-        self.bounded(at, self.expiry(envelope, action_ttl))
+        bounded(at, self.expiry(envelope, action_ttl))
     }
 
     /// The attempt after a temporary failure, the envelope's retry counter
@@ -157,7 +157,7 @@ impl RetryPolicy {
         }
         let ttl = self.lifetime(envelope, action_ttl);
         Attempt {
-            next: self.bounded(at, self.expiry(envelope, action_ttl)),
+            next: bounded(at, self.expiry(envelope, action_ttl)),
             warning: self.warning(envelope, at, ttl),
         }
     }
@@ -181,13 +181,14 @@ impl RetryPolicy {
             )
         })
     }
+}
 
-    fn bounded(&self, at: u64, expire: u64) -> Next {
-        if at >= expire {
-            Next::Expire(expire)
-        } else {
-            Next::Retry(at)
-        }
+/// An attempt at `at`, or the expiry if that is not earlier.
+fn bounded(at: u64, expire: u64) -> Next {
+    if at >= expire {
+        Next::Expire(expire)
+    } else {
+        Next::Retry(at)
     }
 }
 

@@ -3,8 +3,10 @@
 //! and expiry times.
 //!
 //! An envelope is *pending* (waiting for its time), *scheduled* (in a
-//! ready list: removed, expired, bounce, mda or mta) or *in flight*
-//! (handed to an agent, waiting for its [`Outcome`]). A *suspended*
+//! ready list: removed, expired, bounce, mda or mta), *in flight* (handed
+//! to an agent, waiting for its [`Outcome`]) or *held* (parked by the
+//! relay agent on a hold queue while its route is busy, until
+//! [`Ramqueue::release`]; at most [`HOLDQ_MAX`] per queue). A *suspended*
 //! envelope (`smtpctl pause envelope`) keeps its state but stays out of
 //! the ready lists until resumed. [`Ramqueue::due`] moves pending
 //! envelopes whose time has come to the ready lists and hands out jobs,
@@ -13,13 +15,21 @@
 //! `max_inflight`. Times are Unix seconds passed in; the retry times come
 //! from [`super::retry`]. Pure data: the driver does the queue I/O.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::retry::{DeliveryType, Next};
 use crate::queue::{EvpId, MsgId};
 
 /// The default limit of envelopes in flight (OpenSMTPD's `max-inflight`).
 pub const MAX_INFLIGHT: usize = 5000;
+
+/// The most envelopes one hold queue keeps; past it a held envelope is
+/// retried after [`HOLDQ_OVERFLOW_DELAY`].
+pub const HOLDQ_MAX: usize = 1000;
+
+/// Seconds before an envelope that did not fit its hold queue is tried
+/// again (OpenSMTPD's overflow backoff base).
+pub const HOLDQ_OVERFLOW_DELAY: u64 = 3;
 
 /// Which envelopes an administrative command applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +88,8 @@ pub enum Phase {
     Scheduled,
     /// Handed to an agent.
     Inflight,
+    /// Parked on a hold queue (the id the relay agent gave).
+    Held(u64),
 }
 
 /// What the scheduler knows of one envelope (for `smtpctl show queue`).
@@ -106,7 +118,7 @@ pub enum StateError {
     /// The envelope is already known.
     #[error("scheduler: envelope {0} is already scheduled")]
     Duplicate(EvpId),
-    /// An outcome for an envelope that is not in flight.
+    /// An outcome (or a hold) for an envelope that is not in flight.
     #[error("scheduler: envelope {0} is not in flight")]
     NotInflight(EvpId),
 }
@@ -128,6 +140,18 @@ const LISTS: [List; 5] = [
     List::Mda,
     List::Mta,
 ];
+
+impl List {
+    /// The deliveries a list hands out; `None` for removals and expiries.
+    fn delivery(self) -> Option<DeliveryType> {
+        match self {
+            Self::Removed | Self::Expired => None,
+            Self::Bounce => Some(DeliveryType::Bounce),
+            Self::Mda => Some(DeliveryType::Mda),
+            Self::Mta => Some(DeliveryType::Mta),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -162,6 +186,7 @@ pub struct Ramqueue {
     entries: BTreeMap<EvpId, Entry>,
     pending: BTreeSet<(u64, EvpId)>,
     ready: [VecDeque<EvpId>; 5],
+    held: HashMap<(DeliveryType, u64), VecDeque<EvpId>>,
     paused: HashSet<DeliveryType>,
     inflight: usize,
     max_inflight: usize,
@@ -181,6 +206,7 @@ impl Ramqueue {
             entries: BTreeMap::new(),
             pending: BTreeSet::new(),
             ready: Default::default(),
+            held: HashMap::new(),
             paused: HashSet::new(),
             inflight: 0,
             max_inflight,
@@ -266,18 +292,17 @@ impl Ramqueue {
         }
     }
 
+    /// Whether a list's jobs cannot be handed out now.
+    fn blocked(&self, list: List) -> bool {
+        list.delivery()
+            .is_some_and(|k| self.paused.contains(&k) || self.inflight >= self.max_inflight)
+    }
+
     fn take(&mut self, list: List) -> Option<Job> {
-        let kind = match list {
-            List::Removed | List::Expired => None,
-            List::Bounce => Some(DeliveryType::Bounce),
-            List::Mda => Some(DeliveryType::Mda),
-            List::Mta => Some(DeliveryType::Mta),
-        };
-        if let Some(kind) = kind {
-            if self.paused.contains(&kind) || self.inflight >= self.max_inflight {
-                return None;
-            }
+        if self.blocked(list) {
+            return None;
         }
+        let kind = list.delivery();
         let evpid = self.ready[list as usize].pop_front()?;
         let task = match kind {
             None => {
@@ -303,17 +328,9 @@ impl Ramqueue {
     /// is ready, else the earliest attempt or expiry of a pending
     /// envelope; `None` when there is nothing to wait for.
     pub fn next_wakeup(&self, now: u64) -> Option<u64> {
-        let ready = LISTS.iter().any(|&list| {
-            let kind = match list {
-                List::Removed | List::Expired => None,
-                List::Bounce => Some(DeliveryType::Bounce),
-                List::Mda => Some(DeliveryType::Mda),
-                List::Mta => Some(DeliveryType::Mta),
-            };
-            let blocked = kind
-                .is_some_and(|k| self.paused.contains(&k) || self.inflight >= self.max_inflight);
-            !blocked && !self.ready[list as usize].is_empty()
-        });
+        let ready = LISTS
+            .iter()
+            .any(|&list| !self.blocked(list) && !self.ready[list as usize].is_empty());
         if ready {
             return Some(now);
         }
@@ -383,13 +400,77 @@ impl Ramqueue {
                 let list = &mut self.ready[entry.list() as usize];
                 list.retain(|id| *id != evpid);
             }
+            Phase::Held(holdq) => {
+                let key = (entry.state.kind, holdq);
+                if let Some(queue) = self.held.get_mut(&key) {
+                    queue.retain(|id| *id != evpid);
+                    if queue.is_empty() {
+                        self.held.remove(&key);
+                    }
+                }
+            }
             Phase::Inflight => {}
         }
     }
 
-    /// `smtpctl schedule`: makes the named envelopes ready now (those in
-    /// flight, suspended or already leaving are left alone). Returns how
-    /// many were made ready.
+    /// Parks an in-flight envelope on hold queue `holdq` of its type (the
+    /// relay agent's answer when a route has too many tasks). A suspended
+    /// envelope goes back to pending instead; one that does not fit the
+    /// full queue is pending again, due [`HOLDQ_OVERFLOW_DELAY`] seconds
+    /// after `now`.
+    pub fn hold(&mut self, evpid: EvpId, holdq: u64, now: u64) -> Result<(), StateError> {
+        let entry = self
+            .entries
+            .get_mut(&evpid)
+            .ok_or(StateError::Unknown(evpid))?;
+        if entry.state.phase != Phase::Inflight {
+            return Err(StateError::NotInflight(evpid));
+        }
+        self.inflight -= 1;
+        if entry.state.removed {
+            entry.state.phase = Phase::Scheduled;
+            self.ready[List::Removed as usize].push_back(evpid);
+            return Ok(());
+        }
+        entry.state.phase = Phase::Pending;
+        if entry.state.suspended {
+            return Ok(());
+        }
+        let queue = self.held.entry((entry.state.kind, holdq)).or_default();
+        if queue.len() >= HOLDQ_MAX {
+            entry.state.sched = now.saturating_add(HOLDQ_OVERFLOW_DELAY);
+            self.pending.insert(entry.key(evpid));
+        } else {
+            entry.state.phase = Phase::Held(holdq);
+            queue.push_back(evpid);
+        }
+        Ok(())
+    }
+
+    /// Releases up to `count` envelopes (all with `None`) from hold queue
+    /// `holdq` of type `kind`, oldest first: they are pending again, due
+    /// at their attempt time. Returns how many were released.
+    pub fn release(&mut self, kind: DeliveryType, holdq: u64, count: Option<usize>) -> usize {
+        let Some(queue) = self.held.get_mut(&(kind, holdq)) else {
+            return 0;
+        };
+        let n = count.unwrap_or(queue.len()).min(queue.len());
+        let released: Vec<EvpId> = queue.drain(..n).collect();
+        if queue.is_empty() {
+            self.held.remove(&(kind, holdq));
+        }
+        for evpid in &released {
+            if let Some(entry) = self.entries.get_mut(evpid) {
+                entry.state.phase = Phase::Pending;
+                self.pending.insert(entry.key(*evpid));
+            }
+        }
+        released.len()
+    }
+
+    /// `smtpctl schedule`: makes the named pending or held envelopes ready
+    /// now (those in flight, suspended or already leaving are left alone).
+    /// Returns how many were made ready.
     pub fn schedule(&mut self, target: Target) -> usize {
         let mut count = 0;
         for evpid in self.targets(target) {
@@ -397,7 +478,8 @@ impl Ramqueue {
                 continue;
             };
             let s = entry.state;
-            if s.phase != Phase::Pending || s.suspended || s.removed || entry.expired {
+            let waiting = matches!(s.phase, Phase::Pending | Phase::Held(_));
+            if !waiting || s.suspended || s.removed || entry.expired {
                 continue;
             }
             self.unlink(evpid);
@@ -449,6 +531,9 @@ impl Ramqueue {
             if self.entries.get(&evpid).is_some_and(|e| !e.state.suspended) {
                 self.unlink(evpid);
                 if let Some(entry) = self.entries.get_mut(&evpid) {
+                    if matches!(entry.state.phase, Phase::Held(_)) {
+                        entry.state.phase = Phase::Pending;
+                    }
                     entry.state.suspended = true;
                     count += 1;
                 }
@@ -474,7 +559,7 @@ impl Ramqueue {
                     self.pending.insert(entry.key(evpid));
                 }
                 Phase::Scheduled => self.ready[entry.list() as usize].push_back(evpid),
-                Phase::Inflight => {}
+                Phase::Inflight | Phase::Held(_) => {}
             }
         }
         count

@@ -383,6 +383,44 @@ fn no_bounce_of_bounces_nor_to_the_null_sender() {
     assert_eq!(NoBounce::NoReturnPath.to_string(), "no return path");
 }
 
+/// A writer that keeps what the log subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn dropped_bounces_are_logged() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let mut e = envelope(MSG, 7, Kind::Mta, NOW);
+    e.flags.bounce = true;
+    tracing::subscriber::with_default(subscriber, || {
+        assert_eq!(
+            bounce_envelope(&e, Bounce::Failed, NOW),
+            Err(NoBounce::DoubleBounce)
+        );
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("evp:0badcafe00000007: no bounce to <alice@example.org>: double bounce"),
+        "{text}"
+    );
+}
+
 #[test]
 fn grouping_follows_opensmtpd_keys() {
     let a = failed(1, "a@example.com", "550 a", (5, 0));

@@ -21,6 +21,10 @@ enum Step {
     Remove(Target, usize),
     Suspend(Target, usize),
     Resume(Target, usize),
+    /// `hold(evpid, holdq, now)`.
+    Hold(EvpId, u64, u64),
+    /// `release(kind, holdq, count)` releases this many.
+    Release(DeliveryType, u64, Option<usize>, usize),
     Pause(DeliveryType),
     Unpause(DeliveryType),
     /// `next_wakeup(now)`.
@@ -65,6 +69,8 @@ fn run(name: &str, max_inflight: usize, steps: Vec<Step>) {
             Remove(t, n) => assert_eq!(q.remove(t), n, "{at}"),
             Suspend(t, n) => assert_eq!(q.suspend(t), n, "{at}"),
             Resume(t, n) => assert_eq!(q.resume(t), n, "{at}"),
+            Hold(evpid, holdq, now) => q.hold(evpid, holdq, now).expect(&at),
+            Release(kind, holdq, count, n) => assert_eq!(q.release(kind, holdq, count), n, "{at}"),
             Pause(kind) => q.pause(kind),
             Unpause(kind) => q.unpause(kind),
             Wakeup(now, w) => assert_eq!(q.next_wakeup(now), w, "{at}"),
@@ -306,6 +312,55 @@ fn scenarios() {
             ],
         ),
         (
+            "held until released, oldest first",
+            10,
+            vec![
+                Insert(a, Mta, 0, 1000),
+                Insert(b, Mta, 0, 1000),
+                Insert(c, Mta, 0, 1000),
+                Due(0, vec![deliver(a, Mta), deliver(b, Mta), deliver(c, Mta)]),
+                Hold(a, 7, 1),
+                Hold(b, 7, 1),
+                Hold(c, 8, 1),
+                Count(3, 0),
+                Wakeup(1, None),
+                Due(5, vec![]),
+                Release(Mta, 7, Some(1), 1),
+                // Another type's queue of the same id holds nothing.
+                Release(Mda, 8, None, 0),
+                Due(5, vec![deliver(a, Mta)]),
+                Release(Mta, 7, None, 1),
+                Release(Mta, 7, None, 0),
+                Due(5, vec![deliver(b, Mta)]),
+                // schedule takes a held envelope out of its queue.
+                Schedule(Target::Envelope(c), 1),
+                Release(Mta, 8, None, 0),
+                Due(5, vec![deliver(c, Mta)]),
+            ],
+        ),
+        (
+            "held envelopes can be removed and suspended",
+            10,
+            vec![
+                Insert(a, Mta, 0, 1000),
+                Insert(b, Mta, 0, 1000),
+                Due(0, vec![deliver(a, Mta), deliver(b, Mta)]),
+                Hold(a, 1, 0),
+                Hold(b, 1, 0),
+                Remove(Target::Envelope(a), 1),
+                Suspend(Target::Envelope(b), 1),
+                Release(Mta, 1, None, 0),
+                Due(0, vec![removed(a)]),
+                Resume(Target::Envelope(b), 1),
+                Due(0, vec![deliver(b, Mta)]),
+                // Removed while in flight, then held: removed.
+                Remove(Target::Envelope(b), 1),
+                Hold(b, 1, 0),
+                Due(0, vec![removed(b)]),
+                Count(0, 0),
+            ],
+        ),
+        (
             "outcomes only for envelopes in flight",
             10,
             vec![
@@ -319,6 +374,30 @@ fn scenarios() {
     for (name, max, steps) in scenarios {
         run(name, max, steps);
     }
+}
+
+#[test]
+fn a_full_hold_queue_retries_soon() {
+    let mut q = Ramqueue::default();
+    let ids: Vec<EvpId> = (1..=HOLDQ_MAX as u32 + 1).map(|n| id(M1, n)).collect();
+    for evpid in &ids {
+        q.insert(*evpid, Mta, 0, 10_000).unwrap();
+    }
+    assert_eq!(q.due(0).len(), ids.len());
+    for evpid in &ids {
+        q.hold(*evpid, 42, 100).unwrap();
+    }
+    let last = *ids.last().unwrap();
+    assert_eq!(q.get(ids[0]).unwrap().phase, Phase::Held(42));
+    let overflow = q.get(last).unwrap();
+    assert_eq!(
+        (overflow.phase, overflow.sched),
+        (Phase::Pending, 100 + HOLDQ_OVERFLOW_DELAY)
+    );
+    assert_eq!(q.next_wakeup(100), Some(103));
+    assert_eq!(q.due(103), vec![deliver(last, Mta)]);
+    assert_eq!(q.hold(ids[0], 1, 0), Err(StateError::NotInflight(ids[0])));
+    assert_eq!(q.release(Mta, 42, None), HOLDQ_MAX);
 }
 
 #[test]
