@@ -27,8 +27,11 @@
 //!   OpenSSL, the string governs TLS 1.2 suites; TLS 1.3 suites are all on
 //!   unless the string names some of them;
 //! - `dhe` of a pki: rustls has no finite-field DHE, the value is ignored;
-//! - client certificates (`verify`, `ca`): not requested here; the
-//!   `TlsInfo` says `verified: false`;
+//! - client certificates are asked for as OpenSMTPD asks: always, optional
+//!   unless `verify` requires one, verified against the listener's `ca`
+//!   (else [`DEFAULT_CA_FILE`]); rustls sends no CA names in its request
+//!   (as libtls); an invalid certificate fails the handshake, a valid one
+//!   makes `TlsInfo::verified` true;
 //! - a certificate without subject alternative names is chosen by SNI only
 //!   as the default (libtls falls back to the common name).
 
@@ -37,9 +40,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ProtocolVersion, ServerConfig};
+use rustls::{ProtocolVersion, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -53,6 +58,27 @@ use crate::config::{Config, Listener, Pki};
 mod ciphers;
 
 pub use ciphers::{parse_protocols, Protocols};
+
+/// The CA certificates client certificates are verified against when a
+/// listener names no `ca` (Debian's bundle; OpenSMTPD uses its TLS
+/// library's default file).
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// What a listener's TLS serves.
+#[derive(Debug, Clone, Default)]
+pub struct Settings<'a> {
+    /// Server certificates: the first is the default, the others serve SNI.
+    pub pkis: Vec<&'a Pki>,
+    /// A libtls cipher string.
+    pub ciphers: Option<&'a str>,
+    /// A libtls protocol string.
+    pub protocols: Option<&'a str>,
+    /// CA certificates (PEM) to verify client certificates against; a
+    /// client certificate is asked for only when this is set.
+    pub client_ca: Option<&'a Path>,
+    /// A client certificate is required (`verify`).
+    pub verify_client: bool,
+}
 
 /// Why a listener's TLS configuration cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +114,17 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// The CA file for client certificates is unusable.
+    #[error("ca file {}: {why}", path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// `verify` without CA certificates to verify against.
+    #[error("client verification requires CA certificates")]
+    NoCa,
     /// A listener with TLS but no pki.
     #[error("no pki for a TLS listener")]
     NoPki,
@@ -127,28 +164,35 @@ pub struct Established<S> {
 
 impl ServerTls {
     /// The configuration of `listener`: its pkis (the first is the
-    /// default), its `ciphers` (else `smtp ciphers`) and `protocols`.
+    /// default), its `ciphers` (else `smtp ciphers`) and `protocols`, client
+    /// certificates verified against its `ca` (else [`DEFAULT_CA_FILE`],
+    /// when it exists or `verify` needs it).
     pub fn for_listener(config: &Config, listener: &Listener) -> Result<Self, Error> {
-        let pkis: Vec<&Pki> = listener.pkis.iter().map(|&id| &config[id]).collect();
-        let ciphers = listener
-            .ciphers
-            .as_deref()
-            .or(config.smtp.ciphers.as_deref());
-        Self::new(&pkis, ciphers, listener.protocols.as_deref())
+        let default_ca = Path::new(DEFAULT_CA_FILE);
+        let client_ca = match listener.ca {
+            Some(id) => Some(config[id].cert.as_path()),
+            None => (listener.verify_client || default_ca.exists()).then_some(default_ca),
+        };
+        Self::new(&Settings {
+            pkis: listener.pkis.iter().map(|&id| &config[id]).collect(),
+            ciphers: listener
+                .ciphers
+                .as_deref()
+                .or(config.smtp.ciphers.as_deref()),
+            protocols: listener.protocols.as_deref(),
+            client_ca,
+            verify_client: listener.verify_client,
+        })
     }
 
-    /// The configuration serving `pkis` (the first is the default) with
-    /// optional libtls `ciphers` and `protocols` strings.
-    pub fn new(
-        pkis: &[&Pki],
-        ciphers: Option<&str>,
-        protocols: Option<&str>,
-    ) -> Result<Self, Error> {
-        let mut keys = Vec::with_capacity(pkis.len());
-        for pki in pkis {
+    /// The configuration of `settings`.
+    pub fn new(settings: &Settings<'_>) -> Result<Self, Error> {
+        let mut keys = Vec::with_capacity(settings.pkis.len());
+        for pki in &settings.pkis {
             keys.push(load_pki(pki)?);
         }
         let (default, others) = keys.split_first().ok_or(Error::NoPki)?;
+        let (ciphers, protocols) = (settings.ciphers, settings.protocols);
         let protocols = match protocols {
             Some(text) => {
                 parse_protocols(text).map_err(|why| Error::Protocols(text.to_owned(), why))?
@@ -164,9 +208,11 @@ impl ServerTls {
             default: Arc::clone(default),
             others: others.to_vec(),
         };
-        let config = ServerConfig::builder_with_provider(Arc::new(provider))
+        let provider = Arc::new(provider);
+        let verifier = client_verifier(settings, &provider)?;
+        let config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&protocols.versions())?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(resolver));
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -196,6 +242,41 @@ pub fn link_tls(info: &TlsInfo) -> String {
     format!("{}:{}:{}", info.version, info.cipher, info.bits)
 }
 
+/// Who verifies client certificates: nobody without a CA file; else
+/// webpki, for an optional or (`verify`) required certificate.
+fn client_verifier(
+    settings: &Settings<'_>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let Some(path) = settings.client_ca else {
+        return match settings.verify_client {
+            true => Err(Error::NoCa),
+            false => Ok(WebPkiClientVerifier::no_client_auth()),
+        };
+    };
+    let ca_error = |why: String| Error::Ca {
+        path: path.to_owned(),
+        why,
+    };
+    let text = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_error(format!("bad PEM: {e}")))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(ca_error("no usable CA certificate".to_owned()));
+    }
+    let builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+            .clear_root_hint_subjects();
+    let builder = match settings.verify_client {
+        true => builder,
+        false => builder.allow_unauthenticated(),
+    };
+    builder.build().map_err(|e| ca_error(e.to_string()))
+}
+
 /// The negotiated parameters of a finished handshake.
 fn tls_info(connection: &rustls::ServerConnection) -> Option<TlsInfo> {
     let version = match connection.protocol_version()? {
@@ -209,7 +290,9 @@ fn tls_info(connection: &rustls::ServerConnection) -> Option<TlsInfo> {
         version: version.to_owned(),
         cipher,
         bits,
-        verified: false,
+        verified: connection
+            .peer_certificates()
+            .is_some_and(|chain| !chain.is_empty()),
     })
 }
 

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::{CipherSuite, ClientConfig, RootCertStore, SupportedCipherSuite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -70,16 +70,51 @@ impl Ca {
         }
     }
 
+    /// A client certificate for `name` and its key.
+    fn client_cert(&self, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (vec![cert.der().clone()], key)
+    }
+
     fn client(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> TlsConnector {
+        self.client_with(versions, None)
+    }
+
+    /// A client trusting this CA, presenting `cert` if given.
+    fn client_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> TlsConnector {
         let mut roots = RootCertStore::empty();
         roots.add(self.cert.der().clone()).unwrap();
-        let config =
+        let builder =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_protocol_versions(versions)
                 .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+                .with_root_certificates(roots);
+        let config = match cert {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
         TlsConnector::from(Arc::new(config))
+    }
+}
+
+fn settings<'a>(
+    pkis: &[&'a Pki],
+    ciphers: Option<&'a str>,
+    protocols: Option<&'a str>,
+) -> Settings<'a> {
+    Settings {
+        pkis: pkis.to_vec(),
+        ciphers,
+        protocols,
+        ..Settings::default()
     }
 }
 
@@ -120,7 +155,7 @@ async fn handshake_reports_link_tls_and_server_name() {
     let dir = Scratch::new();
     let ca = Ca::new();
     let pki = ca.pki(&dir, "mx.example.org", &["mx.example.org"]);
-    let server = ServerTls::new(&[&pki], None, None).unwrap();
+    let server = ServerTls::new(&settings(&[&pki], None, None)).unwrap();
     let tls13 = handshake(
         &server,
         &ca.client(&[&rustls::version::TLS13]),
@@ -152,7 +187,7 @@ async fn sni_chooses_among_the_listener_pkis_by_certificate_name() {
     let default = ca.pki(&dir, "mx.example.org", &["mx.example.org"]);
     let wildcard = ca.pki(&dir, "*", &["*.example.net"]);
     let named = ca.pki(&dir, "other", &["mail.example.com", "smtp.example.com"]);
-    let server = ServerTls::new(&[&default, &wildcard, &named], None, None).unwrap();
+    let server = ServerTls::new(&settings(&[&default, &wildcard, &named], None, None)).unwrap();
     let client = ca.client(&[&rustls::version::TLS13, &rustls::version::TLS12]);
     for name in [
         "mx.example.org",
@@ -202,11 +237,11 @@ async fn protocols_and_ciphers_restrict_the_handshake() {
     let pki = ca.pki(&dir, "mx.example.org", &["mx.example.org"]);
     let both = ca.client(&[&rustls::version::TLS13, &rustls::version::TLS12]);
 
-    let only12 = ServerTls::new(
+    let only12 = ServerTls::new(&settings(
         &[&pki],
         Some("ECDHE-ECDSA-CHACHA20-POLY1305"),
         Some("tlsv1.2"),
-    )
+    ))
     .unwrap();
     let established = handshake(&only12, &both, "mx.example.org").await.unwrap();
     assert_eq!(
@@ -214,7 +249,12 @@ async fn protocols_and_ciphers_restrict_the_handshake() {
         "TLSv1.2:ECDHE-ECDSA-CHACHA20-POLY1305:256"
     );
 
-    let only13 = ServerTls::new(&[&pki], Some("TLS_AES_128_GCM_SHA256"), Some("!tlsv1.2")).unwrap();
+    let only13 = ServerTls::new(&settings(
+        &[&pki],
+        Some("TLS_AES_128_GCM_SHA256"),
+        Some("!tlsv1.2"),
+    ))
+    .unwrap();
     let established = handshake(&only13, &both, "mx.example.org").await.unwrap();
     assert_eq!(
         link_tls(&established.info),
@@ -227,6 +267,75 @@ async fn protocols_and_ciphers_restrict_the_handshake() {
     )
     .await;
     assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn client_certificates_are_verified_against_the_ca() {
+    let dir = Scratch::new();
+    let ca = Ca::new();
+    let pki = ca.pki(&dir, "mx.example.org", &["mx.example.org"]);
+    let ca_file = dir.write("ca.pem", &ca.cert.pem());
+    let optional = ServerTls::new(&Settings {
+        client_ca: Some(&ca_file),
+        ..settings(&[&pki], None, None)
+    })
+    .unwrap();
+    let required = ServerTls::new(&Settings {
+        client_ca: Some(&ca_file),
+        verify_client: true,
+        ..settings(&[&pki], None, None)
+    })
+    .unwrap();
+    let stranger = Ca::new();
+    let versions: &[&'static rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    let anonymous = || ca.client_with(versions, None);
+    let known = || ca.client_with(versions, Some(ca.client_cert("client.example.org")));
+    let foreign = || ca.client_with(versions, Some(stranger.client_cert("client.example.org")));
+
+    let name = "mx.example.org";
+    let verified = |e: Established<_>| e.info.verified;
+    assert_eq!(
+        handshake(&optional, &anonymous(), name)
+            .await
+            .map(verified)
+            .ok(),
+        Some(false)
+    );
+    assert_eq!(
+        handshake(&optional, &known(), name)
+            .await
+            .map(verified)
+            .ok(),
+        Some(true)
+    );
+    assert_eq!(
+        handshake(&required, &known(), name)
+            .await
+            .map(verified)
+            .ok(),
+        Some(true)
+    );
+    assert!(handshake(&required, &anonymous(), name).await.is_err());
+    assert!(handshake(&optional, &foreign(), name).await.is_err());
+    assert!(handshake(&required, &foreign(), name).await.is_err());
+
+    let no_ca = ServerTls::new(&Settings {
+        verify_client: true,
+        ..settings(&[&pki], None, None)
+    });
+    assert!(matches!(no_ca, Err(Error::NoCa)));
+    let empty = dir.write("empty.pem", "");
+    let err = ServerTls::new(&Settings {
+        client_ca: Some(&empty),
+        ..settings(&[&pki], None, None)
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("empty.pem: no usable CA certificate"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -403,7 +512,9 @@ fn errors_name_the_pki_and_the_file() {
         (&bad_der, "bad.crt: bad certificate"),
     ];
     for (pki, expected) in cases {
-        let err = ServerTls::new(&[pki], None, None).unwrap_err().to_string();
+        let err = ServerTls::new(&settings(&[pki], None, None))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("pki mx.example.org: "), "{err}");
         let shown = err.replace(&format!("{}/", dir.0.display()), "");
         assert!(
@@ -411,10 +522,13 @@ fn errors_name_the_pki_and_the_file() {
             "{err}"
         );
     }
-    assert!(matches!(ServerTls::new(&[], None, None), Err(Error::NoPki)));
-    let err = ServerTls::new(&[&good], Some("RC4"), Some("tlsv1.2")).unwrap_err();
+    assert!(matches!(
+        ServerTls::new(&settings(&[], None, None)),
+        Err(Error::NoPki)
+    ));
+    let err = ServerTls::new(&settings(&[&good], Some("RC4"), Some("tlsv1.2"))).unwrap_err();
     assert!(err.to_string().starts_with("ciphers \"RC4\": "), "{err}");
-    let err = ServerTls::new(&[&good], None, Some("sslv3")).unwrap_err();
+    let err = ServerTls::new(&settings(&[&good], None, Some("sslv3"))).unwrap_err();
     assert_eq!(
         err.to_string(),
         "protocols \"sslv3\": unknown protocol \"sslv3\""
@@ -427,19 +541,23 @@ async fn a_listener_is_configured_from_smtpd_conf() {
     let ca = Ca::new();
     let first = ca.pki(&dir, "mx.example.org", &["mx.example.org"]);
     let second = ca.pki(&dir, "mail.example.net", &["mail.example.net"]);
+    let clients = dir.write("clients.pem", &ca.cert.pem());
     let text = format!(
         "pki mx.example.org cert \"{}\"\n\
          pki mx.example.org key \"{}\"\n\
          pki mail.example.net cert \"{}\" key \"{}\"\n\
+         ca clients cert \"{}\"\n\
          smtp ciphers \"ECDHE-ECDSA-AES128-GCM-SHA256\"\n\
          listen on 127.0.0.1 port 2525 tls pki mx.example.org pki mail.example.net protocols \"tlsv1.2\"\n\
          listen on 127.0.0.1 port 4650 smtps pki mail.example.net ciphers \"ECDHE-ECDSA-CHACHA20-POLY1305\"\n\
+         listen on 127.0.0.1 port 4651 smtps verify pki mx.example.org ca clients\n\
          action deliver maildir\n\
          match from any for domain example.org action deliver\n",
         first.cert.display(),
         first.key.display(),
         second.cert.display(),
         second.key.display(),
+        clients.display(),
     );
     let config: Config = text.parse().unwrap();
     let client = ca.client(&[&rustls::version::TLS13, &rustls::version::TLS12]);
@@ -465,4 +583,12 @@ async fn a_listener_is_configured_from_smtpd_conf() {
         link_tls(&established.info),
         "TLSv1.2:ECDHE-ECDSA-CHACHA20-POLY1305:256"
     );
+    let verify = ServerTls::for_listener(&config, &config.listeners[2]).unwrap();
+    let known = ca.client_with(
+        &[&rustls::version::TLS13],
+        Some(ca.client_cert("client.example.org")),
+    );
+    let established = handshake(&verify, &known, "mx.example.org").await.unwrap();
+    assert!(established.info.verified);
+    assert!(handshake(&verify, &client, "mx.example.org").await.is_err());
 }
