@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::queue::envelope::{Envelope, Kind};
 
 /// Backoff base for relayed envelopes (`mta`), seconds.
@@ -110,6 +111,25 @@ pub struct Attempt {
 }
 
 impl RetryPolicy {
+    /// The settings of a configuration: `queue ttl` and
+    /// `bounce warn-interval`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            ttl: config.queue.ttl,
+            warn_intervals: config.bounce.warn_intervals.clone(),
+        }
+    }
+
+    /// The `ttl` of the action named `dispatcher`, if it sets one (the
+    /// `action_ttl` the other methods take).
+    pub fn action_ttl(config: &Config, dispatcher: &str) -> Option<Duration> {
+        config
+            .actions
+            .iter()
+            .find(|a| a.name == dispatcher)
+            .and_then(|a| a.ttl)
+    }
+
     /// The lifetime of an envelope: `action_ttl` (the action's `ttl`) if
     /// set, else `queue ttl`; bounces always use `queue ttl`.
     pub fn lifetime(&self, envelope: &Envelope, action_ttl: Option<Duration>) -> u64 {

@@ -196,3 +196,34 @@ fn default_warning_after_four_hours_and_none_for_bounces() {
     };
     assert_eq!(none.next_attempt(&e, None, T0 + 4 * HOUR).warning, None);
 }
+
+#[test]
+fn settings_come_from_smtpd_conf() {
+    let config: Config = "queue ttl 2d\n\
+bounce warn-interval 1h, 6h\n\
+action \"local\" maildir ttl 3h\n\
+action \"out\" relay\n\
+match from any for domain \"example.org\" action \"local\"\n\
+match from local for any action \"out\"\n"
+        .parse()
+        .expect("config");
+    let policy = RetryPolicy::from_config(&config);
+    assert_eq!(
+        policy,
+        RetryPolicy {
+            ttl: Duration::from_secs(2 * DAY),
+            warn_intervals: vec![Duration::from_secs(HOUR), Duration::from_secs(6 * HOUR)],
+        }
+    );
+    let local = RetryPolicy::action_ttl(&config, "local");
+    assert_eq!(local, Some(Duration::from_secs(3 * HOUR)));
+    assert_eq!(RetryPolicy::action_ttl(&config, "out"), None);
+    assert_eq!(RetryPolicy::action_ttl(&config, "missing"), None);
+    assert_eq!(policy.expiry(&mda(T0), local), T0 + 3 * HOUR);
+
+    let defaults: Config = "action \"local\" maildir\n\
+match for local action \"local\"\n"
+        .parse()
+        .expect("config");
+    assert_eq!(RetryPolicy::from_config(&defaults), RetryPolicy::default());
+}
