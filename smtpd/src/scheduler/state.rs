@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::retry::{DeliveryType, Next};
+use crate::config::Config;
 use crate::queue::{EvpId, MsgId};
 
 /// The default limit of envelopes in flight (OpenSMTPD's `max-inflight`).
@@ -211,6 +212,13 @@ impl Ramqueue {
             inflight: 0,
             max_inflight,
         }
+    }
+
+    /// An empty state with the configuration's `scheduler limit
+    /// max-inflight`.
+    pub fn from_config(config: &Config) -> Self {
+        let max = config.scheduler.max_inflight;
+        Self::new(usize::try_from(max).unwrap_or(usize::MAX))
     }
 
     /// Adds an envelope, pending until `sched` (from

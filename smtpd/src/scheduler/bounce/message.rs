@@ -38,6 +38,14 @@ pub(super) fn write(
     line("");
     notice(group, &boundary, &mut line);
     status(group, &boundary, &headers, &mut line);
+    let mut returned = Vec::new();
+    for header in &headers {
+        push_crlf_line(&mut returned, header);
+    }
+    if group.returns_full_message() {
+        returned.extend_from_slice(b"\r\n");
+        copy_body(&mut original, &mut returned)?;
+    }
     line(&format!("--{boundary}"));
     if group.returns_full_message() {
         line("Content-Description: Undelivered Message");
@@ -46,15 +54,12 @@ pub(super) fn write(
         line("Content-Description: Message headers");
         line("Content-Type: text/rfc822-headers");
     }
+    if !returned.is_ascii() {
+        line("Content-Transfer-Encoding: 8bit");
+    }
     line("");
     let mut data = out.into_bytes();
-    for header in &headers {
-        push_crlf_line(&mut data, header);
-    }
-    if group.returns_full_message() {
-        data.extend_from_slice(b"\r\n");
-        copy_body(&mut original, &mut data)?;
-    }
+    data.extend_from_slice(&returned);
     data.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     Ok(data)
 }

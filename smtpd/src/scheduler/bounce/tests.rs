@@ -541,6 +541,31 @@ fn durations_and_dates() {
 }
 
 #[test]
+fn eight_bit_originals_are_declared_8bit() {
+    let e = failed(1, "bob@example.com", "550 no", (5, 0));
+    let original = "Subject: caf\u{e9}\r\n\r\nd\u{e9}j\u{e0} vu\r\n";
+    let built = group([&e])[0].build(original.as_bytes(), NOW, 1).unwrap();
+    let msg = MessageParser::default().parse(&built.data).unwrap();
+    let PartType::Multipart(children) = &msg.root_part().body else {
+        panic!("not multipart");
+    };
+    let part = &msg.parts[children[2] as usize];
+    assert_eq!(
+        part.content_transfer_encoding(),
+        Some("8bit"),
+        "{:?}",
+        part.headers
+    );
+    let inner = part.message().expect("nested message");
+    assert_eq!(inner.subject(), Some("caf\u{e9}"));
+    assert_eq!(inner.body_text(0).unwrap().trim_end(), "d\u{e9}j\u{e0} vu");
+    // An ASCII original gets no such header.
+    let built = group([&e])[0].build(ORIGINAL.as_bytes(), NOW, 1).unwrap();
+    let text = String::from_utf8(built.data).unwrap();
+    assert!(!text.contains("Content-Transfer-Encoding"));
+}
+
+#[test]
 fn a_failing_reader_is_an_error() {
     struct Broken;
     impl io::Read for Broken {

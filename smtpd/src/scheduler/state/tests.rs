@@ -429,3 +429,17 @@ fn state_reports_phase_and_flags() {
     q.outcome(a, Outcome::Tempfail(Next::Retry(50))).unwrap();
     assert_eq!(q.get(a).unwrap().phase, Phase::Scheduled);
 }
+
+#[test]
+fn in_flight_limit_from_smtpd_conf() {
+    let config: Config = "scheduler limit max-inflight 1\n\
+action \"local\" maildir\n\
+match for local action \"local\"\n"
+        .parse()
+        .expect("config");
+    let mut q = Ramqueue::from_config(&config);
+    q.insert(id(M1, 1), Mda, 0, 10).unwrap();
+    q.insert(id(M1, 2), Mda, 0, 10).unwrap();
+    assert_eq!(q.due(0), vec![deliver(id(M1, 1), Mda)]);
+    assert_eq!(q.due(0), vec![]);
+}
