@@ -18,7 +18,12 @@
 //!   credentials, queue commit).
 //! - `conn.rs`: [`conn::run`] drives a session over any byte stream
 //!   (timeouts, pipelined replies, STARTTLS through the [`conn::Handler`]);
-//!   the rules, tables and queue are reached only through the handler.
+//!   the rules, tables and queue are reached only through the handler;
+//! - `tls.rs`: the rustls server side of STARTTLS and smtps, from the
+//!   listener's `pki` entries (SNI as libtls picks certificates);
+//! - `credentials.rs`: AUTH passwords checked against `credentials` table
+//!   values (bcrypt and SHA-crypt hashes), and the hashes `smtpctl encrypt`
+//!   makes.
 
 mod address;
 mod auth;
