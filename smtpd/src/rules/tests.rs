@@ -11,12 +11,11 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::*;
 use crate::config::Config;
 use crate::table::static_table::{LocalHost, StaticTable};
-use crate::table::{Service, Table};
+use crate::table::unavailable::UnavailableTable;
+use crate::table::Table;
 
 /// This machine, as the built-in tables see it in these tests.
 fn host() -> LocalHost {
@@ -456,41 +455,6 @@ match from any for rcpt-to alice@example.com action "vmail"
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A table whose backend always fails.
-struct Broken(String);
-
-#[async_trait]
-impl Table for Broken {
-    fn name(&self) -> &str {
-        &self.0
-    }
-
-    fn backend(&self) -> String {
-        "broken".to_owned()
-    }
-
-    async fn check(&self, _service: Service, _key: &str) -> Result<bool, Error> {
-        Err(self.error())
-    }
-
-    async fn lookup(&self, _service: Service, _key: &str) -> Result<Option<String>, Error> {
-        Err(self.error())
-    }
-
-    async fn update(&self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-impl Broken {
-    fn error(&self) -> Error {
-        Error::Backend {
-            table: self.0.clone(),
-            message: Some("down".to_owned()),
-        }
-    }
-}
-
 #[tokio::test]
 async fn table_errors_are_errors_not_misses() {
     let conf = r#"
@@ -511,14 +475,14 @@ match from any for any action "after"
             .iter()
             .zip(good.iter())
             .map(|(t, live)| match t.name.as_str() {
-                "broken" => Arc::new(Broken(t.name.clone())) as Arc<dyn Table>,
+                "broken" => Arc::new(UnavailableTable(t.name.clone())) as Arc<dyn Table>,
                 _ => Arc::clone(live),
             })
             .collect(),
     );
-    let expected = Error::Backend {
+    let expected = Error::Unavailable {
         table: "broken".to_owned(),
-        message: Some("down".to_owned()),
+        reason: "backend down".to_owned(),
     };
     // An earlier rule matches: the broken table is never asked.
     let first = decide(&config.rules, &envelope("to=a@example.org"), &tables).await;

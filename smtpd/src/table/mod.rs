@@ -20,6 +20,8 @@ pub mod proc_exec;
 mod static_getpwnam;
 mod static_host;
 pub mod static_table;
+#[cfg(test)]
+pub(crate) mod unavailable;
 
 use std::sync::Arc;
 

@@ -16,6 +16,7 @@ use super::*;
 use crate::config::Config;
 use crate::rules::Source;
 use crate::table::static_table::{LocalHost, StaticTable};
+use crate::table::unavailable::UnavailableTable;
 use crate::table::Table;
 
 const USERS: &str = r#"
@@ -53,41 +54,6 @@ fn host() -> LocalHost {
         server_name: "mx.example.org".to_owned(),
         host_name: "mx".to_owned(),
         addresses: vec!["127.0.0.1".parse().unwrap()],
-    }
-}
-
-/// A table whose every lookup fails, standing in for a dead backend.
-struct Broken(String);
-
-#[async_trait]
-impl Table for Broken {
-    fn name(&self) -> &str {
-        &self.0
-    }
-
-    fn backend(&self) -> String {
-        "broken".to_owned()
-    }
-
-    async fn check(&self, _: Service, _: &str) -> Result<bool, TableError> {
-        Err(self.error())
-    }
-
-    async fn lookup(&self, _: Service, _: &str) -> Result<Option<String>, TableError> {
-        Err(self.error())
-    }
-
-    async fn update(&self) -> Result<(), TableError> {
-        Ok(())
-    }
-}
-
-impl Broken {
-    fn error(&self) -> TableError {
-        TableError::Unavailable {
-            table: self.0.clone(),
-            reason: "test".to_owned(),
-        }
     }
 }
 
@@ -179,7 +145,7 @@ async fn run(conf: &str, broken: &[&str], files: &Files, rcpt: &str) -> Vec<Stri
             .iter()
             .map(|t| {
                 if broken.contains(&t.name.as_str()) {
-                    return Arc::new(Broken(t.name.clone())) as Arc<dyn Table>;
+                    return Arc::new(UnavailableTable(t.name.clone())) as Arc<dyn Table>;
                 }
                 if t.name.starts_with("raw") {
                     return Arc::new(Raw(t.name.clone())) as Arc<dyn Table>;
