@@ -167,6 +167,11 @@ impl Session {
         self.helo.as_ref().map(|(domain, _)| domain)
     }
 
+    /// Whether the client said EHLO (rather than HELO).
+    pub fn is_esmtp(&self) -> bool {
+        self.helo.as_ref().is_some_and(|(_, extended)| *extended)
+    }
+
     /// Whether TLS is active.
     pub const fn is_tls(&self) -> bool {
         self.tls
