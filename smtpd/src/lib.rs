@@ -5,6 +5,7 @@
 //! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
 //! - [`control`]: the control socket that `smtpctl` speaks.
 //! - [`daemon`]: the running process: start-up, the control server, signals.
+//! - [`intake`]: the SMTP listeners and sessions, into the queue.
 //! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 //! - [`rules`]: `match` evaluation, which rule applies to a recipient.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod delivery;
+pub mod intake;
 pub mod proc;
 pub mod queue;
 pub mod rules;

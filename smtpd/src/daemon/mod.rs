@@ -11,18 +11,26 @@
 //! control socket is closed and removed, and every table is shut down
 //! (children see their stdin close and exit) before [`run`] returns.
 //!
-//! SMTP intake, the queue and delivery are not started yet: this daemon
-//! listens on no SMTP port. It stays in the foreground and logs to
-//! standard error, with or without `-d` (daemonising and syslog are later
-//! work).
+//! After the tables, it opens the fs queue (`DATA/spool` in the data
+//! directory; [`ROOT_SPOOL`] as root unless `--data-dir` named another
+//! data directory than the default, so that test daemons run as root
+//! keep apart) and starts SMTP intake ([`crate::intake`]):
+//! every `listen on` address is bound and logged as `listening on
+//! ADDR:PORT`. At shutdown intake stops accepting before the tables stop.
+//! Delivery is not started yet. The daemon stays in the foreground and
+//! logs to standard error, with or without `-d` (daemonising and syslog
+//! are later work).
 
 mod paths;
 mod signals;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::control::{self, BindError, ControlSocket};
+use crate::intake::{self, Intake};
+use crate::queue::{self, fs::FsQueue};
 use crate::table::{self, BuildError, BuildOptions};
 
 pub use paths::{prepare_data_dir, DataDirError, DATA_DIR_MODE};
@@ -30,6 +38,9 @@ pub use paths::{prepare_data_dir, DataDirError, DATA_DIR_MODE};
 /// The user that table and filter children run as when the daemon runs as
 /// root.
 pub const CHILD_USER: &str = "_smtpd";
+
+/// The spool of the fs queue when the daemon runs as root.
+pub const ROOT_SPOOL: &str = "/var/spool/smtpd";
 
 /// How to run, beyond the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +73,12 @@ pub enum Error {
     /// A table cannot be started.
     #[error(transparent)]
     Tables(#[from] BuildError),
+    /// The queue cannot be opened.
+    #[error(transparent)]
+    Queue(#[from] queue::Error),
+    /// A listener cannot be started.
+    #[error(transparent)]
+    Intake(#[from] intake::Error),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; returns once everything it
@@ -86,6 +103,20 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         ..BuildOptions::default()
     };
     let tables = table::build(config, &build).await?;
+    let spool = match spool_path(root, options) {
+        Some(spool) => spool,
+        None => {
+            prepare_data_dir(&options.data_dir)?;
+            options.data_dir.join("spool")
+        }
+    };
+    let intake = match start_intake(config, &tables, spool).await {
+        Ok(intake) => intake,
+        Err(e) => {
+            tables.shutdown().await;
+            return Err(e);
+        }
+    };
     tracing::info!("listening on control socket {}", socket.path().display());
     let context = control::Context {
         tables: tables.clone(),
@@ -96,7 +127,38 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         tracing::info!("received {signal}, shutting down");
     })
     .await;
+    intake.stop().await;
     tables.shutdown().await;
     tracing::info!("smtpd exiting");
     Ok(())
+}
+
+/// Opens the fs queue at `spool` and starts SMTP intake.
+async fn start_intake(
+    config: &Config,
+    tables: &table::Tables,
+    spool: PathBuf,
+) -> Result<Intake, Error> {
+    let queue = tokio::task::spawn_blocking(move || FsQueue::open(spool))
+        .await
+        .map_err(|e| queue::Error::Task {
+            reason: e.to_string(),
+        })??;
+    let server_name = table::static_table::LocalHost::detect()
+        .map(|host| host.server_name)
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let shared = intake::Shared {
+        config: Arc::new(config.clone()),
+        tables: tables.clone(),
+        queue: Arc::new(queue),
+        server_name,
+    };
+    Ok(intake::start(Arc::new(shared)).await?)
+}
+
+/// The spool outside the data directory, if that is where it lives: as
+/// root with the default data directory.
+fn spool_path(root: bool, options: &Options) -> Option<PathBuf> {
+    (root && options.data_dir == std::path::Path::new(control::DEFAULT_DATA_DIR))
+        .then(|| PathBuf::from(ROOT_SPOOL))
 }

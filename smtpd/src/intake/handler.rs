@@ -1,0 +1,532 @@
+//! The [`Handler`] of intake sessions: the rules for each recipient, the
+//! queue for the message, the listener's TLS configuration and
+//! credentials table.
+//!
+//! The message is created in the queue at DATA and written in chunks of
+//! [`CHUNK`] bytes, the `Received:` header first. At the end of DATA the
+//! remainder is written, one envelope is created per accepted recipient
+//! (`type: mda` for a local action, `mta` for a relay), and the message is
+//! committed; only then does the session answer 250. Any queue failure
+//! drops the message and answers the queue's 4xx (452 for a full disk).
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::{date, Error, Shared};
+use crate::config::{ActionId, ActionKind, Listener, ListenerTls};
+use crate::queue::envelope::{self as qenv, Flags, Kind, MailAddr, Mda};
+use crate::queue::{self, MsgId};
+use crate::rules::{self, Address, Decision};
+use crate::smtp::conn::{BoxStream, Handler};
+use crate::smtp::tls::ServerTls;
+use crate::smtp::{
+    credentials, AuthMode, Credentials, Enhanced, Limits, MailFrom, Mailbox, Notify, Peer, RcptTo,
+    Received, Reply, Ret, ReversePath, Session, SessionConfig, TlsInfo, TlsMode, Transaction,
+};
+use crate::table::Service;
+
+/// The bytes buffered before a write to the queue.
+pub(super) const CHUNK: usize = 64 * 1024;
+
+/// What a listener's sessions share beyond the [`SessionConfig`].
+pub struct ListenerContext {
+    listener: Listener,
+    session: Arc<SessionConfig>,
+    tls: Option<ServerTls>,
+}
+
+impl ListenerContext {
+    /// The context of `listener`: its session settings and TLS acceptor.
+    pub(super) fn new(shared: &Shared, listener: &Listener) -> Result<Self, Error> {
+        let config = &shared.config;
+        let tls = match listener.tls {
+            ListenerTls::None => None,
+            _ => Some(
+                ServerTls::for_listener(config, listener).map_err(|source| Error::Tls {
+                    port: listener.port,
+                    source,
+                })?,
+            ),
+        };
+        let mut session = SessionConfig::new(
+            listener
+                .hostname
+                .as_deref()
+                .unwrap_or(shared.server_name.as_str()),
+        );
+        session.limits = Limits {
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: usize::try_from(config.smtp.max_rcpt).unwrap_or(usize::MAX),
+            max_mails: usize::try_from(config.smtp.max_mails).unwrap_or(usize::MAX),
+        };
+        session.tls = match listener.tls {
+            ListenerTls::None => TlsMode::None,
+            ListenerTls::StartTls => TlsMode::StartTls,
+            ListenerTls::StartTlsRequired => TlsMode::Required,
+            ListenerTls::Smtps => TlsMode::Smtps,
+        };
+        session.auth = match listener.auth {
+            None => AuthMode::None,
+            Some(auth) if auth.required => AuthMode::Required,
+            Some(_) => AuthMode::Optional,
+        };
+        session.dsn = !listener.no_dsn;
+        Ok(Self {
+            listener: listener.clone(),
+            session: Arc::new(session),
+            tls,
+        })
+    }
+
+    /// The settings of every session of this listener.
+    pub(super) fn session_config(&self) -> Arc<SessionConfig> {
+        Arc::clone(&self.session)
+    }
+
+    /// The listener's port.
+    pub(super) fn port(&self) -> u16 {
+        self.listener.port
+    }
+
+    /// Whether sessions start with a TLS handshake.
+    pub(super) fn smtps(&self) -> bool {
+        self.listener.tls == ListenerTls::Smtps
+    }
+}
+
+/// The facts of the session a transaction began in (they cannot change
+/// within it: STARTTLS and a new HELO end the transaction).
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    helo: String,
+    esmtp: bool,
+    user: Option<String>,
+    tls: bool,
+}
+
+/// A message being received.
+struct Message {
+    msgid: MsgId,
+    buffer: Vec<u8>,
+    written: u64,
+}
+
+/// One session's link to the rules, the queue, TLS and credentials.
+pub struct IntakeHandler {
+    shared: Arc<Shared>,
+    context: Arc<ListenerContext>,
+    peer: IpAddr,
+    tls: Option<TlsInfo>,
+    facts: Facts,
+    /// The action of each accepted recipient, in the transaction's order.
+    actions: Vec<ActionId>,
+    message: Option<Message>,
+}
+
+impl IntakeHandler {
+    /// A handler for a session from `peer` on the listener of `context`.
+    pub fn new(shared: Arc<Shared>, context: Arc<ListenerContext>, peer: IpAddr) -> Self {
+        Self {
+            shared,
+            context,
+            peer,
+            tls: None,
+            facts: Facts::default(),
+            actions: Vec::new(),
+            message: None,
+        }
+    }
+
+    /// The TLS handshake of `stream` with the listener's configuration.
+    pub async fn accept_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
+        let Some(tls) = &self.context.tls else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no TLS configured",
+            ));
+        };
+        let established = tls.accept(stream).await?;
+        self.tls = Some(established.info);
+        Ok(Box::new(established.stream))
+    }
+
+    /// The rules' envelope for `rcpt` in this session.
+    fn rules_envelope(
+        &self,
+        session: &Session,
+        mail: &MailFrom,
+        rcpt: &Mailbox,
+    ) -> rules::Envelope {
+        let mut envelope = rules::Envelope::new(
+            rules::Source::Ip(self.peer),
+            match &mail.sender {
+                ReversePath::Null => Address::null(),
+                ReversePath::Mailbox(m) => mailbox_address(m),
+            },
+            mailbox_address(rcpt),
+        );
+        envelope.helo = session.helo().map(ToString::to_string).unwrap_or_default();
+        envelope.auth_user = session.user().map(str::to_owned);
+        envelope.tls = session.is_tls();
+        envelope.tag.clone_from(&self.context.listener.tag);
+        envelope
+    }
+
+    /// Writes the buffered bytes to the queue.
+    async fn flush(&mut self) -> Result<(), queue::Error> {
+        let Some(message) = &mut self.message else {
+            return Ok(());
+        };
+        if message.buffer.is_empty() {
+            return Ok(());
+        }
+        self.shared
+            .queue
+            .message_write(message.msgid, message.written, &message.buffer)
+            .await?;
+        message.written += message.buffer.len() as u64;
+        message.buffer.clear();
+        Ok(())
+    }
+
+    /// Appends one line, CRLF added, flushing full chunks.
+    async fn push_line(&mut self, line: &[u8]) -> Result<(), queue::Error> {
+        let Some(message) = &mut self.message else {
+            return Ok(());
+        };
+        message.buffer.extend_from_slice(line);
+        message.buffer.extend_from_slice(b"\r\n");
+        if message.buffer.len() >= CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// The queue envelope of one accepted recipient.
+    fn queue_envelope(
+        &self,
+        tx: &Transaction,
+        rcpt: &RcptTo,
+        action: ActionId,
+        now: u64,
+    ) -> qenv::Envelope {
+        let config = &self.shared.config;
+        let action = &config[action];
+        let sender = match &tx.mail.sender {
+            ReversePath::Null => MailAddr::default(),
+            ReversePath::Mailbox(m) => mail_addr(m),
+        };
+        let rcpt_addr = mail_addr(&rcpt.recipient);
+        let source = match self.peer {
+            IpAddr::V4(v4) => qenv::Source::V4(v4),
+            IpAddr::V6(v6) => qenv::Source::V6(v6),
+        };
+        qenv::Envelope {
+            id: None,
+            dispatcher: action.name.clone(),
+            tag: self.context.listener.tag.clone().unwrap_or_default(),
+            kind: match action.kind {
+                ActionKind::Local(_) => Kind::Mda(Mda::default()),
+                ActionKind::Relay(_) => Kind::Mta,
+            },
+            smtpname: self.context.session.hostname.clone(),
+            helo: self.facts.helo.clone(),
+            hostname: "<unknown>".to_owned(),
+            username: self.facts.user.clone().unwrap_or_default(),
+            errorline: String::new(),
+            source,
+            sender,
+            dest: rcpt_addr.clone(),
+            rcpt: rcpt_addr,
+            ctime: now,
+            last_try: 0,
+            last_bounce: 0,
+            ttl: 0,
+            retry: 0,
+            flags: Flags {
+                authenticated: self.facts.user.is_some(),
+                bounce: false,
+                internal: false,
+            },
+            dsn_notify: dsn_notify(rcpt.notify),
+            dsn_ret: tx.mail.ret.map(|ret| match ret {
+                Ret::Full => qenv::DsnRet::Full,
+                Ret::Headers => qenv::DsnRet::Hdrs,
+            }),
+            dsn_envid: tx.mail.envid.clone().unwrap_or_default(),
+            dsn_orcpt: rcpt.orcpt.clone().unwrap_or_default(),
+            status: None,
+        }
+    }
+
+    /// Writes the rest, creates the envelopes and commits.
+    async fn finish(&mut self, tx: &Transaction) -> Result<MsgId, queue::Error> {
+        self.flush().await?;
+        let Some(message) = &self.message else {
+            return Err(queue::Error::Task {
+                reason: "no message open".to_owned(),
+            });
+        };
+        let (msgid, size) = (message.msgid, message.written);
+        if self.actions.len() != tx.recipients.len() {
+            return Err(queue::Error::Task {
+                reason: "recipients and decisions differ".to_owned(),
+            });
+        }
+        let now = unix_now();
+        for (rcpt, &action) in tx.recipients.iter().zip(&self.actions) {
+            let bytes = self
+                .queue_envelope(tx, rcpt, action, now)
+                .to_bytes()
+                .map_err(|e| queue::Error::Task {
+                    reason: format!("envelope: {e}"),
+                })?;
+            self.shared.queue.envelope_create(msgid, &bytes).await?;
+        }
+        self.shared.queue.message_commit(msgid, size).await?;
+        Ok(msgid)
+    }
+}
+
+#[async_trait]
+impl Handler for IntakeHandler {
+    async fn check_sender(&mut self, session: &Session, _mail: &MailFrom) -> Result<(), Reply> {
+        // The rules are applied per recipient; a new transaction starts.
+        self.actions.clear();
+        self.facts = Facts {
+            helo: session.helo().map(ToString::to_string).unwrap_or_default(),
+            esmtp: session.is_esmtp(),
+            user: session.user().map(str::to_owned),
+            tls: session.is_tls(),
+        };
+        Ok(())
+    }
+
+    async fn check_recipient(&mut self, session: &Session, rcpt: &RcptTo) -> Result<(), Reply> {
+        let Some(tx) = session.transaction() else {
+            return Err(Reply::bad_sequence());
+        };
+        let envelope = self.rules_envelope(session, &tx.mail, &rcpt.recipient);
+        match rules::decide(&self.shared.config.rules, &envelope, &self.shared.tables).await {
+            Ok(Decision::Action { action, .. }) => {
+                self.actions.push(action);
+                Ok(())
+            }
+            Ok(Decision::Reject { .. }) => Err(Reply::refused()),
+            Ok(Decision::NoMatch) => Err(Reply::invalid_recipient(&rcpt.recipient.to_string())),
+            Err(e) => {
+                tracing::warn!("recipient <{}>: {e}", rcpt.recipient);
+                Err(Reply::temporary_failure())
+            }
+        }
+    }
+
+    async fn open_message(&mut self, tx: &Transaction) -> Result<(), Reply> {
+        self.abort_message().await;
+        let msgid = self
+            .shared
+            .queue
+            .message_create()
+            .await
+            .map_err(|e| queue_reply(&e))?;
+        self.message = Some(Message {
+            msgid,
+            buffer: Vec::with_capacity(CHUNK + 1024),
+            written: 0,
+        });
+        let received = Received {
+            helo: self.facts.helo.clone(),
+            rdns: "<unknown>".to_owned(),
+            peer: Peer::Ip(self.peer),
+            hostname: self.context.session.hostname.clone(),
+            mask_source: self.context.listener.mask_src,
+            esmtp: self.facts.esmtp,
+            tls: self.tls.clone().filter(|_| self.facts.tls),
+            user: self.facts.user.clone(),
+            received_auth: self.context.listener.received_auth,
+            msgid: msgid.0,
+            single_recipient: match tx.recipients.as_slice() {
+                [only] => Some(only.recipient.to_string()),
+                _ => None,
+            },
+            date: date::rfc5322(unix_now()),
+        };
+        for line in received.lines() {
+            if let Err(e) = self.push_line(line.as_bytes()).await {
+                self.abort_message().await;
+                return Err(queue_reply(&e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn data_line(&mut self, line: &[u8]) -> Result<(), Reply> {
+        self.push_line(line).await.map_err(|e| queue_reply(&e))
+    }
+
+    async fn abort_message(&mut self) {
+        if let Some(message) = self.message.take() {
+            if let Err(e) = self.shared.queue.message_delete(message.msgid).await {
+                tracing::warn!("cannot drop message {}: {e}", message.msgid);
+            }
+        }
+    }
+
+    async fn commit(&mut self, tx: &Transaction, _size: u64) -> Result<String, Reply> {
+        match self.finish(tx).await {
+            Ok(msgid) => {
+                self.message = None;
+                tracing::info!(
+                    "message {msgid} accepted from {} for {} recipient(s)",
+                    self.peer,
+                    tx.recipients.len()
+                );
+                Ok(msgid.to_string())
+            }
+            Err(e) => {
+                tracing::warn!("message from {}: {e}", self.peer);
+                self.abort_message().await;
+                Err(queue_reply(&e))
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, credentials: &Credentials) -> bool {
+        let Some(table) = self.context.listener.auth.and_then(|auth| auth.table) else {
+            tracing::warn!(
+                "AUTH for {}: system accounts are not supported, refused",
+                credentials.user
+            );
+            return false;
+        };
+        let table = self.shared.tables.get(table);
+        match table.lookup(Service::Credentials, &credentials.user).await {
+            Ok(Some(value)) => match credentials::check(&value, credentials) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!("AUTH for {}: {e}", credentials.user);
+                    false
+                }
+            },
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!("AUTH for {}: {e}", credentials.user);
+                false
+            }
+        }
+    }
+
+    async fn start_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
+        self.accept_tls(stream).await
+    }
+}
+
+/// The reply for a queue failure: 452 for a full disk, else 451.
+fn queue_reply(error: &queue::Error) -> Reply {
+    let status = error.smtp_status();
+    let mut numbers = status
+        .enhanced
+        .split('.')
+        .map(|n| n.parse::<u16>().unwrap_or(0));
+    let (class, subject, detail) = (
+        numbers.next().unwrap_or(4),
+        numbers.next().unwrap_or(3),
+        numbers.next().unwrap_or(0),
+    );
+    let class = u8::try_from(class).unwrap_or(4);
+    Reply::new(
+        status.code,
+        Enhanced::new(class, subject, detail),
+        status.text,
+    )
+}
+
+/// The envelope's NOTIFY bits for RCPT TO's NOTIFY parameter.
+fn dsn_notify(notify: Option<Notify>) -> qenv::Notify {
+    let bits = match notify {
+        None => 0,
+        Some(Notify::Never) => qenv::Notify::NEVER,
+        Some(Notify::On {
+            success,
+            failure,
+            delay,
+        }) => [
+            (success, qenv::Notify::SUCCESS),
+            (failure, qenv::Notify::FAILURE),
+            (delay, qenv::Notify::DELAY),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |bits, (_, bit)| bits | bit),
+    };
+    qenv::Notify(bits)
+}
+
+fn mailbox_address(mailbox: &Mailbox) -> Address {
+    Address::new(
+        mailbox.local.clone(),
+        mailbox
+            .domain
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    )
+}
+
+fn mail_addr(mailbox: &Mailbox) -> MailAddr {
+    MailAddr {
+        user: mailbox.local.clone(),
+        domain: mailbox
+            .domain
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn queue_failures_are_451_or_452() {
+        let full = queue::Error::io("write", "/x", io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(
+            queue_reply(&full).to_string(),
+            "452 4.3.1 Insufficient system storage"
+        );
+        let eio = queue::Error::io("fsync", "/x", io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(queue_reply(&eio).to_string(), "451 4.3.0 Temporary failure");
+    }
+
+    #[test]
+    fn notify_bits() {
+        assert_eq!(dsn_notify(None), qenv::Notify(0));
+        assert_eq!(
+            dsn_notify(Some(Notify::Never)),
+            qenv::Notify(qenv::Notify::NEVER)
+        );
+        let on = Notify::On {
+            success: true,
+            failure: false,
+            delay: true,
+        };
+        assert_eq!(
+            dsn_notify(Some(on)),
+            qenv::Notify(qenv::Notify::SUCCESS | qenv::Notify::DELAY)
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The listening sockets: `listen on` addresses resolved and bound, and
+//! one accept loop per socket spawning a session task per connection.
+//!
+//! Names are resolved without DNS: `localhost` is the loopback addresses,
+//! `*` and `all` every interface address, any other name an interface's
+//! addresses (`getifaddrs(3)`); IPv6 link-local addresses are left out
+//! (they need a scope to bind). `inet4` / `inet6` keep one family.
+
+use std::ffi::CStr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use super::handler::{IntakeHandler, ListenerContext};
+use super::{Error, Shared};
+use crate::config::{AddressFamily, ListenAddress, Listener};
+use crate::smtp::conn::{self, BoxStream, ConnConfig, Handler};
+use crate::smtp::{Peer, Session};
+
+/// The backlog of every listening socket.
+const BACKLOG: u32 = 1024;
+
+/// How long a client has to finish an `smtps` handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The addresses `listener` binds to.
+pub fn resolve(listener: &Listener) -> Result<Vec<IpAddr>, Error> {
+    let mut addresses = match &listener.address {
+        ListenAddress::Ip(ip) => vec![*ip],
+        ListenAddress::Name(name) => {
+            let lower = name.to_ascii_lowercase();
+            let found = match lower.as_str() {
+                "localhost" => vec![
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ],
+                "*" | "all" => interface_addresses(None).map_err(|e| resolve_error(name, &e))?,
+                _ => interface_addresses(Some(name)).map_err(|e| resolve_error(name, &e))?,
+            };
+            if found.is_empty() {
+                return Err(Error::Resolve {
+                    name: name.clone(),
+                    reason: "no such interface (host names are not resolved)".to_owned(),
+                });
+            }
+            found
+        }
+    };
+    addresses.retain(|a| match listener.family {
+        Some(AddressFamily::Inet4) => a.is_ipv4(),
+        Some(AddressFamily::Inet6) => a.is_ipv6(),
+        None => true,
+    });
+    Ok(addresses)
+}
+
+fn resolve_error(name: &str, e: &io::Error) -> Error {
+    Error::Resolve {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Binds every address of every listener, logging each.
+pub(super) async fn bind_all(
+    shared: &Shared,
+) -> Result<Vec<(TcpListener, Arc<ListenerContext>)>, Error> {
+    let mut bound = Vec::new();
+    for listener in &shared.config.listeners {
+        let context = Arc::new(ListenerContext::new(shared, listener)?);
+        for ip in resolve(listener)? {
+            let addr = SocketAddr::new(ip, listener.port);
+            let socket = bind(addr).map_err(|source| Error::Bind { addr, source })?;
+            tracing::info!("listening on {addr}");
+            bound.push((socket, Arc::clone(&context)));
+        }
+    }
+    Ok(bound)
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Accepts connections on `socket` until aborted, one task per session.
+pub(super) async fn accept_loop(
+    socket: TcpListener,
+    context: Arc<ListenerContext>,
+    shared: Arc<Shared>,
+) {
+    loop {
+        match socket.accept().await {
+            Ok((stream, peer)) => {
+                let (context, shared) = (Arc::clone(&context), Arc::clone(&shared));
+                tokio::spawn(async move {
+                    if let Err(e) = serve(stream, peer, context, shared).await {
+                        tracing::debug!("session from {peer}: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors or a transient network error: wait a
+                // little rather than spin.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One session, from accept to close.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ListenerContext>,
+    shared: Arc<Shared>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let ip = peer.ip().to_canonical();
+    tracing::info!("connection from {} on port {}", ip, context.port());
+    let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip);
+    let mut stream: BoxStream = Box::new(stream);
+    if context.smtps() {
+        stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handler.accept_tls(stream)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
+        };
+    }
+    let session = Session::new(context.session_config(), &Peer::Ip(ip).to_string());
+    let outcome = conn::run(stream, session, &mut handler, ConnConfig::default()).await?;
+    handler.abort_message().await;
+    tracing::info!("connection from {ip} closed: {outcome:?}");
+    Ok(())
+}
+
+/// The addresses of every interface (`None`) or of the interface named
+/// `name`, IPv6 link-local ones left out, each once.
+fn interface_addresses(name: Option<&str>) -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `list` is a valid place for the result pointer.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addresses = Vec::new();
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned, which
+        // stays valid until freeifaddrs below.
+        let node = unsafe { &*cursor };
+        let matches = match name {
+            None => true,
+            // SAFETY: ifa_name is a NUL-terminated string of the list.
+            Some(wanted) => {
+                !node.ifa_name.is_null()
+                    && unsafe { CStr::from_ptr(node.ifa_name) }.to_bytes() == wanted.as_bytes()
+            }
+        };
+        // SAFETY: a non-null ifa_addr points to a sockaddr of the family it
+        // names.
+        if let Some(addr) = matches
+            .then(|| unsafe { sockaddr_ip(node.ifa_addr) })
+            .flatten()
+        {
+            let link_local = matches!(addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+            if !link_local && !addresses.contains(&addr) {
+                addresses.push(addr);
+            }
+        }
+        cursor = node.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addresses)
+}
+
+/// The IP address of a socket address, for the inet families.
+///
+/// # Safety
+/// `sa` must be null or point to a socket address as long as its family
+/// says.
+unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract.
+    match i32::from(unsafe { (*sa).sa_family }) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let sin6 = unsafe { &*sa.cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(address: ListenAddress, family: Option<AddressFamily>) -> Listener {
+        Listener {
+            address,
+            family,
+            port: 25,
+            tls: Default::default(),
+            verify_client: false,
+            pkis: Vec::new(),
+            ca: None,
+            ciphers: None,
+            protocols: None,
+            auth: None,
+            filter: None,
+            hostname: None,
+            hostnames: None,
+            mask_src: false,
+            received_auth: false,
+            no_dsn: false,
+            proxy_v2: false,
+            senders: None,
+            tag: None,
+        }
+    }
+
+    #[test]
+    fn literals_localhost_and_families() {
+        let ip = ListenAddress::Ip("192.0.2.7".parse().unwrap());
+        assert_eq!(
+            resolve(&listener(ip.clone(), None)).unwrap(),
+            ["192.0.2.7".parse::<IpAddr>().unwrap()]
+        );
+        assert!(resolve(&listener(ip, Some(AddressFamily::Inet6)))
+            .unwrap()
+            .is_empty());
+        let local = ListenAddress::Name("localhost".into());
+        assert_eq!(resolve(&listener(local.clone(), None)).unwrap().len(), 2);
+        assert_eq!(
+            resolve(&listener(local, Some(AddressFamily::Inet4))).unwrap(),
+            [IpAddr::V4(Ipv4Addr::LOCALHOST)]
+        );
+    }
+
+    #[test]
+    fn interfaces() {
+        let lo = resolve(&listener(
+            ListenAddress::Name("lo".into()),
+            Some(AddressFamily::Inet4),
+        ))
+        .unwrap();
+        assert_eq!(lo, [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+        let all = resolve(&listener(ListenAddress::Name("*".into()), None)).unwrap();
+        assert!(all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        let err = resolve(&listener(ListenAddress::Name("nosuchif0".into()), None)).unwrap_err();
+        assert!(err.to_string().contains("no such interface"), "{err}");
+    }
+}

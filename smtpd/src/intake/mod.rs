@@ -1,0 +1,100 @@
+//! SMTP intake: the listening sockets of `listen on` and the sessions they
+//! accept, from the first byte to a message committed in the queue.
+//!
+//! [`start`] binds every address of every listener (`listen.rs`; names are
+//! resolved without DNS: `localhost`, interface names and `*` through
+//! `getifaddrs(3)`), logs `listening on ADDR:PORT` for each, and spawns one
+//! accept loop per socket. Each connection runs [`crate::smtp::conn::run`]
+//! with a `handler.rs` [`IntakeHandler`]: recipients are checked with
+//! [`crate::rules::decide`], the message is written to the queue in chunks
+//! behind its `Received:` header, and 250 is answered only once the
+//! queue's commit returned, with one envelope per accepted recipient.
+//! `date.rs` formats the header's date.
+//!
+//! Not done here yet: reverse DNS (every client is `<unknown>`), filters,
+//! the `senders` table, and AUTH against system accounts (a listener's
+//! `auth` without a table refuses every login).
+
+mod date;
+mod handler;
+mod listen;
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::queue::QueueBackend;
+use crate::smtp::tls;
+use crate::table::Tables;
+
+pub use handler::IntakeHandler;
+pub use listen::resolve;
+
+/// What every session of the daemon shares.
+pub struct Shared {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The live tables.
+    pub tables: Tables,
+    /// The queue messages are committed to.
+    pub queue: Arc<dyn QueueBackend>,
+    /// The server name, for listeners without `hostname`.
+    pub server_name: String,
+}
+
+/// Why intake could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener's address cannot be resolved.
+    #[error("listen on {name}: {reason}")]
+    Resolve {
+        /// The name in the configuration.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A socket cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address and port.
+        addr: std::net::SocketAddr,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A listener's TLS configuration is unusable.
+    #[error("listen on port {port}: {source}")]
+    Tls {
+        /// The listener's port.
+        port: u16,
+        /// What is wrong.
+        #[source]
+        source: tls::Error,
+    },
+}
+
+/// The running intake: its accept loops.
+pub struct Intake {
+    loops: JoinSet<()>,
+}
+
+/// Binds every listener of `shared.config` and starts accepting.
+pub async fn start(shared: Arc<Shared>) -> Result<Intake, Error> {
+    let bound = listen::bind_all(&shared).await?;
+    let mut loops = JoinSet::new();
+    for (socket, listener) in bound {
+        loops.spawn(listen::accept_loop(socket, listener, Arc::clone(&shared)));
+    }
+    Ok(Intake { loops })
+}
+
+impl Intake {
+    /// Stops accepting connections (sessions in progress are dropped with
+    /// the runtime).
+    pub async fn stop(mut self) {
+        self.loops.abort_all();
+        while self.loops.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,395 @@
+//! SMTP intake, end to end: the built `smtpd` listening on a free port of
+//! 127.0.0.1 with a scratch data directory, spoken to by Python's smtplib
+//! and by a raw TCP client. A 250 after DATA means the message and its
+//! envelopes are in the spool; refused recipients, oversized messages,
+//! hostile senders and smuggled end-of-data are answered as SMTP says.
+//!
+//! Nothing sleeps to synchronise: the harness waits for the daemon's log
+//! lines and for replies, each with a bounded deadline.
+
+// In this harness a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the daemon may take for anything the tests wait for.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The size limit of the test configuration.
+const MAX_SIZE: usize = 4096;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A scratch directory, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("smtpd-intake-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self(dir)
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.0.join("data").join("spool")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `smtpd` on a free port; killed at the end, its log printed
+/// when a test fails.
+struct Daemon {
+    child: Child,
+    lines: Receiver<String>,
+    log: Arc<Mutex<String>>,
+    port: u16,
+}
+
+impl Daemon {
+    /// Starts smtpd in `dir` and waits until it listens.
+    fn start(dir: &Scratch) -> Self {
+        let port = free_port();
+        let config = dir.0.join("smtpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "smtp max-message-size {MAX_SIZE}\n\
+                 listen on 127.0.0.1 port {port}\n\
+                 action \"local\" maildir\n\
+                 action \"out\" relay\n\
+                 match from any for domain example.org action \"local\"\n\
+                 match from any for domain relay.test action \"out\"\n\
+                 match from any for domain refused.test reject\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpd"));
+        cmd.arg("-d")
+            .arg("-f")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.0.join("data"));
+        if is_root() {
+            cmd.arg("--control-socket").arg(dir.0.join("smtpd.sock"));
+        }
+        let mut child = cmd
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("smtpd starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let copy = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                copy.lock().unwrap().push_str(&format!("{line}\n"));
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let daemon = Self {
+            child,
+            lines,
+            log,
+            port,
+        };
+        daemon.wait_for(&format!("listening on 127.0.0.1:{port}"));
+        daemon
+    }
+
+    /// The first log line from now on that contains `needle`.
+    fn wait_for(&self, needle: &str) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => panic!("no log line with {needle:?} in time"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("smtpd ended before logging {needle:?}")
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- smtpd log ---\n{}", self.log.lock().unwrap());
+        }
+    }
+}
+
+/// A port nobody listens on now: bound once, then released.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A raw SMTP client.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut client = Self {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        assert!(client.reply().starts_with("220 "));
+        client
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// One whole reply (every line of a multi-line one).
+    fn reply(&mut self) -> String {
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed; so far {reply:?}");
+            reply.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    }
+
+    /// Sends a command and returns its reply.
+    fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+/// The committed messages of the spool: `queue/BB/MSGID/`.
+fn committed(spool: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(buckets) = std::fs::read_dir(spool.join("queue")) else {
+        return found;
+    };
+    for bucket in buckets {
+        for message in std::fs::read_dir(bucket.unwrap().path()).unwrap() {
+            found.push(message.unwrap().path());
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The message id of a `250 2.0.0 MSGID Message accepted` reply.
+fn accepted_id(reply: &str) -> String {
+    assert!(reply.starts_with("250 "), "{reply}");
+    reply.split_whitespace().nth(2).unwrap().to_owned()
+}
+
+/// The envelope files of a committed message directory.
+fn envelopes(dir: &Path) -> Vec<String> {
+    let mut texts: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "message")
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    texts.sort();
+    texts
+}
+
+#[test]
+fn smtplib_message_is_in_the_spool_when_250_comes() {
+    let dir = Scratch::new("smtplib");
+    let daemon = Daemon::start(&dir);
+    let script = format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('127.0.0.1', {port}, timeout=30)\n\
+         s.ehlo('client.test')\n\
+         s.mail('alice@sender.test')\n\
+         print(s.rcpt('bob@example.org')[0])\n\
+         print(s.rcpt('carol@relay.test')[0])\n\
+         code, text = s.data(b'Subject: hello\\r\\n\\r\\nHello Bob.\\r\\n.dot line\\r\\n')\n\
+         print(code, text.decode())\n\
+         s.quit()\n",
+        port = daemon.port
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["250", "250"], "{stdout}");
+    let msgid = accepted_id(lines[2]);
+    let messages = committed(&dir.spool());
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].file_name().unwrap(), msgid.as_str());
+    let message = std::fs::read_to_string(messages[0].join("message")).unwrap();
+    assert!(
+        message.starts_with("Received: from client.test (<unknown> [127.0.0.1])\r\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("with ESMTP id {msgid}")),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("Subject: hello\r\n\r\nHello Bob.\r\n.dot line\r\n"),
+        "{message:?}"
+    );
+    let envelopes = envelopes(&messages[0]);
+    assert_eq!(envelopes.len(), 2);
+    let local = envelopes
+        .iter()
+        .find(|e| e.contains("rcpt: bob@example.org"))
+        .unwrap();
+    assert!(
+        local.contains("dispatcher: local\n") && local.contains("type: mda\n"),
+        "{local}"
+    );
+    assert!(
+        local.contains("sender: alice@sender.test\n") && local.contains("helo: client.test\n"),
+        "{local}"
+    );
+    let relay = envelopes
+        .iter()
+        .find(|e| e.contains("rcpt: carol@relay.test"))
+        .unwrap();
+    assert!(
+        relay.contains("dispatcher: out\n") && relay.contains("type: mta\n"),
+        "{relay}"
+    );
+}
+
+#[test]
+fn refused_recipients_senders_and_oversized_messages() {
+    let dir = Scratch::new("refused");
+    let daemon = Daemon::start(&dir);
+    let mut c = daemon.connect();
+    assert!(c.command("EHLO client.test").starts_with("250-"));
+    assert!(c.command("MAIL FROM:<;sleep 66;>").starts_with("553 "));
+    assert!(c
+        .command("MAIL FROM:<alice@sender.test>")
+        .starts_with("250 "));
+    assert_eq!(
+        c.command("RCPT TO:<bob@nowhere.test>"),
+        "550 5.1.1 Invalid recipient: <bob@nowhere.test>\r\n"
+    );
+    assert_eq!(
+        c.command("RCPT TO:<bob@refused.test>"),
+        "550 5.7.1 Delivery not authorized, message refused\r\n"
+    );
+    assert!(c.command("DATA").starts_with("503 "), "no recipient yet");
+    assert!(c.command("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(c.command("DATA").starts_with("354 "));
+    let line = "x".repeat(78);
+    for _ in 0..(MAX_SIZE / 80 + 10) {
+        c.send(format!("{line}\r\n").as_bytes());
+    }
+    assert!(c.command(".").starts_with("552 "));
+    assert!(c.command("QUIT").starts_with("221 "));
+    assert!(committed(&dir.spool()).is_empty());
+}
+
+#[test]
+fn pipelined_transactions() {
+    let dir = Scratch::new("pipelining");
+    let daemon = Daemon::start(&dir);
+    let mut c = daemon.connect();
+    assert!(c.command("EHLO client.test").contains("PIPELINING"));
+    c.send(
+        b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<bob@example.org>\r\n\
+          RCPT TO:<eve@nowhere.test>\r\nDATA\r\n",
+    );
+    assert!(c.reply().starts_with("250 "));
+    assert!(c.reply().starts_with("250 "));
+    assert!(c.reply().starts_with("550 "));
+    assert!(c.reply().starts_with("354 "));
+    c.send(b"Subject: one\r\n\r\nfirst\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n");
+    let first = accepted_id(&c.reply());
+    assert!(c.reply().starts_with("250 "));
+    assert!(c.reply().starts_with("250 "));
+    assert!(c.reply().starts_with("354 "));
+    c.send(b"Subject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n");
+    let second = accepted_id(&c.reply());
+    assert!(c.reply().starts_with("221 "));
+    let messages = committed(&dir.spool());
+    let names: Vec<String> = messages
+        .iter()
+        .map(|m| m.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(names, expected);
+    for m in &messages {
+        assert_eq!(envelopes(m).len(), 1);
+    }
+}
+
+#[test]
+fn bare_lf_dot_lf_does_not_end_the_message() {
+    let dir = Scratch::new("smuggling");
+    let daemon = Daemon::start(&dir);
+    let mut c = daemon.connect();
+    assert!(c.command("EHLO client.test").starts_with("250"));
+    assert!(c
+        .command("MAIL FROM:<alice@sender.test>")
+        .starts_with("250 "));
+    assert!(c.command("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(c.command("DATA").starts_with("354 "));
+    c.send(
+        b"Subject: smuggle\r\n\r\nhello\n.\nMAIL FROM:<mallory@sender.test>\n\
+          RCPT TO:<carol@example.org>\nDATA\nSubject: smuggled\n\r\n",
+    );
+    // Only the real end of data answers, once: the LF.LF above ended
+    // nothing, and the commands after it were message text.
+    let reply = c.command(".");
+    assert_eq!(reply, "550 5.5.2 Bare CR or LF in message data\r\n");
+    assert!(c.command("NOOP").starts_with("250 "));
+    assert!(c.command("QUIT").starts_with("221 "));
+    assert!(committed(&dir.spool()).is_empty());
+}
