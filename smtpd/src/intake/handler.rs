@@ -530,3 +530,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod session_tests;
