@@ -65,7 +65,14 @@ struct Daemon {
 impl Daemon {
     /// Starts smtpd in `dir` and waits until it listens.
     fn start(dir: &Scratch) -> Self {
+        Self::start_with(dir, |_| String::new())
+    }
+
+    /// Starts smtpd in `dir`, its configuration followed by what `extra`
+    /// gives for a second free port, and waits until it listens.
+    fn start_with(dir: &Scratch, extra: impl FnOnce(u16) -> String) -> Self {
         let port = free_port();
+        let extra = extra(free_port());
         let config = dir.0.join("smtpd.conf");
         std::fs::write(
             &config,
@@ -76,7 +83,7 @@ impl Daemon {
                  action \"out\" relay\n\
                  match from any for domain example.org action \"local\"\n\
                  match from any for domain relay.test action \"out\"\n\
-                 match from any for domain refused.test reject\n"
+                 match from any for domain refused.test reject\n{extra}"
             ),
         )
         .unwrap();
@@ -392,4 +399,87 @@ fn bare_lf_dot_lf_does_not_end_the_message() {
     assert!(c.command("NOOP").starts_with("250 "));
     assert!(c.command("QUIT").starts_with("221 "));
     assert!(committed(&dir.spool()).is_empty());
+}
+
+#[test]
+fn starttls_then_auth_then_mail() {
+    let dir = Scratch::new("tls");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mx.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (crt, pem) = (dir.0.join("mx.crt"), dir.0.join("mx.key"));
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    let hash = smtpd::smtp::credentials::encrypt(b"secret").unwrap();
+    let creds = dir.0.join("creds");
+    std::fs::write(&creds, format!("alice {hash}\n")).unwrap();
+    let mut tls_port = 0;
+    let daemon = Daemon::start_with(&dir, |port| {
+        tls_port = port;
+        format!(
+            "pki mx.test cert \"{}\"\npki mx.test key \"{}\"\ntable creds file:{}\n\
+             listen on 127.0.0.1 port {port} tls pki mx.test auth <creds> hostname mx.test\n",
+            crt.display(),
+            pem.display(),
+            creds.display()
+        )
+    });
+    daemon.wait_for(&format!("listening on 127.0.0.1:{tls_port}"));
+    let script = format!(
+        "import smtplib, ssl\n\
+         ctx = ssl.create_default_context()\n\
+         ctx.check_hostname = False\n\
+         ctx.verify_mode = ssl.CERT_NONE\n\
+         s = smtplib.SMTP('127.0.0.1', {tls_port}, timeout=30)\n\
+         s.ehlo('client.test')\n\
+         print('auth' in s.esmtp_features, 'starttls' in s.esmtp_features)\n\
+         print(s.mail('alice@sender.test')[0])\n\
+         s.starttls(context=ctx)\n\
+         s.ehlo('client.test')\n\
+         print('auth' in s.esmtp_features)\n\
+         try:\n\
+         \x20   s.login('alice', 'wrong')\n\
+         except smtplib.SMTPAuthenticationError as e:\n\
+         \x20   print(e.smtp_code)\n\
+         print(s.login('alice', 'secret')[0])\n\
+         s.mail('alice@sender.test')\n\
+         s.rcpt('bob@example.org')\n\
+         code, text = s.data(b'Subject: tls\\r\\n\\r\\nover TLS\\r\\n')\n\
+         print(code, text.decode())\n\
+         s.quit()\n"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    // AUTH only once under TLS, and required before MAIL.
+    assert_eq!(
+        lines[..5],
+        ["False True", "530", "True", "535", "235"],
+        "{stdout}"
+    );
+    let msgid = accepted_id(lines[5]);
+    let messages = committed(&dir.spool());
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].file_name().unwrap(), msgid.as_str());
+    let message = std::fs::read_to_string(messages[0].join("message")).unwrap();
+    assert!(
+        message.contains(&format!(
+            "by mx.test (smtpd) with ESMTPSA id {msgid} (TLSv1.3:"
+        )),
+        "{message}"
+    );
+    let envelope = &envelopes(&messages[0])[0];
+    assert!(envelope.contains("username: alice\n"), "{envelope}");
+    assert!(envelope.contains("smtpname: mx.test\n"), "{envelope}");
 }
