@@ -415,18 +415,20 @@ fn starttls_then_auth_then_mail() {
     let hash = smtpd::smtp::credentials::encrypt(b"secret").unwrap();
     let creds = dir.0.join("creds");
     std::fs::write(&creds, format!("alice {hash}\n")).unwrap();
-    let mut tls_port = 0;
+    let (mut tls_port, mut smtps_port) = (0, 0);
     let daemon = Daemon::start_with(&dir, |port| {
-        tls_port = port;
+        (tls_port, smtps_port) = (port, free_port());
         format!(
             "pki mx.test cert \"{}\"\npki mx.test key \"{}\"\ntable creds file:{}\n\
-             listen on 127.0.0.1 port {port} tls pki mx.test auth <creds> hostname mx.test\n",
+             listen on 127.0.0.1 port {port} tls pki mx.test auth <creds> hostname mx.test\n\
+             listen on 127.0.0.1 port {smtps_port} smtps pki mx.test\n",
             crt.display(),
             pem.display(),
             creds.display()
         )
     });
     daemon.wait_for(&format!("listening on 127.0.0.1:{tls_port}"));
+    daemon.wait_for(&format!("listening on 127.0.0.1:{smtps_port}"));
     let script = format!(
         "import smtplib, ssl\n\
          ctx = ssl.create_default_context()\n\
@@ -448,6 +450,11 @@ fn starttls_then_auth_then_mail() {
          s.rcpt('bob@example.org')\n\
          code, text = s.data(b'Subject: tls\\r\\n\\r\\nover TLS\\r\\n')\n\
          print(code, text.decode())\n\
+         s.quit()\n\
+         s = smtplib.SMTP_SSL('127.0.0.1', {smtps_port}, timeout=30, context=ctx)\n\
+         s.ehlo('client.test')\n\
+         print('starttls' in s.esmtp_features)\n\
+         s.sendmail('carol@sender.test', ['dave@example.org'], b'Subject: smtps\\r\\n\\r\\nhi\\r\\n')\n\
          s.quit()\n"
     );
     let out = Command::new("python3")
@@ -462,6 +469,7 @@ fn starttls_then_auth_then_mail() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[6], "False", "no STARTTLS inside smtps");
     // AUTH only once under TLS, and required before MAIL.
     assert_eq!(
         lines[..5],
@@ -470,16 +478,27 @@ fn starttls_then_auth_then_mail() {
     );
     let msgid = accepted_id(lines[5]);
     let messages = committed(&dir.spool());
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].file_name().unwrap(), msgid.as_str());
-    let message = std::fs::read_to_string(messages[0].join("message")).unwrap();
+    assert_eq!(messages.len(), 2);
+    let mut texts: Vec<(PathBuf, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.clone(),
+                std::fs::read_to_string(m.join("message")).unwrap(),
+            )
+        })
+        .collect();
+    texts.sort_by_key(|(_, text)| text.contains("Subject: smtps"));
+    let (dir_tls, message) = &texts[0];
+    assert_eq!(dir_tls.file_name().unwrap(), msgid.as_str());
+    assert!(texts[1].1.contains(" with ESMTPS id "), "{}", texts[1].1);
     assert!(
         message.contains(&format!(
             "by mx.test (smtpd) with ESMTPSA id {msgid} (TLSv1.3:"
         )),
         "{message}"
     );
-    let envelope = &envelopes(&messages[0])[0];
+    let envelope = &envelopes(dir_tls)[0];
     assert!(envelope.contains("username: alice\n"), "{envelope}");
     assert!(envelope.contains("smtpname: mx.test\n"), "{envelope}");
 }

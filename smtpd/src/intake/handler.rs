@@ -12,7 +12,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -28,6 +28,9 @@ use crate::smtp::{
     Received, Reply, Ret, ReversePath, Session, SessionConfig, TlsInfo, TlsMode, Transaction,
 };
 use crate::table::Service;
+
+/// How long a client has to finish a TLS handshake.
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bytes buffered before a write to the queue.
 pub(super) const CHUNK: usize = 64 * 1024;
@@ -141,7 +144,8 @@ impl IntakeHandler {
         }
     }
 
-    /// The TLS handshake of `stream` with the listener's configuration.
+    /// The TLS handshake of `stream` with the listener's configuration,
+    /// within [`HANDSHAKE_TIMEOUT`] (`smtps` and STARTTLS).
     pub async fn accept_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
         let Some(tls) = &self.context.tls else {
             return Err(io::Error::new(
@@ -149,7 +153,15 @@ impl IntakeHandler {
                 "no TLS configured",
             ));
         };
-        let established = tls.accept(stream).await?;
+        let established = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            }
+        };
         self.tls = Some(established.info);
         Ok(Box::new(established.stream))
     }

@@ -23,9 +23,6 @@ use crate::smtp::{Peer, Session};
 /// The backlog of every listening socket.
 const BACKLOG: u32 = 1024;
 
-/// How long a client has to finish an `smtps` handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The addresses `listener` binds to.
 pub fn resolve(listener: &Listener) -> Result<Vec<IpAddr>, Error> {
     let mut addresses = match &listener.address {
@@ -130,15 +127,13 @@ async fn serve(
     let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip);
     let mut stream: BoxStream = Box::new(stream);
     if context.smtps() {
-        stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handler.accept_tls(stream)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
-        };
+        stream = handler.accept_tls(stream).await?;
     }
     let session = Session::new(context.session_config(), &Peer::Ip(ip).to_string());
-    let outcome = conn::run(stream, session, &mut handler, ConnConfig::default()).await?;
+    let outcome = conn::run(stream, session, &mut handler, ConnConfig::default()).await;
+    // Whatever ended the session, a message not committed is dropped.
     handler.abort_message().await;
-    tracing::info!("connection from {ip} closed: {outcome:?}");
+    tracing::info!("connection from {ip} closed: {:?}", outcome?);
     Ok(())
 }
 
