@@ -502,3 +502,45 @@ fn starttls_then_auth_then_mail() {
     assert!(envelope.contains("username: alice\n"), "{envelope}");
     assert!(envelope.contains("smtpname: mx.test\n"), "{envelope}");
 }
+
+#[test]
+fn a_port_in_use_stops_the_start_and_sigterm_stops_the_daemon() {
+    let dir = Scratch::new("busy");
+    let daemon = Daemon::start(&dir);
+    // A second daemon on the same port and data directory fails to start.
+    let config = dir.0.join("busy.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen on 127.0.0.1 port {}\naction \"local\" maildir\nmatch from any action \"local\"\n",
+            daemon.port
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpd"));
+    cmd.arg("-f")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.0.join("other"))
+        .arg("--control-socket")
+        .arg(dir.0.join("other.sock"));
+    let out = cmd
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{}", daemon.port)),
+        "{stderr}"
+    );
+    // SIGTERM: the daemon stops listening and exits cleanly.
+    let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    daemon.wait_for("smtpd exiting");
+    let mut daemon = daemon;
+    assert!(daemon.child.wait().unwrap().success());
+    assert!(TcpStream::connect(("127.0.0.1", daemon.port)).is_err());
+}
