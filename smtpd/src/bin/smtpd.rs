@@ -4,9 +4,10 @@
 //! plus `--data-dir`, `--control-socket`, `--user` and `--backends-dir`.
 //! The configuration is loaded and checked first; every error is printed
 //! and the status is 1. With `-n` that is all (`configuration OK`, status
-//! 0). Otherwise `smtpd::daemon::run` starts the tables and the control
-//! socket and serves until SIGTERM or SIGINT (status 0), or fails to start
-//! (status 1). It stays in the foreground and logs to standard error.
+//! 0). Otherwise `smtpd::daemon::run` starts the tables, the control
+//! socket, the queue and the SMTP listeners and serves until SIGTERM or
+//! SIGINT (status 0), or fails to start (status 1). It stays in the
+//! foreground and logs to standard error.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
