@@ -407,27 +407,29 @@ impl Handler for IntakeHandler {
         }
     }
 
-    async fn authenticate(&mut self, credentials: &Credentials) -> bool {
+    async fn authenticate(&mut self, credentials: &Credentials) -> Result<bool, Reply> {
         let Some(table) = self.context.listener.auth.and_then(|auth| auth.table) else {
             tracing::warn!(
                 "AUTH for {}: system accounts are not supported, refused",
                 credentials.user
             );
-            return false;
+            return Ok(false);
         };
         let table = self.shared.tables.get(table);
         match table.lookup(Service::Credentials, &credentials.user).await {
             Ok(Some(value)) => match credentials::check(&value, credentials) {
-                Ok(ok) => ok,
+                Ok(ok) => Ok(ok),
+                // A value that is no usable hash fails, as crypt_checkpass
+                // makes it fail in OpenSMTPD; the log tells the admin why.
                 Err(e) => {
                     tracing::warn!("AUTH for {}: {e}", credentials.user);
-                    false
+                    Ok(false)
                 }
             },
-            Ok(None) => false,
+            Ok(None) => Ok(false),
             Err(e) => {
                 tracing::warn!("AUTH for {}: {e}", credentials.user);
-                false
+                Err(Reply::auth_temporary_failure())
             }
         }
     }

@@ -57,8 +57,9 @@ pub trait Handler: Send {
     /// The message is complete: commit it durably, return its id.
     async fn commit(&mut self, transaction: &Transaction, size: u64) -> Result<String, Reply>;
 
-    /// AUTH: are these credentials good?
-    async fn authenticate(&mut self, credentials: &Credentials) -> bool;
+    /// AUTH: are these credentials good? `Err` carries the 4xx reply when
+    /// they could not be checked (a table error).
+    async fn authenticate(&mut self, credentials: &Credentials) -> Result<bool, Reply>;
 
     /// STARTTLS: the handshake over `stream`, returning the TLS stream.
     /// The default refuses (the listener offers no TLS).
@@ -249,8 +250,8 @@ impl<H: Handler> Conn<'_, H> {
                     self.session.message_opened(result)
                 }
                 Step::Authenticate(credentials) => {
-                    let ok = self.handler.authenticate(&credentials).await;
-                    self.session.authenticated(ok)
+                    let verdict = self.handler.authenticate(&credentials).await;
+                    self.session.authenticated(verdict)
                 }
                 Step::Commit { size } => {
                     let result = match (self.data_error.take(), self.session.transaction()) {

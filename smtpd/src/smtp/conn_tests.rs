@@ -69,9 +69,9 @@ impl Handler for Recorder {
         Ok("0000abcd".to_owned())
     }
 
-    async fn authenticate(&mut self, credentials: &Credentials) -> bool {
+    async fn authenticate(&mut self, credentials: &Credentials) -> Result<bool, Reply> {
         self.log(format!("auth {}", credentials.user));
-        credentials.password == "secret"
+        Ok(credentials.password == "secret")
     }
 
     /// A stand-in for the handshake: the same stream, "secured".
@@ -375,7 +375,7 @@ async fn no_tls_handler_means_an_error() {
         async fn commit(&mut self, t: &Transaction, s: u64) -> Result<String, Reply> {
             self.0.commit(t, s).await
         }
-        async fn authenticate(&mut self, c: &Credentials) -> bool {
+        async fn authenticate(&mut self, c: &Credentials) -> Result<bool, Reply> {
             self.0.authenticate(c).await
         }
     }

@@ -408,6 +408,16 @@ impl Reply {
         Self::new(535, Enhanced::new(5, 7, 8), "Authentication failed")
     }
 
+    /// `454 4.7.0 Temporary authentication failure`: the credentials could
+    /// not be checked (a table error), RFC 4954.
+    pub fn auth_temporary_failure() -> Self {
+        Self::new(
+            454,
+            Enhanced::new(4, 7, 0),
+            "Temporary authentication failure",
+        )
+    }
+
     /// `501 5.7.0 Authentication aborted`: the client answered `*`.
     pub fn auth_aborted() -> Self {
         Self::new(501, Enhanced::new(5, 7, 0), "Authentication aborted")

@@ -557,16 +557,20 @@ impl Session {
         }
     }
 
-    /// The driver's answer to [`Step::Authenticate`].
-    pub fn authenticated(&mut self, ok: bool) -> Step {
+    /// The driver's answer to [`Step::Authenticate`]: whether the
+    /// credentials are good, or the temporary failure that kept it from
+    /// knowing (never turned into a 535).
+    pub fn authenticated(&mut self, verdict: Result<bool, Reply>) -> Step {
         let Some(Pending::Auth(user)) = self.pending.take() else {
             return self.misuse();
         };
-        if ok {
-            self.user = Some(user);
-            Step::Reply(Reply::auth_succeeded())
-        } else {
-            Step::Reply(Reply::auth_failed())
+        match verdict {
+            Ok(true) => {
+                self.user = Some(user);
+                Step::Reply(Reply::auth_succeeded())
+            }
+            Ok(false) => Step::Reply(Reply::auth_failed()),
+            Err(reply) => Step::Reply(reply),
         }
     }
 }

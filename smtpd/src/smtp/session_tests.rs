@@ -86,8 +86,12 @@ impl Script {
                 }
                 Step::Authenticate(credentials) => {
                     self.requests.push(format!("auth {}", credentials.user));
-                    let ok = credentials.user == "user" && credentials.password == "secret";
-                    self.session.authenticated(ok)
+                    let verdict = if credentials.user == "tempfail" {
+                        Err(Reply::auth_temporary_failure())
+                    } else {
+                        Ok(credentials.user == "user" && credentials.password == "secret")
+                    };
+                    self.session.authenticated(verdict)
                 }
                 Step::Commit { size } => {
                     self.requests.push(format!("commit {size}"));
@@ -502,6 +506,9 @@ fn auth_only_after_tls() {
         .expect("530 5.5.1 Invalid command: Must issue an AUTH command first")
         .send("AUTH PLAIN AHVzZXIAd3Jvbmc=")
         .expect("535 5.7.8 Authentication failed")
+        // Credentials that could not be checked are a temporary failure.
+        .send("AUTH PLAIN AHRlbXBmYWlsAHNlY3JldA==")
+        .expect("454 4.7.0 Temporary authentication failure")
         .send("AUTH PLAIN AHVzZXIAc2VjcmV0")
         .expect("235 2.0.0 Authentication succeeded")
         .send("AUTH PLAIN AHVzZXIAc2VjcmV0")
@@ -598,7 +605,7 @@ fn answers_out_of_turn_close_the_session() {
         Step::Close(_)
     ));
     let mut s = Script::plain();
-    assert!(matches!(s.session.authenticated(true), Step::Close(_)));
+    assert!(matches!(s.session.authenticated(Ok(true)), Step::Close(_)));
     let mut s = Script::plain();
     assert!(matches!(s.session.message_opened(Ok(())), Step::Close(_)));
     let mut s = Script::plain();
