@@ -2,6 +2,9 @@
 //! shell table backend and the SDK examples must pass; each deliberately
 //! broken backend of `tests/bad/` must fail, quickly, with its diagnosis.
 
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -3,6 +3,9 @@
 //! `file:line:column` errors, and the other flags behave as OpenSMTPD's.
 //! The running daemon is tested in `control.rs`.
 
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

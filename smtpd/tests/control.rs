@@ -7,6 +7,8 @@
 //! log lines (read by a thread) and for its standard error to close when
 //! it exits, each with a bounded deadline.
 
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
 // In this harness a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 

@@ -7,6 +7,8 @@
 //! Nothing sleeps to synchronise: the harness waits for the daemon's log
 //! lines and for replies, each with a bounded deadline.
 
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
 // In this harness a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
