@@ -18,6 +18,7 @@ pub mod control;
 pub mod daemon;
 pub mod delivery;
 pub mod intake;
+mod interfaces;
 pub mod proc;
 pub mod queue;
 pub mod rules;

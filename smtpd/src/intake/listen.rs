@@ -6,7 +6,6 @@
 //! addresses (`getifaddrs(3)`); IPv6 link-local addresses are left out
 //! (they need a scope to bind). `inet4` / `inet6` keep one family.
 
-use std::ffi::CStr;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use super::handler::{IntakeHandler, ListenerContext};
 use super::{Error, Shared};
 use crate::config::{AddressFamily, ListenAddress, Listener};
+use crate::interfaces;
 use crate::smtp::conn::{self, BoxStream, ConnConfig, Handler};
 use crate::smtp::{Peer, Session};
 
@@ -140,68 +140,16 @@ async fn serve(
 /// The addresses of every interface (`None`) or of the interface named
 /// `name`, IPv6 link-local ones left out, each once.
 fn interface_addresses(name: Option<&str>) -> io::Result<Vec<IpAddr>> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: `list` is a valid place for the result pointer.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     let mut addresses = Vec::new();
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, which
-        // stays valid until freeifaddrs below.
-        let node = unsafe { &*cursor };
-        let matches = match name {
-            None => true,
-            // SAFETY: ifa_name is a NUL-terminated string of the list.
-            Some(wanted) => {
-                !node.ifa_name.is_null()
-                    && unsafe { CStr::from_ptr(node.ifa_name) }.to_bytes() == wanted.as_bytes()
-            }
-        };
-        // SAFETY: a non-null ifa_addr points to a sockaddr of the family it
-        // names.
-        if let Some(addr) = matches
-            .then(|| unsafe { sockaddr_ip(node.ifa_addr) })
-            .flatten()
-        {
-            let link_local = matches!(addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
-            if !link_local && !addresses.contains(&addr) {
-                addresses.push(addr);
-            }
+    for found in interfaces::all()? {
+        let wanted = name.map_or(true, |n| n == found.interface);
+        let link_local =
+            matches!(found.address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+        if wanted && !link_local && !addresses.contains(&found.address) {
+            addresses.push(found.address);
         }
-        cursor = node.ifa_next;
     }
-    // SAFETY: `list` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(list) };
     Ok(addresses)
-}
-
-/// The IP address of a socket address, for the inet families.
-///
-/// # Safety
-/// `sa` must be null or point to a socket address as long as its family
-/// says.
-unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: per this function's contract.
-    match i32::from(unsafe { (*sa).sa_family }) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sin6 = unsafe { &*sa.cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::config::BuiltinTable;
+use crate::interfaces;
 
 /// Where OpenSMTPD reads the server name from, when the file exists.
 const MAILNAME_FILE: &str = "/etc/mail/mailname";
@@ -105,56 +106,13 @@ fn host_name() -> io::Result<String> {
 /// Every IPv4 and IPv6 address of the local interfaces, each once, in the
 /// order `getifaddrs(3)` gives them.
 fn interface_addresses() -> io::Result<Vec<IpAddr>> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: `list` is a valid place for the result pointer.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     let mut addresses = Vec::new();
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, which
-        // stays valid until freeifaddrs below.
-        let node = unsafe { &*cursor };
-        // SAFETY: a non-null ifa_addr points to a sockaddr of the family it
-        // names.
-        if let Some(addr) = unsafe { sockaddr_ip(node.ifa_addr) } {
-            if !addresses.contains(&addr) {
-                addresses.push(addr);
-            }
+    for found in interfaces::all()? {
+        if !addresses.contains(&found.address) {
+            addresses.push(found.address);
         }
-        cursor = node.ifa_next;
     }
-    // SAFETY: `list` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(list) };
     Ok(addresses)
-}
-
-/// The IP address of a socket address, for the inet families.
-///
-/// # Safety
-/// `sa` must be null or point to a socket address as long as its family
-/// says.
-unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: per this function's contract.
-    match i32::from(unsafe { (*sa).sa_family }) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sin6 = unsafe { &*sa.cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
 }
 
 /// A C string as text, for names from the system databases.
