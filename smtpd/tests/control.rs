@@ -12,156 +12,55 @@
 // In this harness a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-/// How long the daemon may take for anything the tests wait for.
-const DEADLINE: Duration = Duration::from_secs(30);
+use common::{is_root, smtpd_command, Process, Scratch};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A scratch directory that anyone may read (the proc-exec child runs as
-/// `_smtpd` when the tests run as root), removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("smtpd-control-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `smtpd`, its log collected by a thread; killed if the test
-/// ends without stopping it, and its log printed when a test fails.
+/// A running `smtpd` and the control socket it listens on.
 struct Daemon {
-    child: Child,
-    lines: Receiver<String>,
-    log: Arc<Mutex<String>>,
+    process: Process,
     socket: PathBuf,
+}
+
+impl Deref for Daemon {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
 }
 
 impl Daemon {
     /// Starts smtpd on `config` and waits until its control socket listens.
     fn start(dir: &Scratch, config: &Path) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpd"));
-        cmd.arg("-f")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(dir.0.join("data"));
-        if is_root() {
-            // Root's default is /var/run/smtpd.sock: keep tests apart.
-            cmd.arg("--control-socket").arg(dir.0.join("smtpd.sock"));
-        }
-        let mut daemon = Self::spawn(cmd);
+        let mut daemon = Self::spawn(smtpd_command(dir, config));
         let line = daemon.wait_for("listening on control socket ");
         let at = line.find("listening on control socket ").unwrap();
         daemon.socket = PathBuf::from(&line[at + "listening on control socket ".len()..]);
         daemon
     }
 
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("smtpd starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        let copy = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                copy.lock().unwrap().push_str(&format!("{line}\n"));
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+    fn spawn(cmd: Command) -> Self {
         Self {
-            child,
-            lines,
-            log,
+            process: Process::spawn(cmd),
             socket: PathBuf::new(),
-        }
-    }
-
-    /// The first log line from now on that contains `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => panic!("no log line with {needle:?} in time"),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("smtpd ended before logging {needle:?}")
-                }
-            }
-        }
-    }
-
-    /// Sends `signal` and waits for the daemon to exit.
-    fn stop(&mut self, signal: libc::c_int) -> ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill has no memory-safety preconditions.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        self.wait_exit()
-    }
-
-    /// Waits for the daemon to exit: its standard error closes (its
-    /// children have their own), then it is reaped.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => panic!("smtpd did not exit in time"),
-                Err(RecvTimeoutError::Disconnected) => return self.child.wait().unwrap(),
-            }
         }
     }
 
     fn ctl(&self, words: &[&str]) -> Output {
         smtpctl(&self.socket, words, None)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- smtpd log ---\n{}", self.log.lock().unwrap());
-        }
     }
 }
 
@@ -194,7 +93,7 @@ fn shell_backend() -> PathBuf {
 /// A scratch directory with `aliases` (a `file:` table) and `users` (a
 /// file served by the shell backend), and a configuration using both.
 fn setup(name: &str) -> (Scratch, PathBuf) {
-    let dir = Scratch::new(name);
+    let dir = Scratch::new("control", name);
     let aliases = dir.write("aliases", "root: admin\npostmaster: root\n");
     let users = dir.write("users", "alice alice@example.org\n");
     let config = dir.write(
@@ -446,7 +345,7 @@ fn only_root_or_the_daemons_user_may_change_state() {
 
 #[test]
 fn a_table_program_that_cannot_start_stops_the_daemon_with_status_1() {
-    let dir = Scratch::new("nostart");
+    let dir = Scratch::new("control", "nostart");
     let config = dir.write(
         "smtpd.conf",
         "table users proc-exec \"/nonexistent/table-users\"\n\

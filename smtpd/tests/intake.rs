@@ -12,56 +12,42 @@
 // In this harness a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// How long the daemon may take for anything the tests wait for.
-const DEADLINE: Duration = Duration::from_secs(30);
+use common::{smtpd_command, Process, Scratch, DEADLINE};
 
 /// The size limit of the test configuration.
 const MAX_SIZE: usize = 4096;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+/// Where the daemon of `dir` keeps its queue.
+fn spool(dir: &Scratch) -> PathBuf {
+    dir.0.join("data").join("spool")
 }
 
-/// A scratch directory, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("smtpd-intake-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Self(dir)
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.0.join("data").join("spool")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `smtpd` on a free port; killed at the end, its log printed
-/// when a test fails.
+/// A running `smtpd` and the free port it listens on.
 struct Daemon {
-    child: Child,
-    lines: Receiver<String>,
-    log: Arc<Mutex<String>>,
+    process: Process,
     port: u16,
+}
+
+impl Deref for Daemon {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
 }
 
 impl Daemon {
@@ -75,10 +61,9 @@ impl Daemon {
     fn start_with(dir: &Scratch, extra: impl FnOnce(u16) -> String) -> Self {
         let port = free_port();
         let extra = extra(free_port());
-        let config = dir.0.join("smtpd.conf");
-        std::fs::write(
-            &config,
-            format!(
+        let config = dir.write(
+            "smtpd.conf",
+            &format!(
                 "smtp max-message-size {MAX_SIZE}\n\
                  listen on 127.0.0.1 port {port}\n\
                  action \"local\" maildir\n\
@@ -87,74 +72,17 @@ impl Daemon {
                  match from any for domain relay.test action \"out\"\n\
                  match from any for domain refused.test reject\n{extra}"
             ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpd"));
-        cmd.arg("-d")
-            .arg("-f")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.0.join("data"));
-        if is_root() {
-            cmd.arg("--control-socket").arg(dir.0.join("smtpd.sock"));
-        }
-        let mut child = cmd
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("smtpd starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        let copy = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                copy.lock().unwrap().push_str(&format!("{line}\n"));
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        );
         let daemon = Self {
-            child,
-            lines,
-            log,
+            process: Process::spawn(smtpd_command(dir, &config)),
             port,
         };
         daemon.wait_for(&format!("listening on 127.0.0.1:{port}"));
         daemon
     }
 
-    /// The first log line from now on that contains `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => panic!("no log line with {needle:?} in time"),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("smtpd ended before logging {needle:?}")
-                }
-            }
-        }
-    }
-
     fn connect(&self) -> Client {
         Client::connect(self.port)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- smtpd log ---\n{}", self.log.lock().unwrap());
-        }
     }
 }
 
@@ -246,7 +174,7 @@ fn envelopes(dir: &Path) -> Vec<String> {
 
 #[test]
 fn smtplib_message_is_in_the_spool_when_250_comes() {
-    let dir = Scratch::new("smtplib");
+    let dir = Scratch::new("intake", "smtplib");
     let daemon = Daemon::start(&dir);
     let script = format!(
         "import smtplib\n\
@@ -274,7 +202,7 @@ fn smtplib_message_is_in_the_spool_when_250_comes() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[..2], ["250", "250"], "{stdout}");
     let msgid = accepted_id(lines[2]);
-    let messages = committed(&dir.spool());
+    let messages = committed(&spool(&dir));
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0].file_name().unwrap(), msgid.as_str());
     let message = std::fs::read_to_string(messages[0].join("message")).unwrap();
@@ -316,7 +244,7 @@ fn smtplib_message_is_in_the_spool_when_250_comes() {
 
 #[test]
 fn refused_recipients_senders_and_oversized_messages() {
-    let dir = Scratch::new("refused");
+    let dir = Scratch::new("intake", "refused");
     let daemon = Daemon::start(&dir);
     let mut c = daemon.connect();
     assert!(c.command("EHLO client.test").starts_with("250-"));
@@ -341,12 +269,12 @@ fn refused_recipients_senders_and_oversized_messages() {
     }
     assert!(c.command(".").starts_with("552 "));
     assert!(c.command("QUIT").starts_with("221 "));
-    assert!(committed(&dir.spool()).is_empty());
+    assert!(committed(&spool(&dir)).is_empty());
 }
 
 #[test]
 fn pipelined_transactions() {
-    let dir = Scratch::new("pipelining");
+    let dir = Scratch::new("intake", "pipelining");
     let daemon = Daemon::start(&dir);
     let mut c = daemon.connect();
     assert!(c.command("EHLO client.test").contains("PIPELINING"));
@@ -366,7 +294,7 @@ fn pipelined_transactions() {
     c.send(b"Subject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n");
     let second = accepted_id(&c.reply());
     assert!(c.reply().starts_with("221 "));
-    let messages = committed(&dir.spool());
+    let messages = committed(&spool(&dir));
     let names: Vec<String> = messages
         .iter()
         .map(|m| m.file_name().unwrap().to_string_lossy().into_owned())
@@ -381,7 +309,7 @@ fn pipelined_transactions() {
 
 #[test]
 fn bare_lf_dot_lf_does_not_end_the_message() {
-    let dir = Scratch::new("smuggling");
+    let dir = Scratch::new("intake", "smuggling");
     let daemon = Daemon::start(&dir);
     let mut c = daemon.connect();
     assert!(c.command("EHLO client.test").starts_with("250"));
@@ -400,12 +328,12 @@ fn bare_lf_dot_lf_does_not_end_the_message() {
     assert_eq!(reply, "550 5.5.2 Bare CR or LF in message data\r\n");
     assert!(c.command("NOOP").starts_with("250 "));
     assert!(c.command("QUIT").starts_with("221 "));
-    assert!(committed(&dir.spool()).is_empty());
+    assert!(committed(&spool(&dir)).is_empty());
 }
 
 #[test]
 fn starttls_then_auth_then_mail() {
-    let dir = Scratch::new("tls");
+    let dir = Scratch::new("intake", "tls");
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["mx.test".to_owned()])
         .unwrap()
@@ -479,7 +407,7 @@ fn starttls_then_auth_then_mail() {
         "{stdout}"
     );
     let msgid = accepted_id(lines[5]);
-    let messages = committed(&dir.spool());
+    let messages = committed(&spool(&dir));
     assert_eq!(messages.len(), 2);
     let mut texts: Vec<(PathBuf, String)> = messages
         .iter()
@@ -507,7 +435,7 @@ fn starttls_then_auth_then_mail() {
 
 #[test]
 fn a_port_in_use_stops_the_start_and_sigterm_stops_the_daemon() {
-    let dir = Scratch::new("busy");
+    let dir = Scratch::new("intake", "busy");
     let daemon = Daemon::start(&dir);
     // A second daemon on the same port and data directory fails to start.
     let config = dir.0.join("busy.conf");
