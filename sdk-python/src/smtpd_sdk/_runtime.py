@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .protocol import MAX_LINE, ConfigLine, ParseError
 
@@ -202,3 +202,35 @@ class Channel:
                 self.flush()
                 return state.config
         return None
+
+
+def parse_request(parse: Callable[[bytes], Any], line: bytes) -> Tuple[Any, Optional[bytes]]:
+    """Parses a request line: the request, or None and the ``error`` answer
+    owed for it (None as well when the line names no request to answer)."""
+    try:
+        return parse(line), None
+    except ParseError as e:
+        log("bad request: %s" % e)
+        if e.reply_to is None:
+            return None, None
+        return None, e.reply_to.error_line("%s %s" % (e.problem.value, e.field))
+
+
+def serve_backend(
+    channel: Channel,
+    version: str,
+    registrations: Sequence[bytes],
+    on_config: Optional[Callable[[Dict[str, str]], None]],
+    serve: Callable[[], None],
+) -> None:
+    """The life of a plain-callback backend: the handshake, ``on_config``
+    with the daemon's values, then ``serve`` until the end of input."""
+    try:
+        config = channel.handshake(version, registrations)
+        if config is None:
+            return
+        if on_config is not None:
+            on_config(config)
+        serve()
+    except BrokenPipeError:
+        log("the daemon closed the output pipe")

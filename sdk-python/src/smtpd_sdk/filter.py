@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from ._runtime import BackendError, Channel, describe_failure, log
+from ._runtime import BackendError, Channel, describe_failure, log, serve_backend
 from .protocol import ParseError
 from .protocol._line import Text, encode
 from .protocol.filter import (
@@ -293,15 +293,7 @@ def run(
     """
     core = FilterCore(phases, reports, out_reports, data_line, data_end)
     channel = Channel(infd, outfd)
-    try:
-        config = channel.handshake(VERSION, core.registrations())
-        if config is None:
-            return
-        if on_config is not None:
-            on_config(config)
-        _serve(channel, core)
-    except BrokenPipeError:
-        log("the daemon closed the output pipe")
+    serve_backend(channel, VERSION, core.registrations(), on_config, lambda: _serve(channel, core))
 
 
 def _serve(channel: Channel, core: FilterCore) -> None:

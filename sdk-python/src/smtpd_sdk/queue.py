@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ._runtime import Channel, callbacks, describe_failure, log
-from .protocol import FormatError, ParseError
+from ._runtime import Channel, callbacks, describe_failure, log, parse_request, serve_backend
+from .protocol import FormatError
 from .protocol.queue import OPERATIONS, VERSION, Register, Request, Response, arguments
 
 Job = Tuple[Request, Callable[..., Any], Tuple[Any, ...]]
@@ -54,13 +54,9 @@ class QueueCore:
 
     def prepare(self, line: bytes) -> Tuple[Optional[bytes], Optional[Job]]:
         """Either an immediate answer (or nothing) or a callback to run."""
-        try:
-            req = Request.parse(line)
-        except ParseError as e:
-            log("bad request: %s" % e)
-            if e.reply_to is None:
-                return None, None
-            return e.reply_to.error_line("%s %s" % (e.problem.value, e.field)), None
+        req, refusal = parse_request(Request.parse, line)
+        if req is None:
+            return refusal, None
         fn = self.handlers.get(req.op)
         if fn is None:
             return Response(req.op, req.id, "error", message="operation %s not supported" % req.op).format(), None
@@ -124,15 +120,7 @@ def run(
     """
     core = QueueCore(_handlers(backend, handlers), capabilities)
     channel = Channel(infd, outfd)
-    try:
-        config = channel.handshake(VERSION, core.registrations())
-        if config is None:
-            return
-        if on_config is not None:
-            on_config(config)
-        _serve(channel, core)
-    except BrokenPipeError:
-        log("the daemon closed the output pipe")
+    serve_backend(channel, VERSION, core.registrations(), on_config, lambda: _serve(channel, core))
 
 
 def _handlers(backend: object, overrides: Dict[str, Any]) -> Dict[str, Any]:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ._runtime import Channel, callbacks, describe_failure, log
-from .protocol import FormatError, ParseError
+from ._runtime import Channel, callbacks, describe_failure, log, parse_request, serve_backend
+from .protocol import FormatError
 from .protocol.table import SERVICES, VERSION, Register, Request, answer
 
 Job = Tuple[Request, Callable[..., Any], Tuple[Any, ...]]
@@ -65,13 +65,9 @@ class TableCore:
 
     def prepare(self, line: bytes) -> Tuple[Optional[bytes], Optional[Job]]:
         """Either an immediate answer (or nothing) or a callback to run."""
-        try:
-            req = Request.parse(line)
-        except ParseError as e:
-            log("bad request: %s" % e)
-            if e.reply_to is None:
-                return None, None
-            return e.reply_to.error_line("%s %s" % (e.problem.value, e.field)), None
+        req, refusal = parse_request(Request.parse, line)
+        if req is None:
+            return refusal, None
         op = req.op
         if op != "update" and req.service not in self.served:
             return answer(op, req.id, "error", "service %s not served" % req.service), None
@@ -131,15 +127,7 @@ def run(
     })
     core = TableCore(services, handlers)
     channel = Channel(infd, outfd)
-    try:
-        config = channel.handshake(VERSION, core.registrations())
-        if config is None:
-            return
-        if on_config is not None:
-            on_config(config)
-        _serve(channel, core)
-    except BrokenPipeError:
-        log("the daemon closed the output pipe")
+    serve_backend(channel, VERSION, core.registrations(), on_config, lambda: _serve(channel, core))
 
 
 def _serve(channel: Channel, core: TableCore) -> None:
