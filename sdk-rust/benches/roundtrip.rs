@@ -19,7 +19,9 @@
 //! build of examples/table_static on the standard fixture, and the Python
 //! SDK's example (`python3 -m smtpd_sdk.examples.table_static FILE` with
 //! PYTHONPATH=sdk-python/src) when it can be imported. Every command is
-//! given the standard fixture's keys to look up.
+//! given the standard fixture's keys to look up, through
+//! `smtpd_conformance::roundtrip`, the driver the daemon's own table-lookup
+//! benchmark uses for its raw figures.
 //!
 //! Not a criterion benchmark (`harness = false`): the work is in another
 //! process, and one long run per backend says more than many short ones.
@@ -28,28 +30,11 @@
 // backend is its input.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
-
-/// Keys looked up, with whether the fixture has them.
-const KEYS: &[(&str, bool)] = &[
-    ("postmaster", true),
-    ("abuse", true),
-    ("alice", true),
-    ("bob", true),
-    ("example.org", true),
-    ("192.0.2.1", true),
-    ("[2001:db8::1]", true),
-    ("carol@example.org", true),
-    ("pipe", true),
-    ("spaced", true),
-    ("nobody-here", false),
-    ("mallory@example.com", false),
-];
+use anyhow::{anyhow, bail, Context, Result};
+use smtpd_conformance::roundtrip;
 
 struct Options {
     count: usize,
@@ -140,171 +125,21 @@ fn backends(o: &Options) -> Result<Vec<(String, Command)>> {
     Ok(list)
 }
 
-fn request(id: u32, key: &str) -> String {
-    format!("table|0.1|1731000001.000412|standard|lookup|alias|{id:08x}|{key}\n")
-}
-
-/// Spawns the backend and performs the handshake.
-fn start(cmd: &mut Command) -> Result<(Child, ChildStdin, BufReader<ChildStdout>)> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawning the backend")?;
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut stdout = BufReader::with_capacity(256 * 1024, stdout);
-    stdin.write_all(
-        b"config|smtpd-version|7.8.0\nconfig|protocol|0.1\nconfig|tablename|standard\nconfig|ready\n",
-    )?;
-    stdin.flush()?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stdout.read_line(&mut line)? == 0 {
-            bail!("the backend closed its output during the handshake");
-        }
-        match line.trim_end() {
-            "register|ready" => break,
-            l if l.starts_with("register|") => {}
-            l => bail!("unexpected handshake line {l:?}"),
-        }
-    }
-    Ok((child, stdin, stdout))
-}
-
-/// Checks one answer: its id must be in flight and its status must be what
-/// the fixture says for the key sent with that id.
-fn check(line: &[u8], count: usize) -> Result<()> {
-    let text = std::str::from_utf8(line).context("answer not UTF-8")?;
-    let rest = text
-        .strip_prefix("lookup-result|")
-        .with_context(|| format!("unexpected answer {text:?}"))?;
-    let (id, status) = rest.split_at_checked(8).context("short answer")?;
-    let id = usize::from_str_radix(id, 16).context("bad id")?;
-    if id >= count {
-        bail!("unknown id in {text:?}");
-    }
-    let found = KEYS[id % KEYS.len()].1;
-    let ok = if found {
-        status.starts_with("|found|")
-    } else {
-        status == "|not-found\n"
-    };
-    if !ok {
-        bail!("wrong answer {text:?}");
-    }
-    Ok(())
-}
-
-fn throughput(cmd: &mut Command, o: &Options) -> Result<f64> {
-    let (mut child, mut stdin, mut stdout) = start(cmd)?;
-    let requests: Vec<String> = (0..o.count)
-        .map(|i| request(i as u32, KEYS[i % KEYS.len()].0))
-        .collect();
-    let (count, window) = (o.count, o.window);
-    // The reader hands back credits, a quarter window at a time, so that
-    // between three quarters of a window and a full one stay in flight.
-    let step = (window / 4).max(1);
-    let (credits, credited) = std::sync::mpsc::channel::<usize>();
-    let began = Instant::now();
-    let reader = std::thread::spawn(move || -> Result<BufReader<ChildStdout>> {
-        let mut line = Vec::with_capacity(256);
-        for n in 1..=count {
-            line.clear();
-            if stdout.read_until(b'\n', &mut line)? == 0 {
-                bail!("the backend closed its output");
-            }
-            check(&line, count)?;
-            if n % step == 0 {
-                // The writer may be done already; then nobody listens.
-                credits.send(step).ok();
-            }
-        }
-        Ok(stdout)
-    });
-    let mut batch = Vec::with_capacity(128 * 1024);
-    let (mut sent, mut credit) = (0, window);
-    while sent < count {
-        while credit < step {
-            match credited.recv() {
-                Ok(n) => credit += n,
-                Err(_) => break,
-            }
-        }
-        while let Ok(n) = credited.try_recv() {
-            credit += n;
-        }
-        if credit == 0 {
-            break;
-        }
-        let n = credit.min(count - sent);
-        batch.clear();
-        for r in &requests[sent..sent + n] {
-            batch.extend_from_slice(r.as_bytes());
-        }
-        stdin.write_all(&batch)?;
-        stdin.flush()?;
-        sent += n;
-        credit -= n;
-    }
-    let mut stdout = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
-    let elapsed = began.elapsed();
-    finish(&mut child, stdin, &mut stdout)?;
-    Ok(count as f64 / elapsed.as_secs_f64())
-}
-
-fn latency(cmd: &mut Command, o: &Options) -> Result<(Duration, Duration)> {
-    let (mut child, mut stdin, mut stdout) = start(cmd)?;
-    let mut times = Vec::with_capacity(o.latency_count);
-    let mut line = Vec::with_capacity(256);
-    for i in 0..o.latency_count {
-        let req = request(i as u32, KEYS[i % KEYS.len()].0);
-        let began = Instant::now();
-        stdin.write_all(req.as_bytes())?;
-        stdin.flush()?;
-        line.clear();
-        if stdout.read_until(b'\n', &mut line)? == 0 {
-            bail!("the backend closed its output");
-        }
-        times.push(began.elapsed());
-        check(&line, o.latency_count)?;
-    }
-    finish(&mut child, stdin, &mut stdout)?;
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    Ok((at(0.50), at(0.99)))
-}
-
-/// Closes the backend's input and checks that it exits 0 with nothing more
-/// to say.
-fn finish(child: &mut Child, stdin: ChildStdin, stdout: &mut BufReader<ChildStdout>) -> Result<()> {
-    drop(stdin);
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest)?;
-    if !rest.is_empty() {
-        bail!("{} unexpected bytes after the last answer", rest.len());
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("the backend exited with {status}");
-    }
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let o = options()?;
     for (name, mut cmd) in backends(&o)? {
-        let rate = throughput(&mut cmd, &o).with_context(|| format!("{name}: throughput"))?;
+        let rate = roundtrip::throughput(&mut cmd, o.count, o.window)
+            .map_err(|e| anyhow!("{name}: throughput: {e}"))?;
         println!(
             "{name}: {} lookups, up to {} in flight: {rate:.0} lookups/s",
             o.count, o.window
         );
         if o.latency_count > 0 {
-            let (p50, p99) = latency(&mut cmd, &o).with_context(|| format!("{name}: latency"))?;
+            let mut times = roundtrip::latencies(&mut cmd, o.latency_count)
+                .map_err(|e| anyhow!("{name}: latency: {e}"))?;
+            times.sort();
+            let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+            let (p50, p99) = (at(0.50), at(0.99));
             println!(
                 "{name}: {} lookups one at a time: p50 {:.1} us, p99 {:.1} us",
                 o.latency_count,

@@ -11,7 +11,8 @@
 //! example on the standard fixture. Each round measures, one after the
 //! other:
 //!
-//! - **raw**: the child driven directly over its pipes, as
+//! - **raw**: the child driven directly over its pipes by
+//!   `smtpd_conformance::roundtrip`, as
 //!   `sdk-rust/benches/roundtrip.rs` does: one thread writes requests in
 //!   batches keeping up to `--window` in flight, another reads and checks
 //!   the answers;
@@ -35,32 +36,16 @@
     clippy::unwrap_used
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smtpd::proc::Spec;
 use smtpd::table::{ProcExecTable, Service, Table, TABLE_REQUEST_TIMEOUT};
+use smtpd_conformance::roundtrip::{self, expected};
 
 type Result<T> = std::result::Result<T, String>;
-
-/// Keys looked up, with whether the fixture has them.
-const KEYS: &[(&str, bool)] = &[
-    ("postmaster", true),
-    ("abuse", true),
-    ("alice", true),
-    ("bob", true),
-    ("example.org", true),
-    ("192.0.2.1", true),
-    ("[2001:db8::1]", true),
-    ("carol@example.org", true),
-    ("pipe", true),
-    ("spaced", true),
-    ("nobody-here", false),
-    ("mallory@example.com", false),
-];
 
 struct Options {
     count: usize,
@@ -124,171 +109,12 @@ fn backend() -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
-fn expected(n: usize) -> (&'static str, bool) {
-    KEYS[n % KEYS.len()]
-}
-
-// ------------------------------------------------------- the raw round trip
-
-fn request(id: u32, key: &str) -> String {
-    format!("table|0.1|1731000001.000412|standard|lookup|alias|{id:08x}|{key}\n")
-}
-
-/// Spawns the backend and performs the handshake.
-fn start(program: &Path, fixture: &Path) -> Result<(Child, ChildStdin, BufReader<ChildStdout>)> {
-    let mut child = Command::new(program)
-        .arg(fixture)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("spawning the backend: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stdout = BufReader::with_capacity(256 * 1024, stdout);
-    stdin
-        .write_all(
-            b"config|smtpd-version|0.1.0\nconfig|protocol|0.1\nconfig|tablename|standard\nconfig|ready\n",
-        )
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stdout.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("the backend closed its output during the handshake".into());
-        }
-        match line.trim_end() {
-            "register|ready" => break,
-            l if l.starts_with("register|") => {}
-            l => return Err(format!("unexpected handshake line {l:?}")),
-        }
-    }
-    Ok((child, stdin, stdout))
-}
-
-/// Checks one raw answer against the key sent with its id.
-fn check_raw(line: &[u8], count: usize) -> Result<()> {
-    let text = std::str::from_utf8(line).map_err(|_| "answer not UTF-8")?;
-    let rest = text
-        .strip_prefix("lookup-result|")
-        .ok_or_else(|| format!("unexpected answer {text:?}"))?;
-    let (id, status) = rest.split_at_checked(8).ok_or("short answer")?;
-    let id = usize::from_str_radix(id, 16).map_err(|_| "bad id")?;
-    if id >= count {
-        return Err(format!("unknown id in {text:?}"));
-    }
-    let ok = if expected(id).1 {
-        status.starts_with("|found|")
-    } else {
-        status == "|not-found\n"
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("wrong answer {text:?}"))
-    }
-}
-
-fn raw_throughput(program: &Path, fixture: &Path, o: &Options) -> Result<f64> {
-    let (mut child, mut stdin, mut stdout) = start(program, fixture)?;
-    let requests: Vec<String> = (0..o.count)
-        .map(|i| request(i as u32, expected(i).0))
-        .collect();
-    let (count, window) = (o.count, o.window);
-    // The reader hands back credits, a quarter window at a time, so that
-    // between three quarters of a window and a full one stay in flight.
-    let step = (window / 4).max(1);
-    let (credits, credited) = std::sync::mpsc::channel::<usize>();
-    let began = Instant::now();
-    let reader = std::thread::spawn(move || -> Result<BufReader<ChildStdout>> {
-        let mut line = Vec::with_capacity(256);
-        for n in 1..=count {
-            line.clear();
-            if stdout
-                .read_until(b'\n', &mut line)
-                .map_err(|e| e.to_string())?
-                == 0
-            {
-                return Err("the backend closed its output".into());
-            }
-            check_raw(&line, count)?;
-            if n % step == 0 {
-                credits.send(step).ok();
-            }
-        }
-        Ok(stdout)
-    });
-    let mut batch = Vec::with_capacity(128 * 1024);
-    let (mut sent, mut credit) = (0, window);
-    while sent < count {
-        while credit < step {
-            match credited.recv() {
-                Ok(n) => credit += n,
-                Err(_) => break,
-            }
-        }
-        while let Ok(n) = credited.try_recv() {
-            credit += n;
-        }
-        if credit == 0 {
-            break;
-        }
-        let n = credit.min(count - sent);
-        batch.clear();
-        for r in &requests[sent..sent + n] {
-            batch.extend_from_slice(r.as_bytes());
-        }
-        stdin.write_all(&batch).map_err(|e| e.to_string())?;
-        sent += n;
-        credit -= n;
-    }
-    let mut stdout = reader.join().map_err(|_| "reader thread panicked")??;
-    let elapsed = began.elapsed();
-    finish(&mut child, stdin, &mut stdout)?;
-    Ok(count as f64 / elapsed.as_secs_f64())
-}
-
-fn raw_latency(program: &Path, fixture: &Path, o: &Options) -> Result<Vec<Duration>> {
-    let (mut child, mut stdin, mut stdout) = start(program, fixture)?;
-    let mut times = Vec::with_capacity(o.latency_count);
-    let mut line = Vec::with_capacity(256);
-    for i in 0..o.latency_count {
-        let req = request(i as u32, expected(i).0);
-        let began = Instant::now();
-        stdin.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-        line.clear();
-        if stdout
-            .read_until(b'\n', &mut line)
-            .map_err(|e| e.to_string())?
-            == 0
-        {
-            return Err("the backend closed its output".into());
-        }
-        times.push(began.elapsed());
-        check_raw(&line, o.latency_count)?;
-    }
-    finish(&mut child, stdin, &mut stdout)?;
-    Ok(times)
-}
-
-/// Closes the backend's input and checks that it exits 0 with nothing more
-/// to say.
-fn finish(child: &mut Child, stdin: ChildStdin, stdout: &mut BufReader<ChildStdout>) -> Result<()> {
-    drop(stdin);
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest).map_err(|e| e.to_string())?;
-    if !rest.is_empty() {
-        return Err(format!(
-            "{} unexpected bytes after the last answer",
-            rest.len()
-        ));
-    }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("the backend exited with {status}"))
-    }
+/// The raw round trip: the child driven over its pipes by the same driver
+/// as the Rust SDK's round-trip benchmark.
+fn raw_command(program: &Path, fixture: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg(fixture);
+    cmd
 }
 
 // ------------------------------------------------------ through the daemon
@@ -430,11 +256,14 @@ fn through_daemon(
 
 fn round(rts: &Runtimes, program: &Path, fixture: &Path, o: &Options) -> Result<[Measure; 3]> {
     let mut raw = Measure {
-        rate: raw_throughput(program, fixture, o)?,
+        rate: roundtrip::throughput(&mut raw_command(program, fixture), o.count, o.window)?,
         ..Measure::default()
     };
     if o.latency_count > 0 {
-        raw.latencies(raw_latency(program, fixture, o)?);
+        raw.latencies(roundtrip::latencies(
+            &mut raw_command(program, fixture),
+            o.latency_count,
+        )?);
     }
     let current = through_daemon(&rts.current, program, fixture, o)?;
     let multi = through_daemon(&rts.multi, program, fixture, o)?;
