@@ -22,7 +22,9 @@ use std::process::{Command, Stdio};
 
 use common::{smtpd_command, Process, Scratch, DEADLINE};
 
-/// The size limit of the test configuration.
+/// The size limit of the test configuration, whose local deliveries
+/// always fail temporarily (`mda "exit 75"`), so that accepted messages
+/// stay in the spool for the tests to read.
 const MAX_SIZE: usize = 4096;
 
 /// Where the daemon of `dir` keeps its queue.
@@ -66,7 +68,9 @@ impl Daemon {
             &format!(
                 "smtp max-message-size {MAX_SIZE}\n\
                  listen on 127.0.0.1 port {port}\n\
-                 action \"local\" maildir\n\
+                 table users {{ bob = \"65534:65534:/\", carol = \"65534:65534:/\", \
+                 dave = \"65534:65534:/\" }}\n\
+                 action \"local\" mda \"exit 75\" userbase <users>\n\
                  action \"out\" relay\n\
                  match from any for domain example.org action \"local\"\n\
                  match from any for domain relay.test action \"out\"\n\
@@ -206,8 +210,12 @@ fn smtplib_message_is_in_the_spool_when_250_comes() {
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0].file_name().unwrap(), msgid.as_str());
     let message = std::fs::read_to_string(messages[0].join("message")).unwrap();
+    // The reverse name served by the tests' nameserver.
     assert!(
-        message.starts_with("Received: from client.test (<unknown> [127.0.0.1])\r\n"),
+        message.starts_with(&format!(
+            "Received: from client.test ({} [127.0.0.1])\r\n",
+            common::dns::CLIENT_NAME
+        )),
         "{message}"
     );
     assert!(
@@ -230,6 +238,10 @@ fn smtplib_message_is_in_the_spool_when_250_comes() {
     );
     assert!(
         local.contains("sender: alice@sender.test\n") && local.contains("helo: client.test\n"),
+        "{local}"
+    );
+    assert!(
+        local.contains(&format!("hostname: {}\n", common::dns::CLIENT_NAME)),
         "{local}"
     );
     let relay = envelopes
@@ -258,7 +270,12 @@ fn refused_recipients_senders_and_oversized_messages() {
     );
     assert_eq!(
         c.command("RCPT TO:<bob@refused.test>"),
-        "550 5.7.1 Delivery not authorized, message refused\r\n"
+        "550 5.1.1 Invalid recipient: <bob@refused.test>\r\n"
+    );
+    // A local user the userbase does not know is refused at RCPT TO.
+    assert_eq!(
+        c.command("RCPT TO:<nobody-here@example.org>"),
+        "550 5.1.1 Invalid recipient: <nobody-here@example.org>\r\n"
     );
     assert!(c.command("DATA").starts_with("503 "), "no recipient yet");
     assert!(c.command("RCPT TO:<bob@example.org>").starts_with("250 "));

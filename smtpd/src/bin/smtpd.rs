@@ -1,7 +1,11 @@
 //! `smtpd`: the mail server daemon.
 //!
 //! Command line as OpenSMTPD's: `smtpd [-dnv] [-D macro=value] [-f file]`,
-//! plus `--data-dir`, `--control-socket`, `--user` and `--backends-dir`.
+//! plus `--data-dir`, `--control-socket`, `--user`, `--backends-dir`, and
+//! the resolver's `--resolv-conf` and `--nameserver`, and `--mailbox-dir`
+//! (where `mbox` deliveries go, `/var/mail`). Called as `smtpd
+//! mail.maildir|mail.local|mail.mboxfile ...` it is the delivery helper
+//! the daemon runs as a mailbox's owner (`smtpd::delivery::helper`).
 //! The configuration is loaded and checked first; every error is printed
 //! and the status is 1. With `-n` that is all (`configuration OK`, status
 //! 0). Otherwise `smtpd::daemon::run` starts the tables, the control
@@ -10,12 +14,13 @@
 //! foreground and logs to standard error.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use smtpd::config::{self, Config, LoadOptions};
-use smtpd::daemon;
+use smtpd::{daemon, dns};
 
 /// OpenSMTPD-compatible mail server.
 #[derive(Debug, Parser)]
@@ -54,9 +59,26 @@ struct Args {
     /// this user].
     #[arg(long, value_name = "name")]
     user: Option<String>,
+    /// The resolver's configuration (resolv.conf format) [default:
+    /// /etc/resolv.conf unless --nameserver is given].
+    #[arg(long, value_name = "path")]
+    resolv_conf: Option<PathBuf>,
+    /// A nameserver to ask instead of resolv.conf's (repeatable; port 53
+    /// unless given, `[IPv6]:PORT`).
+    #[arg(long = "nameserver", value_name = "IP[:PORT]", value_parser = dns::parse_nameserver)]
+    nameservers: Vec<SocketAddr>,
+    /// Where `mbox` deliveries append (`DIR/USER`).
+    #[arg(long, value_name = "dir", default_value = smtpd::delivery::local::DEFAULT_MAILBOX_DIR)]
+    mailbox_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
+    // The delivery helpers the daemon runs as a mailbox's owner when root
+    // (`smtpd mail.maildir ...`).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(status) = smtpd::delivery::helper::main(&argv) {
+        return status;
+    }
     let args = Args::parse();
     init_logging(&args);
     let opts = LoadOptions {
@@ -83,6 +105,9 @@ fn main() -> ExitCode {
         control_socket: args.control_socket,
         user: args.user,
         backends_dir: args.backends_dir,
+        resolv_conf: args.resolv_conf,
+        nameservers: args.nameservers,
+        mailbox_dir: args.mailbox_dir,
     };
     // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's
     // blocking pool for disk work: on small machines a second worker only

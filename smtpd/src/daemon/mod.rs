@@ -17,6 +17,10 @@
 //! keep apart) and starts SMTP intake ([`crate::intake`]):
 //! every `listen on` address is bound and logged as `listening on
 //! ADDR:PORT`. At shutdown intake stops accepting before the tables stop.
+//! The DNS resolver ([`crate::dns`]) is configured first, from
+//! `--resolv-conf` and `--nameserver` ([`Options`]), so that an unreadable
+//! resolv.conf stops the start before anything runs; intake looks up the
+//! reverse name of every client with it.
 //! Delivery is not started yet. The daemon stays in the foreground and
 //! logs to standard error, with or without `-d` (daemonising and syslog
 //! are later work).
@@ -29,8 +33,11 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::control::{self, BindError, ControlSocket};
-use crate::intake::{self, Intake};
-use crate::queue::{self, fs::FsQueue};
+use crate::dns;
+use crate::delivery::local::{self, LocalAgent, LocalSettings};
+use crate::intake;
+use crate::queue::{self, fs::FsQueue, QueueBackend};
+use crate::scheduler;
 use crate::table::{self, BuildError, BuildOptions};
 
 pub use paths::{prepare_data_dir, DataDirError, DATA_DIR_MODE};
@@ -56,11 +63,20 @@ pub struct Options {
     pub user: Option<String>,
     /// Where relative backend commands are found.
     pub backends_dir: PathBuf,
+    /// The resolv.conf to read instead of [`dns::DEFAULT_RESOLV_CONF`].
+    pub resolv_conf: Option<PathBuf>,
+    /// The nameservers to ask instead of resolv.conf's.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// Where `mbox` deliveries go ([`local::DEFAULT_MAILBOX_DIR`]).
+    pub mailbox_dir: PathBuf,
 }
 
 /// Why the daemon could not start, or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The resolver's configuration cannot be read.
+    #[error(transparent)]
+    Dns(#[from] dns::ResolvConfError),
     /// The data directory cannot be created or is not usable.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
@@ -84,6 +100,10 @@ pub enum Error {
 /// Runs the daemon until SIGTERM or SIGINT; returns once everything it
 /// started has stopped.
 pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
+    let resolver = dns::Resolver::new(&dns::Settings::load(
+        options.resolv_conf.as_deref(),
+        &options.nameservers,
+    )?);
     let root = control::effective_uid() == 0;
     if !root {
         prepare_data_dir(&options.data_dir)?;
@@ -110,11 +130,56 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
             options.data_dir.join("spool")
         }
     };
-    let intake = match start_intake(config, &tables, spool).await {
-        Ok(intake) => intake,
+    let queue = match open_queue(spool).await {
+        Ok(queue) => queue,
         Err(e) => {
             tables.shutdown().await;
             return Err(e);
+        }
+    };
+    let config = Arc::new(config.clone());
+    let server_name = table::static_table::LocalHost::detect()
+        .map(|host| host.server_name)
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let (scheduler, inbox) = scheduler::Handle::channel();
+    let agent = LocalAgent::new(
+        Arc::clone(&config),
+        tables.clone(),
+        Arc::clone(&queue),
+        LocalSettings {
+            base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            mailbox_dir: options.mailbox_dir.clone(),
+            executable: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("smtpd")),
+            root,
+            hostname: server_name.clone(),
+            timeout: local::DELIVERY_TIMEOUT,
+        },
+    );
+    let driver = scheduler::Driver::new(
+        Arc::clone(&config),
+        tables.clone(),
+        Arc::clone(&queue),
+        agent,
+    );
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler_task = tokio::spawn(driver.run(inbox, async {
+        let _ = scheduler_stopped.await;
+    }));
+    let shared = intake::Shared {
+        config,
+        tables: tables.clone(),
+        queue,
+        server_name,
+        resolver,
+        scheduler: scheduler.clone(),
+    };
+    let intake = match intake::start(Arc::new(shared)).await {
+        Ok(intake) => intake,
+        Err(e) => {
+            let _ = stop_scheduler.send(());
+            let _ = scheduler_task.await;
+            tables.shutdown().await;
+            return Err(e.into());
         }
     };
     tracing::info!("listening on control socket {}", socket.path().display());
@@ -128,32 +193,23 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
     })
     .await;
     intake.stop().await;
+    let _ = stop_scheduler.send(());
+    if let Err(e) = scheduler_task.await {
+        tracing::warn!("scheduler: {e}");
+    }
     tables.shutdown().await;
     tracing::info!("smtpd exiting");
     Ok(())
 }
 
-/// Opens the fs queue at `spool` and starts SMTP intake.
-async fn start_intake(
-    config: &Config,
-    tables: &table::Tables,
-    spool: PathBuf,
-) -> Result<Intake, Error> {
+/// Opens the fs queue at `spool`.
+async fn open_queue(spool: PathBuf) -> Result<Arc<dyn QueueBackend>, Error> {
     let queue = tokio::task::spawn_blocking(move || FsQueue::open(spool))
         .await
         .map_err(|e| queue::Error::Task {
             reason: e.to_string(),
         })??;
-    let server_name = table::static_table::LocalHost::detect()
-        .map(|host| host.server_name)
-        .unwrap_or_else(|_| "localhost".to_owned());
-    let shared = intake::Shared {
-        config: Arc::new(config.clone()),
-        tables: tables.clone(),
-        queue: Arc::new(queue),
-        server_name,
-    };
-    Ok(intake::start(Arc::new(shared)).await?)
+    Ok(Arc::new(queue))
 }
 
 /// The spool outside the data directory, if that is where it lives: as

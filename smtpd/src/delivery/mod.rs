@@ -12,17 +12,26 @@
 //! - `mda.rs`: running a delivery command through `/bin/sh -c` as
 //!   OpenSMTPD does (account, environment, time limit, exit statuses).
 //!
-//! Nothing here is wired into the daemon yet: the lookup process calls
-//! [`expand::Expander`] at RCPT TO, and the delivery process calls the
-//! writers.
+//! - `message.rs`: the queued message as a delivery reads it (added
+//!   headers, LF line endings, the loop check);
+//! - `local.rs`: [`local::LocalAgent`], one queued envelope delivered with
+//!   its action's method, as the account;
+//! - `helper.rs`: the maildir and mbox writers run as the account when the
+//!   daemon is root (`smtpd mail.maildir ...`).
+//!
+//! Intake calls [`expand::Expander`] at RCPT TO; the scheduler's driver
+//! calls [`local::LocalAgent`] for each due local envelope.
 
 pub mod alias;
 pub mod expand;
 pub mod format;
+pub mod helper;
 pub mod lmtp;
+pub mod local;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
+pub mod message;
 
 #[cfg(test)]
 mod test_dir;

@@ -17,10 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{date, Error, Shared};
-use crate::config::{ActionId, ActionKind, Listener, ListenerTls};
-use crate::queue::envelope::{self as qenv, Flags, Kind, MailAddr, Mda};
+use crate::config::{Listener, ListenerTls};
+use crate::delivery::expand::{Delivery, Expander, Failure, SystemFiles};
+use crate::dns::PeerName;
+use crate::queue::envelope::{self as qenv, Flags, MailAddr};
 use crate::queue::{self, MsgId};
-use crate::rules::{self, Address, Decision};
+use crate::rules::{self, Address};
+use crate::scheduler::driver;
 use crate::smtp::conn::{BoxStream, Handler};
 use crate::smtp::tls::ServerTls;
 use crate::smtp::{
@@ -123,23 +126,33 @@ pub struct IntakeHandler {
     shared: Arc<Shared>,
     context: Arc<ListenerContext>,
     peer: IpAddr,
+    /// The client's reverse name, looked up at connection.
+    peer_name: PeerName,
     tls: Option<TlsInfo>,
     facts: Facts,
-    /// The action of each accepted recipient, in the transaction's order.
-    actions: Vec<ActionId>,
+    /// What each accepted recipient expanded to, in the transaction's
+    /// order.
+    deliveries: Vec<Vec<Delivery>>,
     message: Option<Message>,
 }
 
 impl IntakeHandler {
-    /// A handler for a session from `peer` on the listener of `context`.
-    pub fn new(shared: Arc<Shared>, context: Arc<ListenerContext>, peer: IpAddr) -> Self {
+    /// A handler for a session from `peer`, named `peer_name` in DNS, on
+    /// the listener of `context`.
+    pub fn new(
+        shared: Arc<Shared>,
+        context: Arc<ListenerContext>,
+        peer: IpAddr,
+        peer_name: PeerName,
+    ) -> Self {
         Self {
             shared,
             context,
             peer,
+            peer_name,
             tls: None,
             facts: Facts::default(),
-            actions: Vec::new(),
+            deliveries: Vec::new(),
             message: None,
         }
     }
@@ -218,15 +231,19 @@ impl IntakeHandler {
         Ok(())
     }
 
-    /// The queue envelope of one accepted recipient.
+    /// The queue envelope of one delivery of an accepted recipient.
     fn queue_envelope(
         &self,
         tx: &Transaction,
         rcpt: &RcptTo,
-        action: ActionId,
+        delivery: &Delivery,
         now: u64,
     ) -> qenv::Envelope {
         let config = &self.shared.config;
+        let (action, dest, kind) = driver::delivery_parts(delivery);
+        let internal = match delivery {
+            Delivery::Relay { internal, .. } | Delivery::Local { internal, .. } => *internal,
+        };
         let action = &config[action];
         let sender = match &tx.mail.sender {
             ReversePath::Null => MailAddr::default(),
@@ -241,18 +258,18 @@ impl IntakeHandler {
             id: None,
             dispatcher: action.name.clone(),
             tag: self.context.listener.tag.clone().unwrap_or_default(),
-            kind: match action.kind {
-                ActionKind::Local(_) => Kind::Mda(Mda::default()),
-                ActionKind::Relay(_) => Kind::Mta,
-            },
+            kind,
             smtpname: self.context.session.hostname.clone(),
             helo: self.facts.helo.clone(),
-            hostname: "<unknown>".to_owned(),
+            hostname: self.peer_name.rdns_or_unknown().to_owned(),
             username: self.facts.user.clone().unwrap_or_default(),
             errorline: String::new(),
             source,
             sender,
-            dest: rcpt_addr.clone(),
+            dest: MailAddr {
+                user: dest.user,
+                domain: dest.domain,
+            },
             rcpt: rcpt_addr,
             ctime: now,
             last_try: 0,
@@ -262,7 +279,7 @@ impl IntakeHandler {
             flags: Flags {
                 authenticated: self.facts.user.is_some(),
                 bounce: false,
-                internal: false,
+                internal,
             },
             dsn_notify: dsn_notify(rcpt.notify),
             dsn_ret: tx.mail.ret.map(|ret| match ret {
@@ -284,22 +301,26 @@ impl IntakeHandler {
             });
         };
         let (msgid, size) = (message.msgid, message.written);
-        if self.actions.len() != tx.recipients.len() {
+        if self.deliveries.len() != tx.recipients.len() {
             return Err(queue::Error::Task {
                 reason: "recipients and decisions differ".to_owned(),
             });
         }
         let now = unix_now();
-        for (rcpt, &action) in tx.recipients.iter().zip(&self.actions) {
-            let bytes = self
-                .queue_envelope(tx, rcpt, action, now)
-                .to_bytes()
-                .map_err(|e| queue::Error::Task {
+        let mut created = Vec::new();
+        for (rcpt, deliveries) in tx.recipients.iter().zip(&self.deliveries) {
+            for delivery in deliveries {
+                let mut envelope = self.queue_envelope(tx, rcpt, delivery, now);
+                let bytes = envelope.to_bytes().map_err(|e| queue::Error::Task {
                     reason: format!("envelope: {e}"),
                 })?;
-            self.shared.queue.envelope_create(msgid, &bytes).await?;
+                let evpid = self.shared.queue.envelope_create(msgid, &bytes).await?;
+                envelope.id = Some(evpid);
+                created.push((evpid, envelope));
+            }
         }
         self.shared.queue.message_commit(msgid, size).await?;
+        self.shared.scheduler.committed(created);
         Ok(msgid)
     }
 }
@@ -308,7 +329,7 @@ impl IntakeHandler {
 impl Handler for IntakeHandler {
     async fn check_sender(&mut self, session: &Session, _mail: &MailFrom) -> Result<(), Reply> {
         // The rules are applied per recipient; a new transaction starts.
-        self.actions.clear();
+        self.deliveries.clear();
         self.facts = Facts {
             helo: session.helo().map(ToString::to_string).unwrap_or_default(),
             esmtp: session.is_esmtp(),
@@ -323,17 +344,14 @@ impl Handler for IntakeHandler {
             return Err(Reply::bad_sequence());
         };
         let envelope = self.rules_envelope(session, &tx.mail, &rcpt.recipient);
-        match rules::decide(&self.shared.config.rules, &envelope, &self.shared.tables).await {
-            Ok(Decision::Action { action, .. }) => {
-                self.actions.push(action);
+        let files = SystemFiles;
+        let expander = Expander::new(&self.shared.config, &self.shared.tables, &files);
+        match expander.expand(&envelope).await {
+            Ok(deliveries) => {
+                self.deliveries.push(deliveries);
                 Ok(())
             }
-            Ok(Decision::Reject { .. }) => Err(Reply::refused()),
-            Ok(Decision::NoMatch) => Err(Reply::invalid_recipient(&rcpt.recipient.to_string())),
-            Err(e) => {
-                tracing::warn!("recipient <{}>: {e}", rcpt.recipient);
-                Err(Reply::temporary_failure())
-            }
+            Err(failure) => Err(expansion_reply(&failure, &rcpt.recipient.to_string())),
         }
     }
 
@@ -352,7 +370,7 @@ impl Handler for IntakeHandler {
         });
         let received = Received {
             helo: self.facts.helo.clone(),
-            rdns: "<unknown>".to_owned(),
+            rdns: self.peer_name.rdns_or_unknown().to_owned(),
             peer: Peer::Ip(self.peer),
             hostname: self.context.session.hostname.clone(),
             mask_source: self.context.listener.mask_src,
@@ -437,6 +455,42 @@ impl Handler for IntakeHandler {
     async fn start_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
         self.accept_tls(stream).await
     }
+}
+
+/// The reply for a recipient that expansion refused (delivery.md 1.4):
+/// `550 Invalid recipient: <RCPT>` and `451 Temporary failure` by
+/// default, else the failure's own `NNN [X.Y.Z] text`.
+fn expansion_reply(failure: &Failure, rcpt: &str) -> Reply {
+    let Some(text) = &failure.message else {
+        return if failure.temporary {
+            Reply::temporary_failure()
+        } else {
+            Reply::invalid_recipient(rcpt)
+        };
+    };
+    let (code, rest) = text.split_at(text.find(' ').unwrap_or(text.len()));
+    let code = code
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(if failure.temporary { 451 } else { 550 });
+    let rest = rest.trim_start();
+    let (enhanced, text) = match rest.split_once(' ') {
+        Some((status, text)) if parse_enhanced(status).is_some() => (parse_enhanced(status), text),
+        _ => (None, rest),
+    };
+    let class = u8::try_from(code / 100).unwrap_or(5);
+    let enhanced = enhanced.unwrap_or(Enhanced::new(class, 0, 0));
+    Reply::new(code, enhanced, &format!("{text}: <{rcpt}>"))
+}
+
+/// An enhanced status code `X.Y.Z`.
+fn parse_enhanced(text: &str) -> Option<Enhanced> {
+    let mut parts = text.split('.');
+    let class = parts.next()?.parse::<u8>().ok().filter(|c| (2..=5).contains(c))?;
+    let subject = parts.next()?.parse::<u16>().ok()?;
+    let detail = parts.next()?.parse::<u16>().ok()?;
+    parts.next().is_none().then(|| Enhanced::new(class, subject, detail))
 }
 
 /// The reply for a queue failure: 452 for a full disk, else 451.

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::config::{Config, LoadOptions};
+use crate::dns::Resolver;
 use crate::queue::fs::FsQueue;
 use crate::queue::{EvpId, QueueBackend};
 use crate::smtp::conn::{self, ConnConfig};
@@ -23,7 +24,8 @@ const CONFIG: &str = "\
 smtp max-message-size 1M
 listen on 127.0.0.1 port 2525
 table bad { \"broken.test\" }
-action \"local\" maildir
+table users { \"b\" = \"1000:1000:/home/b\", \"c\" = \"1001:1001:/home/c\" }
+action \"local\" maildir userbase <users>
 match from any for domain \"example.org\" action \"local\"
 match from src \"192.0.2.99\" for domain <bad> action \"local\"
 match from any for domain \"refused.test\" reject
@@ -163,6 +165,9 @@ impl Fixture {
             tables,
             queue: Arc::clone(&queue) as Arc<dyn QueueBackend>,
             server_name: "mx.test".to_owned(),
+            resolver: Resolver::offline(),
+            // No scheduler runs here: the tests read the spool.
+            scheduler: crate::scheduler::Handle::channel().0,
         });
         Self {
             _dir: dir,
@@ -186,6 +191,7 @@ impl Fixture {
             Arc::clone(&self.shared),
             Arc::clone(&context),
             peer.parse().unwrap(),
+            PeerName::unknown(),
         );
         let session = Session::new(context.session_config(), &format!("[{peer}]"));
         client.write_all(input.as_bytes()).await.unwrap();
@@ -289,10 +295,8 @@ async fn recipients_follow_the_rules_and_table_errors_are_temporary() {
         .await;
     let replies = reply_lines(&output);
     assert_eq!(replies[3], "550 5.1.1 Invalid recipient: <b@nowhere.test>");
-    assert_eq!(
-        replies[4],
-        "550 5.7.1 Delivery not authorized, message refused"
-    );
+    // A reject rule is refused as OpenSMTPD refuses it (delivery.md 1.4).
+    assert_eq!(replies[4], "550 5.1.1 Invalid recipient: <b@refused.test>");
     assert!(replies[5].starts_with("250 "));
     assert!(replies[7].starts_with("250 2.0.0 "), "{output}");
     let output = f

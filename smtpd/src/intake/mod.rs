@@ -11,9 +11,14 @@
 //! queue's commit returned, with one envelope per accepted recipient.
 //! `date.rs` formats the header's date.
 //!
-//! Not done here yet: reverse DNS (every client is `<unknown>`), filters,
-//! the `senders` table, and AUTH against system accounts (a listener's
-//! `auth` without a table refuses every login).
+//! Before the greeting, each session looks up its client's reverse name
+//! and FCrDNS once with [`Shared::resolver`] ([`crate::dns`], bounded in
+//! time); the name goes into the `Received:` header and each envelope's
+//! `hostname:`, `<unknown>` when there is none.
+//!
+//! Not done here yet: filters, the `senders` table, and AUTH against
+//! system accounts (a listener's `auth` without a table refuses every
+//! login).
 
 mod date;
 mod handler;
@@ -25,6 +30,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::dns::Resolver;
 use crate::queue::QueueBackend;
 use crate::smtp::tls;
 use crate::table::Tables;
@@ -42,6 +48,10 @@ pub struct Shared {
     pub queue: Arc<dyn QueueBackend>,
     /// The server name, for listeners without `hostname`.
     pub server_name: String,
+    /// The resolver for clients' reverse names.
+    pub resolver: Resolver,
+    /// The scheduler, told about every committed envelope.
+    pub scheduler: crate::scheduler::Handle,
 }
 
 /// Why intake could not start.

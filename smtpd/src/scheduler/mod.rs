@@ -17,14 +17,17 @@
 //!   envelopes, what is due now, the outcome of each attempt, and the
 //!   administrative commands (`schedule`, `remove`, `pause`, `resume`).
 //!
-//! The driver task that loads envelopes from the queue, hands due ones to
-//! local delivery or the relay agent and injects bounces calls these; it
-//! owns the clock and the queue handle.
+//! - [`driver`]: the task that loads envelopes from the queue, hands due
+//!   ones to local delivery, updates, bounces and deletes them; it owns
+//!   the clock and the queue handle, and answers `smtpctl`'s queue
+//!   commands through its [`Handle`].
 
 pub mod bounce;
+pub mod driver;
 pub mod retry;
 pub mod state;
 
+pub use driver::{Answer, Control, Driver, Handle, Inbox, Stats};
 pub use bounce::{bounce_envelope, group, Action, BounceGroup, BounceMessage, NoBounce, Report};
 pub use retry::{Attempt, DeliveryType, Next, RetryPolicy, Warning};
 pub use state::{EnvelopeState, Job, Outcome, Phase, Ramqueue, StateError, Target, Task};

@@ -584,7 +584,12 @@ impl Ramqueue {
         self.paused.remove(&kind);
     }
 
-    /// Whether envelopes of this type are paused.
+    /// Every envelope known, by id, with its state.
+    pub fn list(&self) -> Vec<(EvpId, EnvelopeState)> {
+        self.entries.iter().map(|(id, e)| (*id, e.state)).collect()
+    }
+
+    /// Whether deliveries of `kind` are paused.
     pub fn is_paused(&self, kind: DeliveryType) -> bool {
         self.paused.contains(&kind)
     }

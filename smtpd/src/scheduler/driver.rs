@@ -1,0 +1,756 @@
+//! The scheduler's driver: the task that owns the clock, the queue handle
+//! and the [`Ramqueue`], and turns due envelopes into deliveries, retries,
+//! bounces and deletions.
+//!
+//! At start it walks every envelope of the queue (`envelope walk`), so
+//! that whatever was acknowledged before a restart or a `kill -9` is
+//! tried again; a message without envelopes left is deleted. Then it
+//! waits for the earliest of: envelopes committed by intake
+//! ([`Handle::committed`]), a control request, a delivery that ended, or
+//! the next time something is due. Due envelopes are handed out by
+//! [`Ramqueue::due`]:
+//!
+//! - local ones (`mda`) go to [`LocalAgent`], at most `mda limit
+//!   max-session` at a time; delivered means deleted from the queue (the
+//!   writers fsync first); a temporary failure updates the envelope (retry
+//!   counter, last try, error line) and schedules the next attempt, with a
+//!   delay warning when a `bounce warn-interval` threshold is crossed; a
+//!   permanent failure or a loop turns the envelope into a bounce;
+//! - bounces are written (RFC 3464, [`super::bounce`]) and injected as a
+//!   new message from the null sender to the original sender, its
+//!   recipients expanded as a local submission;
+//! - expired envelopes are bounced, removed ones deleted;
+//! - relayed ones (`mta`) wait: relaying is not built yet, so each attempt
+//!   is a temporary failure until the envelope expires and bounces.
+//!
+//! Nothing is delivered twice within one run: an envelope is in flight at
+//! most once, and deleted before its delivery is reported. After a crash
+//! between a delivery and the deletion, the envelope is delivered again
+//! after restart (at least once, as in every MTA).
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+
+use super::bounce::{self, bounce_envelope, mark_expired, mark_loop};
+use super::retry::{DeliveryType, RetryPolicy};
+use super::state::{EnvelopeState, Job, Outcome, Ramqueue, Target, Task};
+use crate::config::Config;
+use crate::delivery::expand::{Delivery, Expander, SystemFiles};
+use crate::delivery::local::{self, LocalAgent, LocalResult, MBOXFILE_EXEC};
+use crate::delivery::expand::MdaExec;
+use crate::queue::envelope::{Bounce, Envelope, Flags, Kind, MailAddr, Mda, Notify, Source, Status};
+use crate::queue::{self, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
+use crate::rules::{self, Address};
+use crate::table::Tables;
+
+/// How long a stopping driver waits for deliveries in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The error line of relayed envelopes until relaying exists.
+const NO_RELAY: &str = "451 4.3.0 Relaying is not available on this server";
+
+/// A request to the driver.
+enum Request {
+    /// Intake committed these envelopes.
+    Committed(Vec<(EvpId, Envelope)>),
+    /// An administrative command.
+    Control(Control, oneshot::Sender<Answer>),
+}
+
+/// An administrative command (`smtpctl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Try these envelopes now.
+    Schedule(Target),
+    /// Delete these envelopes without a bounce.
+    Remove(Target),
+    /// Hold these envelopes (`pause envelope`).
+    Suspend(Target),
+    /// Release held envelopes (`resume envelope`).
+    Resume(Target),
+    /// Stop starting deliveries of a kind (`pause mda`, `pause mta`).
+    Pause(DeliveryType),
+    /// Start them again.
+    Unpause(DeliveryType),
+    /// Every envelope the scheduler knows, with its state.
+    Show,
+    /// The counters.
+    Stats,
+}
+
+/// The answer to a [`Control`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// How many envelopes the command applied to.
+    Count(usize),
+    /// The envelopes and their states.
+    Envelopes(Vec<(EvpId, EnvelopeState)>),
+    /// The counters.
+    Stats(Stats),
+}
+
+/// The driver's counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Envelopes known now.
+    pub queued: usize,
+    /// Deliveries in flight now.
+    pub inflight: usize,
+    /// Delivered.
+    pub delivered: u64,
+    /// Temporary failures.
+    pub tempfail: u64,
+    /// Permanent failures (bounced).
+    pub permfail: u64,
+    /// Loops cut.
+    pub loops: u64,
+    /// Expired.
+    pub expired: u64,
+    /// Bounces injected.
+    pub bounced: u64,
+    /// Removed by an administrator.
+    pub removed: u64,
+}
+
+/// The way to the driver task.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Handle {
+    /// A handle and the receiving end a [`Driver`] runs on.
+    pub fn channel() -> (Self, Inbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, Inbox(rx))
+    }
+
+    /// Tells the scheduler that intake committed `envelopes`.
+    pub fn committed(&self, envelopes: Vec<(EvpId, Envelope)>) {
+        // A stopped scheduler finds them at the next start.
+        let _ = self.tx.send(Request::Committed(envelopes));
+    }
+
+    /// Runs an administrative command; `None` when the scheduler stopped.
+    pub async fn control(&self, control: Control) -> Option<Answer> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Control(control, tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The receiving end of a [`Handle`].
+pub struct Inbox(mpsc::UnboundedReceiver<Request>);
+
+/// What a finished delivery reports.
+struct Finished {
+    envelope: Envelope,
+    result: LocalResult,
+}
+
+/// The driver task's state.
+pub struct Driver {
+    config: Arc<Config>,
+    tables: Tables,
+    queue: Arc<dyn QueueBackend>,
+    agent: Arc<LocalAgent>,
+    ramqueue: Ramqueue,
+    policy: RetryPolicy,
+    /// Envelopes per message, so that the last deletion deletes it.
+    refs: HashMap<MsgId, usize>,
+    deliveries: JoinSet<(EvpId, Finished)>,
+    slots: Arc<Semaphore>,
+    stats: Stats,
+}
+
+impl Driver {
+    /// A driver over `queue`, delivering with `agent`.
+    pub fn new(
+        config: Arc<Config>,
+        tables: Tables,
+        queue: Arc<dyn QueueBackend>,
+        agent: LocalAgent,
+    ) -> Self {
+        let sessions = usize::try_from(config.mda.max_session).unwrap_or(50).max(1);
+        Self {
+            ramqueue: Ramqueue::from_config(&config),
+            policy: RetryPolicy::from_config(&config),
+            config,
+            tables,
+            queue,
+            agent: Arc::new(agent),
+            refs: HashMap::new(),
+            deliveries: JoinSet::new(),
+            slots: Arc::new(Semaphore::new(sessions)),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Loads the queue, then runs until `stop` resolves; deliveries in
+    /// flight get [`DRAIN_TIMEOUT`] to end.
+    pub async fn run(mut self, inbox: Inbox, stop: impl std::future::Future<Output = ()>) {
+        let Inbox(mut rx) = inbox;
+        self.load().await;
+        tokio::pin!(stop);
+        loop {
+            let now = unix_now();
+            for job in self.ramqueue.due(now) {
+                self.start(job, now).await;
+            }
+            let wakeup = self.ramqueue.next_wakeup(now);
+            let sleep = wakeup.map(until);
+            tokio::select! {
+                () = &mut stop => break,
+                request = rx.recv() => match request {
+                    Some(request) => self.request(request),
+                    None => break,
+                },
+                Some(done) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
+                    match done {
+                        Ok((evpid, finished)) => self.finish(evpid, finished).await,
+                        Err(e) => tracing::warn!("delivery task failed: {e}"),
+                    }
+                }
+                () = sleep_for(sleep) => {}
+            }
+        }
+        let drain = async {
+            while let Some(done) = self.deliveries.join_next().await {
+                if let Ok((evpid, finished)) = done {
+                    self.finish(evpid, finished).await;
+                }
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!("scheduler: deliveries still running at shutdown, retried at next start");
+        }
+    }
+
+    /// Schedules every envelope of the queue.
+    async fn load(&mut self) {
+        let mut after = EvpId::new(MsgId(0), 0);
+        let mut loaded = 0usize;
+        loop {
+            match self.queue.envelope_walk(after).await {
+                Ok(Some((evpid, bytes))) => {
+                    after = evpid;
+                    match Envelope::parse(&bytes, Some(evpid)) {
+                        Ok(envelope) => {
+                            self.insert(evpid, &envelope);
+                            loaded += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!("evp:{evpid}: unreadable envelope left in queue: {e}");
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("scheduler: envelope walk: {e}");
+                    break;
+                }
+            }
+        }
+        if loaded > 0 {
+            tracing::info!("scheduler: {loaded} envelope(s) loaded from the queue");
+        }
+    }
+
+    /// Adds an envelope to the scheduler.
+    fn insert(&mut self, evpid: EvpId, envelope: &Envelope) {
+        let action_ttl = RetryPolicy::action_ttl(&self.config, &envelope.dispatcher);
+        let sched = match self.policy.first_attempt(envelope, action_ttl) {
+            super::Next::Retry(at) | super::Next::Expire(at) => at,
+        };
+        let expire = self.policy.expiry(envelope, action_ttl);
+        match self
+            .ramqueue
+            .insert(evpid, DeliveryType::of(envelope), sched, expire)
+        {
+            Ok(()) => *self.refs.entry(evpid.msgid()).or_default() += 1,
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        match request {
+            Request::Committed(envelopes) => {
+                for (evpid, envelope) in envelopes {
+                    self.insert(evpid, &envelope);
+                }
+            }
+            Request::Control(control, reply) => {
+                let _ = reply.send(self.control(control));
+            }
+        }
+    }
+
+    fn control(&mut self, control: Control) -> Answer {
+        let q = &mut self.ramqueue;
+        match control {
+            Control::Schedule(target) => Answer::Count(q.schedule(target)),
+            Control::Remove(target) => Answer::Count(q.remove(target)),
+            Control::Suspend(target) => Answer::Count(q.suspend(target)),
+            Control::Resume(target) => Answer::Count(q.resume(target)),
+            Control::Pause(kind) => {
+                q.pause(kind);
+                Answer::Count(0)
+            }
+            Control::Unpause(kind) => {
+                q.unpause(kind);
+                Answer::Count(0)
+            }
+            Control::Show => Answer::Envelopes(q.list()),
+            Control::Stats => Answer::Stats(Stats {
+                queued: q.len(),
+                inflight: q.inflight(),
+                ..self.stats
+            }),
+        }
+    }
+
+    /// Loads an envelope for a job; `None` (logged) when it is gone.
+    async fn load_envelope(&self, evpid: EvpId) -> Result<Option<Envelope>, String> {
+        match self.queue.envelope_load(evpid).await {
+            Ok(Some(bytes)) => Envelope::parse(&bytes, Some(evpid))
+                .map(Some)
+                .map_err(|e| format!("unreadable envelope: {e}")),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn start(&mut self, job: Job, now: u64) {
+        let evpid = job.evpid;
+        let envelope = match self.load_envelope(evpid).await {
+            Ok(Some(envelope)) => envelope,
+            Ok(None) => {
+                tracing::warn!("evp:{evpid}: envelope vanished from the queue");
+                if let Task::Deliver(_) = job.task {
+                    let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
+                }
+                self.release(evpid.msgid()).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("evp:{evpid}: {e}");
+                if let Task::Deliver(kind) = job.task {
+                    self.retry_later(evpid, kind, now);
+                }
+                return;
+            }
+        };
+        match job.task {
+            Task::Remove => {
+                self.stats.removed += 1;
+                tracing::info!("evp:{evpid}: removed by the administrator");
+                self.delete(evpid).await;
+            }
+            Task::Expire => {
+                self.stats.expired += 1;
+                let mut envelope = envelope;
+                mark_expired(&mut envelope);
+                tracing::info!(
+                    "evp:{evpid}: expired, to=<{}>, result=PermFail stat=Envelope expired",
+                    envelope.dest
+                );
+                self.bounce(&envelope, Bounce::Failed, now).await;
+                self.delete(evpid).await;
+            }
+            Task::Deliver(DeliveryType::Mda) => {
+                let agent = Arc::clone(&self.agent);
+                let slots = Arc::clone(&self.slots);
+                self.deliveries.spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    let result = agent.deliver(&envelope).await;
+                    (evpid, Finished { envelope, result })
+                });
+            }
+            Task::Deliver(DeliveryType::Mta) => {
+                self.deliveries.spawn(async move {
+                    let result = LocalResult::Temporary(NO_RELAY.to_owned());
+                    (evpid, Finished { envelope, result })
+                });
+            }
+            Task::Deliver(DeliveryType::Bounce) => {
+                let outcome = match self.inject_bounce(&envelope, now).await {
+                    Ok(()) => {
+                        self.stats.bounced += 1;
+                        self.delete(evpid).await;
+                        Outcome::Ok
+                    }
+                    Err(Injection::Drop(reason)) => {
+                        tracing::warn!("evp:{evpid}: bounce to <{}> dropped: {reason}", envelope.sender);
+                        self.delete(evpid).await;
+                        Outcome::Permfail
+                    }
+                    Err(Injection::Retry(reason)) => {
+                        tracing::warn!("evp:{evpid}: bounce to <{}> delayed: {reason}", envelope.sender);
+                        self.tempfail(evpid, envelope, &reason, now).await;
+                        return;
+                    }
+                };
+                let _ = self.ramqueue.outcome(evpid, outcome);
+            }
+        }
+    }
+
+    /// Puts an envelope that could not be started back for later.
+    fn retry_later(&mut self, evpid: EvpId, kind: DeliveryType, now: u64) {
+        let at = now + kind.backoff_base();
+        let _ = self
+            .ramqueue
+            .outcome(evpid, Outcome::Tempfail(super::Next::Retry(at)));
+    }
+
+    async fn finish(&mut self, evpid: EvpId, finished: Finished) {
+        let Finished {
+            mut envelope,
+            result,
+        } = finished;
+        let now = unix_now();
+        let delay = now.saturating_sub(envelope.ctime);
+        let via = match &envelope.kind {
+            Kind::Mda(_) => "mda",
+            _ => "mta",
+        };
+        match result {
+            LocalResult::Delivered => {
+                self.stats.delivered += 1;
+                tracing::info!(
+                    "evp:{evpid}: delivery: Ok from=<{}> to=<{}> rcpt=<{}> via={via} delay={delay}s result=Ok",
+                    envelope.sender, envelope.dest, envelope.rcpt
+                );
+                envelope.set_errorline("Delivered");
+                envelope.status = Some(Status { class: 2, code: 0 });
+                self.bounce(&envelope, Bounce::Delivered, now).await;
+                self.delete(evpid).await;
+                let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
+            }
+            LocalResult::Temporary(reason) => {
+                tracing::info!(
+                    "evp:{evpid}: delivery: TempFail from=<{}> to=<{}> via={via} delay={delay}s result=TempFail stat={reason}",
+                    envelope.sender, envelope.dest
+                );
+                self.tempfail(evpid, envelope, &reason, now).await;
+            }
+            LocalResult::Permanent(reason) => {
+                self.stats.permfail += 1;
+                tracing::info!(
+                    "evp:{evpid}: delivery: PermFail from=<{}> to=<{}> via={via} delay={delay}s result=PermFail stat={reason}",
+                    envelope.sender, envelope.dest
+                );
+                envelope.set_errorline(&reason);
+                envelope.status = Some(Status { class: 5, code: 0 });
+                self.bounce(&envelope, Bounce::Failed, now).await;
+                self.delete(evpid).await;
+                let _ = self.ramqueue.outcome(evpid, Outcome::Permfail);
+            }
+            LocalResult::Loop => {
+                self.stats.loops += 1;
+                tracing::info!(
+                    "evp:{evpid}: delivery: Loop from=<{}> to=<{}> via={via} delay={delay}s result=Loop stat=Loop detected",
+                    envelope.sender, envelope.dest
+                );
+                mark_loop(&mut envelope);
+                self.bounce(&envelope, Bounce::Failed, now).await;
+                self.delete(evpid).await;
+                let _ = self.ramqueue.outcome(evpid, Outcome::Loop);
+            }
+        }
+    }
+
+    /// Records a temporary failure and schedules the next attempt.
+    async fn tempfail(&mut self, evpid: EvpId, mut envelope: Envelope, reason: &str, now: u64) {
+        self.stats.tempfail += 1;
+        envelope.retry = envelope.retry.saturating_add(1);
+        envelope.last_try = now;
+        envelope.set_errorline(reason);
+        envelope.status = Some(Status { class: 4, code: 0 });
+        let action_ttl = RetryPolicy::action_ttl(&self.config, &envelope.dispatcher);
+        let attempt = self.policy.next_attempt(&envelope, action_ttl, now);
+        if let Some(warning) = attempt.warning {
+            envelope.last_bounce = warning.last_bounce;
+            let report = Bounce::Delayed {
+                ttl: warning.ttl,
+                delay: warning.delay,
+            };
+            self.bounce(&envelope, report, now).await;
+        }
+        match envelope.to_bytes() {
+            Ok(bytes) => {
+                if let Err(e) = self.queue.envelope_update(evpid, &bytes).await {
+                    tracing::warn!("evp:{evpid}: cannot update envelope: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("evp:{evpid}: cannot write envelope: {e}"),
+        }
+        let _ = self.ramqueue.outcome(evpid, Outcome::Tempfail(attempt.next));
+    }
+
+    /// Queues a bounce envelope reporting `report` about `envelope`, on
+    /// the same message, when one is due at all.
+    async fn bounce(&mut self, envelope: &Envelope, report: Bounce, now: u64) {
+        let Ok(bounce) = bounce_envelope(envelope, report, now) else {
+            return;
+        };
+        let Some(msgid) = envelope.msgid() else {
+            return;
+        };
+        let bytes = match bounce.to_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("bounce envelope: {e}");
+                return;
+            }
+        };
+        match self.queue.envelope_create(msgid, &bytes).await {
+            Ok(evpid) => self.insert(evpid, &bounce),
+            Err(e) => tracing::warn!("msg:{msgid}: cannot queue bounce: {e}"),
+        }
+    }
+
+    /// Writes the notification of a bounce envelope and queues it as a
+    /// new message to the original sender.
+    async fn inject_bounce(&mut self, envelope: &Envelope, now: u64) -> Result<(), Injection> {
+        let msgid = envelope
+            .msgid()
+            .ok_or_else(|| Injection::Drop("envelope without id".to_owned()))?;
+        let groups = bounce::group([envelope]);
+        let Some(group) = groups.first() else {
+            return Err(Injection::Drop("nothing to report".to_owned()));
+        };
+        let original = self.read_original(msgid, group.returns_full_message()).await?;
+        let notification = group
+            .build(Cursor::new(original), now, rand_u64())
+            .map_err(|e| Injection::Retry(e.to_string()))?;
+        let recipient = local::address(&notification.recipient);
+        let deliveries = self.expand_local(&recipient).await?;
+        let new = self
+            .queue
+            .message_create()
+            .await
+            .map_err(|e| Injection::Retry(e.to_string()))?;
+        let result = self
+            .write_bounce(new, &notification.data, envelope, &notification.recipient, &deliveries, now)
+            .await;
+        match result {
+            Ok(created) => {
+                tracing::info!(
+                    "evp:{}: bounce: msg:{new} to=<{}> for {} envelope(s)",
+                    envelope.id.map(|id| id.to_string()).unwrap_or_default(),
+                    notification.recipient,
+                    created.len()
+                );
+                for (evpid, bounce) in created {
+                    self.insert(evpid, &bounce);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.queue.message_delete(new).await;
+                Err(Injection::Retry(e.to_string()))
+            }
+        }
+    }
+
+    async fn write_bounce(
+        &self,
+        msgid: MsgId,
+        data: &[u8],
+        original: &Envelope,
+        to: &MailAddr,
+        deliveries: &[Delivery],
+        now: u64,
+    ) -> Result<Vec<(EvpId, Envelope)>, queue::Error> {
+        let mut offset = 0u64;
+        for chunk in data.chunks(64 * 1024) {
+            self.queue.message_write(msgid, offset, chunk).await?;
+            offset += chunk.len() as u64;
+        }
+        let mut created = Vec::new();
+        for delivery in deliveries {
+            let mut envelope = self.delivery_envelope(delivery, original, to, now);
+            let bytes = envelope.to_bytes().map_err(|e| queue::Error::Task {
+                reason: format!("envelope: {e}"),
+            })?;
+            let evpid = self.queue.envelope_create(msgid, &bytes).await?;
+            envelope.id = Some(evpid);
+            created.push((evpid, envelope));
+        }
+        self.queue.message_commit(msgid, offset).await?;
+        Ok(created)
+    }
+
+    /// The envelope of a bounce message for one of its deliveries.
+    fn delivery_envelope(
+        &self,
+        delivery: &Delivery,
+        original: &Envelope,
+        to: &MailAddr,
+        now: u64,
+    ) -> Envelope {
+        let (action, dest, kind) = delivery_parts(delivery);
+        Envelope {
+            id: None,
+            dispatcher: self.config[action].name.clone(),
+            tag: String::new(),
+            kind,
+            smtpname: original.smtpname.clone(),
+            helo: original.smtpname.clone(),
+            hostname: "localhost".to_owned(),
+            username: String::new(),
+            errorline: String::new(),
+            source: Source::Local,
+            sender: MailAddr::default(),
+            rcpt: to.clone(),
+            dest: MailAddr {
+                user: dest.user,
+                domain: dest.domain,
+            },
+            ctime: now,
+            last_try: 0,
+            last_bounce: 0,
+            ttl: 0,
+            retry: 0,
+            flags: Flags {
+                authenticated: false,
+                bounce: true,
+                internal: true,
+            },
+            dsn_notify: Notify(0),
+            dsn_ret: None,
+            dsn_envid: String::new(),
+            dsn_orcpt: String::new(),
+            status: None,
+        }
+    }
+
+    /// The recipients a local submission to `recipient` expands to.
+    async fn expand_local(&self, recipient: &Address) -> Result<Vec<Delivery>, Injection> {
+        let envelope = rules::Envelope::new(rules::Source::Socket, Address::null(), recipient.clone());
+        let files = SystemFiles;
+        let expander = Expander::new(&self.config, &self.tables, &files);
+        expander.expand(&envelope).await.map_err(|failure| {
+            let reply = failure.reply(recipient);
+            if failure.temporary {
+                Injection::Retry(reply)
+            } else {
+                Injection::Drop(reply)
+            }
+        })
+    }
+
+    /// The original message, or its header block only.
+    async fn read_original(&self, msgid: MsgId, full: bool) -> Result<Vec<u8>, Injection> {
+        let mut data = Vec::new();
+        loop {
+            let chunk = self
+                .queue
+                .message_read(msgid, data.len() as u64, MAX_READ_LENGTH)
+                .await
+                .map_err(|e| Injection::Retry(e.to_string()))?
+                .ok_or_else(|| Injection::Drop(format!("message {msgid} is gone")))?;
+            if chunk.is_empty() {
+                return Ok(data);
+            }
+            data.extend_from_slice(&chunk);
+            if !full && data.windows(4).any(|w| w == b"\r\n\r\n") {
+                return Ok(data);
+            }
+        }
+    }
+
+    /// Deletes an envelope, and its message when it was the last.
+    async fn delete(&mut self, evpid: EvpId) {
+        if let Err(e) = self.queue.envelope_delete(evpid).await {
+            tracing::warn!("evp:{evpid}: cannot delete envelope: {e}");
+            return;
+        }
+        self.release(evpid.msgid()).await;
+    }
+
+    /// One envelope of `msgid` is gone; deletes the message after its last.
+    async fn release(&mut self, msgid: MsgId) {
+        let Some(count) = self.refs.get_mut(&msgid) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.refs.remove(&msgid);
+            if let Err(e) = self.queue.message_delete(msgid).await {
+                tracing::warn!("msg:{msgid}: cannot delete message: {e}");
+            }
+        }
+    }
+}
+
+/// Why a bounce could not be injected.
+enum Injection {
+    /// Try again later.
+    Retry(String),
+    /// Give up (nobody to send it to).
+    Drop(String),
+}
+
+/// The action, final address and envelope kind of an expanded delivery.
+pub fn delivery_parts(delivery: &Delivery) -> (crate::config::ActionId, Address, Kind) {
+    match delivery {
+        Delivery::Relay { action, dest, .. } => (*action, dest.clone(), Kind::Mta),
+        Delivery::Local {
+            action,
+            dest,
+            user,
+            subaddress,
+            exec,
+            ..
+        } => (
+            *action,
+            dest.clone(),
+            Kind::Mda(Mda {
+                exec: match exec {
+                    None => String::new(),
+                    Some(MdaExec::Command(command)) => command.clone(),
+                    Some(MdaExec::File(path)) => format!("{MBOXFILE_EXEC}{path}"),
+                },
+                subaddress: subaddress.clone(),
+                user: user.clone(),
+            }),
+        ),
+    }
+}
+
+/// The time left until the Unix second `at` begins.
+fn until(at: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(at).saturating_sub(now)
+}
+
+async fn sleep_for(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random number for MIME boundaries.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(unix_now());
+    hasher.finish()
+}
