@@ -5,6 +5,7 @@
 //! - [`table`]: the `Table` interface and its kinds (static, proc-exec).
 //! - [`control`]: the control socket that `smtpctl` speaks.
 //! - [`daemon`]: the running process: start-up, the control server, signals.
+//! - [`dns`]: the resolver: clients' reverse names, FCrDNS, MX and addresses.
 //! - [`intake`]: the SMTP listeners and sessions, into the queue.
 //! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
@@ -17,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod delivery;
+pub mod dns;
 pub mod intake;
 mod interfaces;
 pub mod proc;

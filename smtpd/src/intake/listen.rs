@@ -124,7 +124,14 @@ async fn serve(
     stream.set_nodelay(true)?;
     let ip = peer.ip().to_canonical();
     tracing::info!("connection from {} on port {}", ip, context.port());
-    let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip);
+    // Before the greeting, as OpenSMTPD: bounded in time, never an error.
+    let name = shared.resolver.peer_name(ip).await;
+    tracing::debug!(
+        "{ip} is {} (fcrdns {})",
+        name.rdns_or_unknown(),
+        name.fcrdns
+    );
+    let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip, name);
     let mut stream: BoxStream = Box::new(stream);
     if context.smtps() {
         stream = handler.accept_tls(stream).await?;

@@ -1,12 +1,16 @@
 //! The harness the daemon's end-to-end tests share: a scratch directory and
 //! a running `smtpd` whose log a thread collects, waited on by log lines and
 //! bounded deadlines (never by sleeping), killed when the test ends and its
-//! log printed when the test failed.
+//! log printed when the test failed. Every daemon it starts asks only the
+//! tests' own nameserver on 127.0.0.1 (`dns.rs`), never the machine's.
 
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod dns;
+
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -52,15 +56,27 @@ impl Drop for Scratch {
     }
 }
 
-/// `smtpd -d -f CONFIG --data-dir DIR/data`, with its control socket in
-/// `DIR` when root (whose default, /var/run/smtpd.sock, tests must not share).
+/// `smtpd -d -f CONFIG --data-dir DIR/data --nameserver ADDR`, asking the
+/// test nameserver ([`dns::shared`]), with its control socket in `DIR` when
+/// root (whose default, /var/run/smtpd.sock, tests must not share).
 pub(crate) fn smtpd_command(dir: &Scratch, config: &Path) -> Command {
+    smtpd_command_asking(dir, config, dns::shared().addr)
+}
+
+/// [`smtpd_command`] asking the nameserver at `nameserver` instead.
+pub(crate) fn smtpd_command_asking(
+    dir: &Scratch,
+    config: &Path,
+    nameserver: SocketAddr,
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpd"));
     cmd.arg("-d")
         .arg("-f")
         .arg(config)
         .arg("--data-dir")
-        .arg(dir.0.join("data"));
+        .arg(dir.0.join("data"))
+        .arg("--nameserver")
+        .arg(nameserver.to_string());
     if is_root() {
         cmd.arg("--control-socket").arg(dir.0.join("smtpd.sock"));
     }
