@@ -4,8 +4,9 @@
 //! `fcrdns` conditions of filters), and the MX and address lookups of
 //! relaying.
 //!
-//! [`Resolver`] wraps `hickory-resolver` over plain DNS (UDP, TCP when an
-//! answer is truncated), configured only by [`Settings`] (`settings.rs`):
+//! [`Resolver`] (`resolver.rs`) asks through `hickory-resolver`'s
+//! nameserver pool over plain DNS (UDP with EDNS0, TCP when an answer is
+//! truncated), configured only by [`Settings`] (`settings.rs`):
 //! the nameservers and options of `/etc/resolv.conf`, of another file
 //! (`smtpd --resolv-conf PATH`), or the nameservers named with `smtpd
 //! --nameserver IP[:PORT]` (repeatable; they replace the file's). Nothing
