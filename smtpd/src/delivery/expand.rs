@@ -488,7 +488,7 @@ impl Session<'_, '_> {
                     .map_or_else(|| name.clone(), |(base, _)| base.to_owned())
             }
             None => {
-                tracing::warn!("expansion: {exec:?} runs as {UNPRIVILEGED_USER}");
+                tracing::debug!("expansion: {exec:?} runs as {UNPRIVILEGED_USER}");
                 UNPRIVILEGED_USER.to_owned()
             }
         };

@@ -153,7 +153,8 @@ impl LocalAgent {
         if let Method::Write(Write::Maildir { extension, .. }) = &mut method {
             *extension = Some(mda.subaddress.clone()).filter(|s| !s.is_empty());
         }
-        let prefix = message::delivery_headers(&envelope.sender.to_string(), &rcpt.to_string());
+        let sender_text = text(&envelope.sender);
+        let prefix = message::delivery_headers(&sender_text, &rcpt.to_string());
         let reader = message::reader(Arc::clone(&self.queue), msgid, prefix);
         let env = MdaEnvironment {
             domain: envelope.rcpt.domain.clone(),
@@ -162,7 +163,7 @@ impl LocalAgent {
             recipient: dest.clone(),
             local: envelope.rcpt.user.clone(),
             user: target.info.username.clone(),
-            sender: envelope.sender.to_string(),
+            sender: sender_text.clone(),
             extension: mda.subaddress.clone(),
         };
         match method {
@@ -180,10 +181,13 @@ impl LocalAgent {
                 };
                 mda_result(mda::run(&run, reader).await)
             }
-            Method::Lmtp { destination, rcpt_to } => {
+            Method::Lmtp {
+                destination,
+                rcpt_to,
+            } => {
                 let lmtp_envelope = LmtpEnvelope {
                     lhlo: "localhost".to_owned(),
-                    sender: envelope.sender.to_string(),
+                    sender: sender_text.clone(),
                     recipient: if rcpt_to {
                         dest.clone()
                     } else {
@@ -200,7 +204,7 @@ impl LocalAgent {
                 if self.settings.root {
                     self.write_as(&write, &target, env, reader).await
                 } else {
-                    write_here(write, &envelope.sender.to_string(), &self.settings, reader).await
+                    write_here(write, &sender_text, &self.settings, reader).await
                 }
             }
         }
@@ -238,12 +242,7 @@ impl LocalAgent {
     }
 
     async fn userinfo(&self, table: TableId, user: &str) -> Result<UserInfo, LocalResult> {
-        match self
-            .tables
-            .get(table)
-            .lookup(Service::Userinfo, user)
-            .await
-        {
+        match self.tables.get(table).lookup(Service::Userinfo, user).await {
             Ok(Some(value)) => UserInfo::parse(user, &value).ok_or_else(|| {
                 LocalResult::Temporary(format!("invalid userinfo for {user:?}: {value:?}"))
             }),
@@ -444,6 +443,15 @@ fn mda_result(outcome: MdaOutcome) -> LocalResult {
         MdaOutcome::Delivered => LocalResult::Delivered,
         MdaOutcome::Temporary(reason) => LocalResult::Temporary(reason),
         MdaOutcome::Permanent(reason) => LocalResult::Permanent(reason),
+    }
+}
+
+/// An address as text: empty for the null sender.
+pub fn text(addr: &MailAddr) -> String {
+    if addr.user.is_empty() && addr.domain.is_empty() {
+        String::new()
+    } else {
+        addr.to_string()
     }
 }
 

@@ -40,10 +40,12 @@ use super::bounce::{self, bounce_envelope, mark_expired, mark_loop};
 use super::retry::{DeliveryType, RetryPolicy};
 use super::state::{EnvelopeState, Job, Outcome, Ramqueue, Target, Task};
 use crate::config::Config;
+use crate::delivery::expand::MdaExec;
 use crate::delivery::expand::{Delivery, Expander, SystemFiles};
 use crate::delivery::local::{self, LocalAgent, LocalResult, MBOXFILE_EXEC};
-use crate::delivery::expand::MdaExec;
-use crate::queue::envelope::{Bounce, Envelope, Flags, Kind, MailAddr, Mda, Notify, Source, Status};
+use crate::queue::envelope::{
+    Bounce, Envelope, Flags, Kind, MailAddr, Mda, Notify, Source, Status,
+};
 use crate::queue::{self, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
 use crate::rules::{self, Address};
 use crate::table::Tables;
@@ -227,7 +229,9 @@ impl Driver {
             }
         };
         if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
-            tracing::warn!("scheduler: deliveries still running at shutdown, retried at next start");
+            tracing::warn!(
+                "scheduler: deliveries still running at shutdown, retried at next start"
+            );
         }
     }
 
@@ -385,12 +389,18 @@ impl Driver {
                         Outcome::Ok
                     }
                     Err(Injection::Drop(reason)) => {
-                        tracing::warn!("evp:{evpid}: bounce to <{}> dropped: {reason}", envelope.sender);
+                        tracing::warn!(
+                            "evp:{evpid}: bounce to <{}> dropped: {reason}",
+                            envelope.sender
+                        );
                         self.delete(evpid).await;
                         Outcome::Permfail
                     }
                     Err(Injection::Retry(reason)) => {
-                        tracing::warn!("evp:{evpid}: bounce to <{}> delayed: {reason}", envelope.sender);
+                        tracing::warn!(
+                            "evp:{evpid}: bounce to <{}> delayed: {reason}",
+                            envelope.sender
+                        );
                         self.tempfail(evpid, envelope, &reason, now).await;
                         return;
                     }
@@ -424,18 +434,20 @@ impl Driver {
                 self.stats.delivered += 1;
                 tracing::info!(
                     "evp:{evpid}: delivery: Ok from=<{}> to=<{}> rcpt=<{}> via={via} delay={delay}s result=Ok",
-                    envelope.sender, envelope.dest, envelope.rcpt
+                    local::text(&envelope.sender), envelope.dest, envelope.rcpt
                 );
                 envelope.set_errorline("Delivered");
                 envelope.status = Some(Status { class: 2, code: 0 });
-                self.bounce(&envelope, Bounce::Delivered, now).await;
+                if envelope.dsn_notify.0 & Notify::SUCCESS != 0 {
+                    self.bounce(&envelope, Bounce::Delivered, now).await;
+                }
                 self.delete(evpid).await;
                 let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
             }
             LocalResult::Temporary(reason) => {
                 tracing::info!(
                     "evp:{evpid}: delivery: TempFail from=<{}> to=<{}> via={via} delay={delay}s result=TempFail stat={reason}",
-                    envelope.sender, envelope.dest
+                    local::text(&envelope.sender), envelope.dest
                 );
                 self.tempfail(evpid, envelope, &reason, now).await;
             }
@@ -443,7 +455,7 @@ impl Driver {
                 self.stats.permfail += 1;
                 tracing::info!(
                     "evp:{evpid}: delivery: PermFail from=<{}> to=<{}> via={via} delay={delay}s result=PermFail stat={reason}",
-                    envelope.sender, envelope.dest
+                    local::text(&envelope.sender), envelope.dest
                 );
                 envelope.set_errorline(&reason);
                 envelope.status = Some(Status { class: 5, code: 0 });
@@ -455,7 +467,7 @@ impl Driver {
                 self.stats.loops += 1;
                 tracing::info!(
                     "evp:{evpid}: delivery: Loop from=<{}> to=<{}> via={via} delay={delay}s result=Loop stat=Loop detected",
-                    envelope.sender, envelope.dest
+                    local::text(&envelope.sender), envelope.dest
                 );
                 mark_loop(&mut envelope);
                 self.bounce(&envelope, Bounce::Failed, now).await;
@@ -490,7 +502,9 @@ impl Driver {
             }
             Err(e) => tracing::warn!("evp:{evpid}: cannot write envelope: {e}"),
         }
-        let _ = self.ramqueue.outcome(evpid, Outcome::Tempfail(attempt.next));
+        let _ = self
+            .ramqueue
+            .outcome(evpid, Outcome::Tempfail(attempt.next));
     }
 
     /// Queues a bounce envelope reporting `report` about `envelope`, on
@@ -525,7 +539,9 @@ impl Driver {
         let Some(group) = groups.first() else {
             return Err(Injection::Drop("nothing to report".to_owned()));
         };
-        let original = self.read_original(msgid, group.returns_full_message()).await?;
+        let original = self
+            .read_original(msgid, group.returns_full_message())
+            .await?;
         let notification = group
             .build(Cursor::new(original), now, rand_u64())
             .map_err(|e| Injection::Retry(e.to_string()))?;
@@ -537,7 +553,14 @@ impl Driver {
             .await
             .map_err(|e| Injection::Retry(e.to_string()))?;
         let result = self
-            .write_bounce(new, &notification.data, envelope, &notification.recipient, &deliveries, now)
+            .write_bounce(
+                new,
+                &notification.data,
+                envelope,
+                &notification.recipient,
+                &deliveries,
+                now,
+            )
             .await;
         match result {
             Ok(created) => {
@@ -633,7 +656,8 @@ impl Driver {
 
     /// The recipients a local submission to `recipient` expands to.
     async fn expand_local(&self, recipient: &Address) -> Result<Vec<Delivery>, Injection> {
-        let envelope = rules::Envelope::new(rules::Source::Socket, Address::null(), recipient.clone());
+        let envelope =
+            rules::Envelope::new(rules::Source::Socket, Address::null(), recipient.clone());
         let files = SystemFiles;
         let expander = Expander::new(&self.config, &self.tables, &files);
         expander.expand(&envelope).await.map_err(|failure| {
