@@ -6,6 +6,7 @@
 //! - [`control`]: the control socket that `smtpctl` speaks.
 //! - [`daemon`]: the running process: start-up, the control server, signals.
 //! - [`dns`]: the resolver: clients' reverse names, FCrDNS, MX and addresses.
+//! - [`enqueue`]: `sendmail`, `mailq`, `newaliases`: local submission.
 //! - [`intake`]: the SMTP listeners and sessions, into the queue.
 //! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
@@ -19,6 +20,7 @@ pub mod control;
 pub mod daemon;
 pub mod delivery;
 pub mod dns;
+pub mod enqueue;
 pub mod intake;
 mod interfaces;
 pub mod proc;

@@ -7,6 +7,10 @@
 //! places it (`smtpd::control::socket_path`). `encrypt [STRING]` needs no
 //! daemon: it prints a bcrypt hash of STRING, or of each line of standard
 //! input. Exit status 0 when the command succeeded, 1 otherwise.
+//!
+//! Run as `sendmail`, `send-mail`, `newaliases` or `makemap` (a link to
+//! this binary), it is that program (`smtpd::enqueue`); run as `mailq`, it
+//! is `smtpctl show queue` on the socket `smtpd::enqueue::Paths` finds.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -16,6 +20,7 @@ use clap::Parser;
 use smtpd::control::client::Client;
 use smtpd::control::command::{self, Command, CommandError};
 use smtpd::control::output::{self, Output};
+use smtpd::enqueue::{self, Program};
 
 /// Control a running smtpd.
 #[derive(Debug, Parser)]
@@ -44,12 +49,38 @@ fn after_help() -> String {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let argv0 = argv.first().map_or("smtpctl", String::as_str);
+    if let Some(status) = enqueue::run(argv0, argv.get(1..).unwrap_or_default()) {
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
+    let args = match Program::of(argv0) {
+        Program::Mailq => match mailq() {
+            Some(args) => args,
+            None => return ExitCode::from(1),
+        },
+        _ => Args::parse(),
+    };
     let out = run(&args);
     // Output errors (a closed pipe) change nothing the daemon did.
     let _ = std::io::stdout().write_all(out.stdout.as_bytes());
     let _ = std::io::stderr().write_all(out.stderr.as_bytes());
     ExitCode::from(out.status)
+}
+
+/// `mailq`: `show queue`, when this smtpctl has it.
+fn mailq() -> Option<Args> {
+    if command::parse(&["show", "queue"]).is_err() {
+        eprintln!("mailq: this smtpctl has no `show queue` command yet");
+        return None;
+    }
+    Some(Args {
+        socket: Some(enqueue::Paths::from_env().socket),
+        data_dir: PathBuf::from(smtpd::control::DEFAULT_DATA_DIR),
+        words: vec!["show".to_owned(), "queue".to_owned()],
+    })
 }
 
 fn run(args: &Args) -> Output {

@@ -69,6 +69,12 @@ impl Client {
         })
     }
 
+    /// The connection's halves, with what was read but not consumed (a
+    /// local session's greeting may follow its answer at once).
+    pub(super) fn into_parts(self) -> (BufReader<UnixStream>, UnixStream) {
+        (self.reader, self.writer)
+    }
+
     /// Sends `request` and returns every answer line, the final one last.
     pub fn request(&mut self, request: &Request) -> Result<Vec<Answer>, ClientError> {
         self.writer

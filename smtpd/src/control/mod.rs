@@ -7,12 +7,16 @@
 //! - `client.rs`, `command.rs`, `output.rs` and `listing.rs`: smtpctl's
 //!   end (blocking client, OpenSMTPD-style command words, what is printed
 //!   for each answer, the `show tables` columns).
+//! - `enqueue.rs`: both ends of local submission: `sendmail` asks for an
+//!   SMTP session and the connection becomes one, run by the socket
+//!   listener ([`crate::intake::LocalListener`]).
 //!
 //! Where the socket lives is decided here for both ends:
 //! [`socket_path`].
 
 pub mod client;
 pub mod command;
+pub mod enqueue;
 pub mod listing;
 pub mod output;
 pub mod protocol;

@@ -58,14 +58,18 @@ pub enum Request {
         /// The key.
         key: String,
     },
+    /// `sendmail`: an SMTP session of the socket listener. After the
+    /// `succeeded` answer the connection speaks SMTP (see
+    /// `crate::control::enqueue`).
+    SmtpSession,
 }
 
 impl Request {
     /// Whether only root and the daemon's own user may send it: requests
     /// that change state, and those that reveal table content (which may
-    /// hold credentials).
+    /// hold credentials). Anyone may submit mail.
     pub fn is_privileged(&self) -> bool {
-        !matches!(self, Self::ShowTables)
+        !matches!(self, Self::ShowTables | Self::SmtpSession)
     }
 }
 
@@ -278,8 +282,13 @@ mod tests {
     }
 
     #[test]
-    fn only_show_tables_is_unprivileged() {
+    fn only_show_tables_and_submission_are_unprivileged() {
         assert!(!Request::ShowTables.is_privileged());
+        assert!(!Request::SmtpSession.is_privileged());
+        assert_eq!(
+            encode(&Request::SmtpSession),
+            "{\"command\":\"smtp-session\"}\n"
+        );
         assert!(Request::UpdateTable { name: "t".into() }.is_privileged());
     }
 }

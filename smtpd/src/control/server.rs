@@ -22,7 +22,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
+use super::enqueue;
 use super::protocol::{self, Answer, Request, TableStatus, MAX_LINE};
+use crate::intake::LocalListener;
 use crate::table::Tables;
 
 /// How long a connection may stay silent before the daemon closes it.
@@ -109,6 +111,9 @@ pub struct Context {
     /// The daemon's effective uid: peers running as it (or as root) may
     /// send privileged requests.
     pub daemon_uid: u32,
+    /// The socket listener, which runs the sessions `sendmail` asks for
+    /// (`None`: submissions are refused).
+    pub local: Option<LocalListener>,
 }
 
 /// Serves the socket until `shutdown` completes, then closes it (removing
@@ -151,6 +156,9 @@ async fn serve(stream: UnixStream, context: Arc<Context>) {
             Ok(None) | Err(_) => return,
         };
         let answers = match protocol::decode::<Request>(&line) {
+            Ok(Request::SmtpSession) => {
+                return enqueue::serve_session(lines, out, peer_uid, &context).await;
+            }
             Ok(request) if request.is_privileged() && !privileged => {
                 tracing::warn!(uid = ?peer_uid, "control: {request:?} refused: not root");
                 vec![Answer::Denied]
@@ -185,6 +193,7 @@ async fn answer(context: &Context, request: Request) -> Vec<Answer> {
         Request::UpdateTable { name }
         | Request::CheckTable { name, .. }
         | Request::LookupTable { name, .. } => name,
+        Request::SmtpSession => return no_session(),
     };
     let Some(table) = tables.by_name(name) else {
         tracing::warn!("control: no table named \"{name}\"");
@@ -194,6 +203,7 @@ async fn answer(context: &Context, request: Request) -> Vec<Answer> {
     };
     let result = match &request {
         Request::ShowTables => return show_tables(tables),
+        Request::SmtpSession => return no_session(),
         Request::UpdateTable { name } => match table.update().await {
             Ok(()) => {
                 tracing::info!("table \"{name}\" successfully updated");
@@ -219,6 +229,13 @@ async fn answer(context: &Context, request: Request) -> Vec<Answer> {
             reason: e.to_string(),
         }],
     }
+}
+
+/// `serve` hands sessions over before requests are answered.
+fn no_session() -> Vec<Answer> {
+    vec![Answer::Failed {
+        reason: "an SMTP session is not a request to answer".to_owned(),
+    }]
 }
 
 fn show_tables(tables: &Tables) -> Vec<Answer> {

@@ -17,6 +17,10 @@
 //! keep apart) and starts SMTP intake ([`crate::intake`]):
 //! every `listen on` address is bound and logged as `listening on
 //! ADDR:PORT`. At shutdown intake stops accepting before the tables stop.
+//! The control socket also hands local submissions (`sendmail`) to
+//! intake's socket listener, and the submissions left in the spool's
+//! `offline/` directory while no daemon ran are sent in the background
+//! once intake runs.
 //! The DNS resolver ([`crate::dns`]) is configured first, from
 //! `--resolv-conf` and `--nameserver` ([`Options`]), so that an unreadable
 //! resolv.conf stops the start before anything runs; intake looks up the
@@ -33,8 +37,9 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::control::{self, BindError, ControlSocket};
-use crate::dns;
 use crate::delivery::local::{self, LocalAgent, LocalSettings};
+use crate::dns;
+use crate::enqueue::offline::OFFLINE_DIR;
 use crate::intake;
 use crate::queue::{self, fs::FsQueue, QueueBackend};
 use crate::scheduler;
@@ -130,6 +135,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
             options.data_dir.join("spool")
         }
     };
+    let offline = spool.join(OFFLINE_DIR);
     let queue = match open_queue(spool).await {
         Ok(queue) => queue,
         Err(e) => {
@@ -173,7 +179,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         resolver,
         scheduler: scheduler.clone(),
     };
-    let intake = match intake::start(Arc::new(shared)).await {
+    let mut intake = match intake::start(Arc::new(shared)).await {
         Ok(intake) => intake,
         Err(e) => {
             let _ = stop_scheduler.send(());
@@ -183,9 +189,11 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         }
     };
     tracing::info!("listening on control socket {}", socket.path().display());
+    intake.drain_offline(offline);
     let context = control::Context {
         tables: tables.clone(),
         daemon_uid: control::effective_uid(),
+        local: Some(intake.local()),
     };
     control::run(socket, context, async {
         let signal = terminated.wait().await;

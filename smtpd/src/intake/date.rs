@@ -1,7 +1,7 @@
 //! The date of the `Received:` header, RFC 5322, in UTC.
 
 /// `Wed, 25 Nov 2026 16:01:14 +0000` for a Unix time.
-pub(super) fn rfc5322(unix: u64) -> String {
+pub(crate) fn rfc5322(unix: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -10,12 +10,13 @@
 //! drops the message and answers the queue's 4xx (452 for a full disk).
 
 use std::io;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+use super::headers::MissingHeaders;
+use super::source::Source;
 use super::{date, Error, Shared};
 use crate::config::{Listener, ListenerTls};
 use crate::delivery::expand::{Delivery, Expander, Failure, SystemFiles};
@@ -27,7 +28,7 @@ use crate::scheduler::driver;
 use crate::smtp::conn::{BoxStream, Handler};
 use crate::smtp::tls::ServerTls;
 use crate::smtp::{
-    credentials, AuthMode, Credentials, Enhanced, Limits, MailFrom, Mailbox, Notify, Peer, RcptTo,
+    credentials, AuthMode, Credentials, Enhanced, Limits, MailFrom, Mailbox, Notify, RcptTo,
     Received, Reply, Ret, ReversePath, Session, SessionConfig, TlsInfo, TlsMode, Transaction,
 };
 use crate::table::Service;
@@ -43,6 +44,9 @@ pub struct ListenerContext {
     listener: Listener,
     session: Arc<SessionConfig>,
     tls: Option<ServerTls>,
+    /// The socket listener: messages get missing `Date:` and
+    /// `Message-ID:` headers.
+    local: bool,
 }
 
 impl ListenerContext {
@@ -85,7 +89,16 @@ impl ListenerContext {
             listener: listener.clone(),
             session: Arc::new(session),
             tls,
+            local: false,
         })
+    }
+
+    /// This context as the socket listener's: sessions count as
+    /// authenticated, messages get missing `Date:` and `Message-ID:`.
+    pub(super) fn into_local(mut self) -> Self {
+        Arc::make_mut(&mut self.session).local = true;
+        self.local = true;
+        self
     }
 
     /// The settings of every session of this listener.
@@ -119,13 +132,15 @@ struct Message {
     msgid: MsgId,
     buffer: Vec<u8>,
     written: u64,
+    /// On the socket listener: what the header section lacks.
+    headers: Option<MissingHeaders>,
 }
 
 /// One session's link to the rules, the queue, TLS and credentials.
 pub struct IntakeHandler {
     shared: Arc<Shared>,
     context: Arc<ListenerContext>,
-    peer: IpAddr,
+    source: Source,
     /// The client's reverse name, looked up at connection.
     peer_name: PeerName,
     tls: Option<TlsInfo>,
@@ -137,18 +152,18 @@ pub struct IntakeHandler {
 }
 
 impl IntakeHandler {
-    /// A handler for a session from `peer`, named `peer_name` in DNS, on
-    /// the listener of `context`.
+    /// A handler for a session from `peer` (an address or a local user),
+    /// named `peer_name` in DNS, on the listener of `context`.
     pub fn new(
         shared: Arc<Shared>,
         context: Arc<ListenerContext>,
-        peer: IpAddr,
+        peer: impl Into<Source>,
         peer_name: PeerName,
     ) -> Self {
         Self {
             shared,
             context,
-            peer,
+            source: peer.into(),
             peer_name,
             tls: None,
             facts: Facts::default(),
@@ -187,7 +202,7 @@ impl IntakeHandler {
         rcpt: &Mailbox,
     ) -> rules::Envelope {
         let mut envelope = rules::Envelope::new(
-            rules::Source::Ip(self.peer),
+            self.source.rules(),
             match &mail.sender {
                 ReversePath::Null => Address::null(),
                 ReversePath::Mailbox(m) => mailbox_address(m),
@@ -195,7 +210,7 @@ impl IntakeHandler {
             mailbox_address(rcpt),
         );
         envelope.helo = session.helo().map(ToString::to_string).unwrap_or_default();
-        envelope.auth_user = session.user().map(str::to_owned);
+        envelope.auth_user = self.facts.user.clone();
         envelope.tls = session.is_tls();
         envelope.tag.clone_from(&self.context.listener.tag);
         envelope
@@ -250,10 +265,7 @@ impl IntakeHandler {
             ReversePath::Mailbox(m) => mail_addr(m),
         };
         let rcpt_addr = mail_addr(&rcpt.recipient);
-        let source = match self.peer {
-            IpAddr::V4(v4) => qenv::Source::V4(v4),
-            IpAddr::V6(v6) => qenv::Source::V6(v6),
-        };
+        let source = self.source.queue();
         qenv::Envelope {
             id: None,
             dispatcher: action.name.clone(),
@@ -333,7 +345,10 @@ impl Handler for IntakeHandler {
         self.facts = Facts {
             helo: session.helo().map(ToString::to_string).unwrap_or_default(),
             esmtp: session.is_esmtp(),
-            user: session.user().map(str::to_owned),
+            // A local session is its user's, not `local`.
+            user: (self.source.local_user())
+                .or_else(|| session.user())
+                .map(str::to_owned),
             tls: session.is_tls(),
         };
         Ok(())
@@ -367,11 +382,14 @@ impl Handler for IntakeHandler {
             msgid,
             buffer: Vec::with_capacity(CHUNK + 1024),
             written: 0,
+            headers: (self.context.local).then(|| {
+                MissingHeaders::new(&self.context.session.hostname, date::rfc5322(unix_now()))
+            }),
         });
         let received = Received {
             helo: self.facts.helo.clone(),
             rdns: self.peer_name.rdns_or_unknown().to_owned(),
-            peer: Peer::Ip(self.peer),
+            peer: self.source.peer(),
             hostname: self.context.session.hostname.clone(),
             mask_source: self.context.listener.mask_src,
             esmtp: self.facts.esmtp,
@@ -395,6 +413,15 @@ impl Handler for IntakeHandler {
     }
 
     async fn data_line(&mut self, line: &[u8]) -> Result<(), Reply> {
+        let added = match self.message.as_mut().and_then(|m| m.headers.as_mut()) {
+            Some(headers) => headers.before(line),
+            None => Vec::new(),
+        };
+        for header in added {
+            self.push_line(header.as_bytes())
+                .await
+                .map_err(|e| queue_reply(&e))?;
+        }
         self.push_line(line).await.map_err(|e| queue_reply(&e))
     }
 
@@ -407,18 +434,28 @@ impl Handler for IntakeHandler {
     }
 
     async fn commit(&mut self, tx: &Transaction, _size: u64) -> Result<String, Reply> {
+        let added = match self.message.as_mut().and_then(|m| m.headers.as_mut()) {
+            Some(headers) => headers.at_end(),
+            None => Vec::new(),
+        };
+        for header in added {
+            if let Err(e) = self.push_line(header.as_bytes()).await {
+                self.abort_message().await;
+                return Err(queue_reply(&e));
+            }
+        }
         match self.finish(tx).await {
             Ok(msgid) => {
                 self.message = None;
                 tracing::info!(
                     "message {msgid} accepted from {} for {} recipient(s)",
-                    self.peer,
+                    self.source,
                     tx.recipients.len()
                 );
                 Ok(msgid.to_string())
             }
             Err(e) => {
-                tracing::warn!("message from {}: {e}", self.peer);
+                tracing::warn!("message from {}: {e}", self.source);
                 self.abort_message().await;
                 Err(queue_reply(&e))
             }
@@ -480,17 +517,24 @@ fn expansion_reply(failure: &Failure, rcpt: &str) -> Reply {
         _ => (None, rest),
     };
     let class = u8::try_from(code / 100).unwrap_or(5);
-    let enhanced = enhanced.unwrap_or(Enhanced::new(class, 0, 0));
+    let enhanced = enhanced.unwrap_or_else(|| Enhanced::new(class, 0, 0));
     Reply::new(code, enhanced, &format!("{text}: <{rcpt}>"))
 }
 
 /// An enhanced status code `X.Y.Z`.
 fn parse_enhanced(text: &str) -> Option<Enhanced> {
     let mut parts = text.split('.');
-    let class = parts.next()?.parse::<u8>().ok().filter(|c| (2..=5).contains(c))?;
+    let class = parts
+        .next()?
+        .parse::<u8>()
+        .ok()
+        .filter(|c| (2..=5).contains(c))?;
     let subject = parts.next()?.parse::<u16>().ok()?;
     let detail = parts.next()?.parse::<u16>().ok()?;
-    parts.next().is_none().then(|| Enhanced::new(class, subject, detail))
+    parts
+        .next()
+        .is_none()
+        .then(|| Enhanced::new(class, subject, detail))
 }
 
 /// The reply for a queue failure: 452 for a full disk, else 451.

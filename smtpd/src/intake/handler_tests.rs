@@ -190,7 +190,7 @@ impl Fixture {
         let mut handler = IntakeHandler::new(
             Arc::clone(&self.shared),
             Arc::clone(&context),
-            peer.parse().unwrap(),
+            peer.parse::<std::net::IpAddr>().unwrap(),
             PeerName::unknown(),
         );
         let session = Session::new(context.session_config(), &format!("[{peer}]"));

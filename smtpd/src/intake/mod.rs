@@ -11,6 +11,13 @@
 //! queue's commit returned, with one envelope per accepted recipient.
 //! `date.rs` formats the header's date.
 //!
+//! The socket listener (`local.rs`, `listen on socket`) has no socket of
+//! its own: its sessions come from the control socket, where `sendmail`
+//! asks for one ([`crate::control`]), and from the offline queue, drained
+//! at start (`offline.rs`). Their [`Source`] is a local user (`source.rs`:
+//! the one client type for rules, envelopes and headers), and their
+//! messages get missing `Date:` and `Message-ID:` headers (`headers.rs`).
+//!
 //! Before the greeting, each session looks up its client's reverse name
 //! and FCrDNS once with [`Shared::resolver`] ([`crate::dns`], bounded in
 //! time); the name goes into the `Received:` header and each envelope's
@@ -20,11 +27,16 @@
 //! system accounts (a listener's `auth` without a table refuses every
 //! login).
 
-mod date;
+pub(crate) mod date;
 mod handler;
+mod headers;
 mod listen;
+mod local;
+mod offline;
+mod source;
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -37,6 +49,8 @@ use crate::table::Tables;
 
 pub use handler::IntakeHandler;
 pub use listen::resolve;
+pub use local::LocalListener;
+pub use source::Source;
 
 /// What every session of the daemon shares.
 pub struct Shared {
@@ -85,22 +99,36 @@ pub enum Error {
     },
 }
 
-/// The running intake: its accept loops.
+/// The running intake: its accept loops, and the socket listener.
 pub struct Intake {
     loops: JoinSet<()>,
+    local: LocalListener,
 }
 
 /// Binds every listener of `shared.config` and starts accepting.
 pub async fn start(shared: Arc<Shared>) -> Result<Intake, Error> {
+    let local = LocalListener::new(Arc::clone(&shared))?;
     let bound = listen::bind_all(&shared).await?;
     let mut loops = JoinSet::new();
     for (socket, listener) in bound {
         loops.spawn(listen::accept_loop(socket, listener, Arc::clone(&shared)));
     }
-    Ok(Intake { loops })
+    Ok(Intake { loops, local })
 }
 
 impl Intake {
+    /// The socket listener, for the sessions `sendmail` asks the control
+    /// socket for.
+    pub fn local(&self) -> LocalListener {
+        self.local.clone()
+    }
+
+    /// Sends, in the background, the submissions left in the offline
+    /// directory `dir` (created if missing) while the daemon was down.
+    pub fn drain_offline(&mut self, dir: PathBuf) {
+        self.loops.spawn(offline::drain(dir, self.local()));
+    }
+
     /// Stops accepting connections (sessions in progress are dropped with
     /// the runtime).
     pub async fn stop(mut self) {

@@ -114,6 +114,7 @@ impl Harness {
         let context = Context {
             tables: Tables::new(tables),
             daemon_uid,
+            local: None,
         };
         let server = tokio::spawn(run(socket, context, async {
             let _ = stopped.await;
@@ -365,4 +366,22 @@ async fn a_live_socket_is_not_taken_over_and_a_stale_one_is_replaced() {
         Err(BindError::NotASocket(_))
     ));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_session_is_refused_without_a_socket_listener() {
+    let harness = Harness::start("nosession", Vec::new(), our_uid());
+    let path = harness.path.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        let client = Client::connect(&path).unwrap();
+        enqueue::open_session(client)
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "server disallowed submission request: local submissions are not accepted"
+    );
+    harness.stop().await;
 }

@@ -1,0 +1,99 @@
+//! The socket listener (`listen on socket`): SMTP sessions of local users,
+//! started by `sendmail` through the control socket
+//! ([`crate::control::enqueue`]) and by the offline queue's drain at
+//! start (`offline.rs`).
+//!
+//! Its sessions run the same handler as the network listeners', with the
+//! source `local` and the submitting user's name: `from local` and `from
+//! socket` rules match them, they count as authenticated (as that user),
+//! their envelopes say `source: local`, and messages lacking `Date:` or
+//! `Message-ID:` get them (`headers.rs`). The listener's options are
+//! `listen on socket`'s: `mask-src`, `no-dsn`, `tag` (a `filter` is not
+//! applied yet: intake runs no filters). Its host name is the server
+//! name.
+
+use std::sync::Arc;
+
+use super::handler::{IntakeHandler, ListenerContext};
+use super::source::Source;
+use super::{Error, Shared};
+use crate::config::{ListenAddress, Listener, ListenerTls};
+use crate::dns::{Fcrdns, PeerName};
+use crate::smtp::conn::{self, BoxStream, ConnConfig, Handler};
+use crate::smtp::Session;
+
+/// The socket listener; cloning shares it.
+#[derive(Clone)]
+pub struct LocalListener {
+    shared: Arc<Shared>,
+    context: Arc<ListenerContext>,
+}
+
+impl LocalListener {
+    /// The listener of `shared.config.socket`.
+    pub(super) fn new(shared: Arc<Shared>) -> Result<Self, Error> {
+        let socket = &shared.config.socket;
+        let listener = Listener {
+            address: ListenAddress::Name("socket".to_owned()),
+            family: None,
+            port: 0,
+            tls: ListenerTls::None,
+            verify_client: false,
+            pkis: Vec::new(),
+            ca: None,
+            ciphers: None,
+            protocols: None,
+            auth: None,
+            filter: socket.filter,
+            hostname: None,
+            hostnames: None,
+            mask_src: socket.mask_src,
+            received_auth: false,
+            no_dsn: socket.no_dsn,
+            proxy_v2: false,
+            senders: None,
+            tag: socket.tag.clone(),
+        };
+        let context = ListenerContext::new(&shared, &listener)?.into_local();
+        Ok(Self {
+            shared,
+            context: Arc::new(context),
+        })
+    }
+
+    /// The listener's host name (the server name): bare addresses of
+    /// offline submissions get it.
+    pub(super) fn host_name(&self) -> String {
+        self.context.session_config().hostname.clone()
+    }
+
+    /// The message size limit.
+    pub(super) fn max_message_size(&self) -> u64 {
+        self.context.session_config().limits.max_message_size
+    }
+
+    /// Runs one session of local user `user` over `stream`, until it ends.
+    pub async fn serve(&self, stream: BoxStream, user: String) {
+        let source = Source::Local { user };
+        tracing::info!("connection from {source} on the local socket");
+        // As OpenSMTPD names a local client: the server, confirmed.
+        let name = PeerName {
+            rdns: Some(self.host_name()),
+            fcrdns: Fcrdns::Pass,
+        };
+        let mut handler = IntakeHandler::new(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.context),
+            source.clone(),
+            name,
+        );
+        let session = Session::new(self.context.session_config(), &source.peer().to_string());
+        let outcome = conn::run(stream, session, &mut handler, ConnConfig::default()).await;
+        // Whatever ended the session, a message not committed is dropped.
+        handler.abort_message().await;
+        match outcome {
+            Ok(outcome) => tracing::info!("connection from {source} closed: {outcome:?}"),
+            Err(e) => tracing::info!("connection from {source} closed: {e}"),
+        }
+    }
+}
