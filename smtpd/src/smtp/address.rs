@@ -4,14 +4,17 @@
 //! accepted, is what closed CVE-2020-7247.
 //!
 //! - The local part is a dot-atom of letters, digits and
-//!   `!#%&'*/?^~+-=_`: no empty atom, no space, `;`, `<`, `>`, `(`, `)`,
+//!   `!#%'*/?^~+-=_`: no empty atom, no space, `;`, `<`, `>`, `(`, `)`,
 //!   `,`, `:`, `\`, `"`, control or NUL. Quoted local parts are refused, as
 //!   OpenSMTPD refuses them. This is OpenSMTPD's `MAILADDR_ALLOWED` less
-//!   `` ` ``, `$`, `{`, `}` and `|`: RFC 5322 allows them, but no real
-//!   address needs them and together they spell shell commands without a
-//!   space (`` `echo${IFS}...|base64${IFS}-d|sh` ``), which reach a shell
-//!   in OpenSMTPD 7.8 through `%{sender:raw}` or the mda environment
-//!   (`$SENDER`). Refusing them here keeps CVE-2020-7247's class of attack
+//!   `` ` ``, `$`, `{`, `}`, `|` and `&`: RFC 5322 allows them, but no real
+//!   address needs them and they spell shell commands without a space
+//!   (`` `echo${IFS}...|base64${IFS}-d|sh` ``, or `x&reboot&@example.org`,
+//!   where `&` both ends the command before it and runs the next), which
+//!   reach a shell in OpenSMTPD 7.8 through `%{sender:raw}` or the mda
+//!   environment (`$SENDER`). With them out, no POSIX shell
+//!   metacharacter (`|&;<>()`, space, tab, newline) is left in an
+//!   address. Refusing them here keeps CVE-2020-7247's class of attack
 //!   out at the door, whatever an mda command does with the address.
 //! - The domain is a host name (labels of letters, digits, `-` and `_`,
 //!   each starting and ending with a letter or digit, as `res_hnok`; no
@@ -20,8 +23,9 @@
 //! - A source route `@a,@b:` in front is checked and dropped (RFC 5321
 //!   says to ignore it; OpenSMTPD strips it too), so the domain that counts
 //!   for relaying is always the one after the last `@`.
-//! - Without a domain (`<postmaster>`) the address is local; the session
-//!   completes it with its host name, as OpenSMTPD does.
+//! - Without a domain (`<postmaster>`, or `<postmaster@>` whose domain is
+//!   empty) the address is local; the session completes it with its host
+//!   name, as OpenSMTPD's `smtp_mailaddr` does for both.
 //! - Limits: 255 bytes for the local part and for the domain, as
 //!   OpenSMTPD's buffers allow (RFC 5321's 64-byte local part would refuse
 //!   real SRS and VERP addresses).
@@ -40,9 +44,9 @@ pub const MAX_DOMAIN: usize = 255;
 const MAX_LABEL: usize = 63;
 
 /// Printable ASCII characters allowed in a local part besides letters and
-/// digits: OpenSMTPD's `MAILADDR_ALLOWED` without `` ` ``, `$`, `{`, `}`
-/// and `|` (see the module documentation).
-const LOCAL_ALLOWED: &[u8] = b"!#%&'*/?^~+-=_";
+/// digits: OpenSMTPD's `MAILADDR_ALLOWED` without `` ` ``, `$`, `{`, `}`,
+/// `|` and `&` (see the module documentation).
+const LOCAL_ALLOWED: &[u8] = b"!#%'*/?^~+-=_";
 
 /// The domain part of an address, or the argument of HELO / EHLO.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -141,10 +145,12 @@ pub struct Mailbox {
 
 impl Mailbox {
     /// Parses the text between `<` and `>` (a source route in front is
-    /// checked and dropped). The null path `<>` is not a mailbox.
+    /// checked and dropped). The null path `<>` is not a mailbox. An empty
+    /// domain (`user@`) is no domain, as in OpenSMTPD.
     pub fn parse(path: &[u8]) -> Option<Self> {
         let mailbox = strip_source_route(path)?;
         let (local, domain) = match mailbox.iter().position(|&b| b == b'@') {
+            Some(at) if at + 1 == mailbox.len() => (&mailbox[..at], None),
             Some(at) => (&mailbox[..at], Some(Domain::parse(&mailbox[at + 1..])?)),
             None => (mailbox, None),
         };
@@ -275,10 +281,13 @@ mod tests {
             ),
             ("other!user@example.org", Some("other!user@example.org")),
             (
-                "o'brien&co/x?y#z^w~v@example.org",
-                Some("o'brien&co/x?y#z^w~v@example.org"),
+                "o'brien-co/x?y#z^w~v@example.org",
+                Some("o'brien-co/x?y#z^w~v@example.org"),
             ),
             ("pipe|user@example.org", None),
+            // `&` ends one shell command and starts the next.
+            ("bill&ted@example.org", None),
+            ("x&reboot&@example.org", None),
             ("user@[192.0.2.1]", Some("user@[192.0.2.1]")),
             ("@bad;route:user@example.org", None),
             // Valid atext that OpenSMTPD accepts, refused here.
@@ -298,7 +307,10 @@ mod tests {
             ("\"a|b\"@example.org", None),
             ("us er@example.org", None),
             (";sleep 66;", None),
-            ("user@", None),
+            // OpenSMTPD takes an empty domain as none: local.
+            ("user@", Some("user")),
+            ("@", None),
+            ("user@@", None),
             ("user\\@example.org", None),
         ];
         for (input, expected) in cases {

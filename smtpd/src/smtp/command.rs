@@ -11,8 +11,11 @@
 //! (DATA, RSET, QUIT, STARTTLS), trailing garbage never passes.
 //!
 //! A [`SyntaxError`] says what was expected; `Reply::from(&error)` gives
-//! the reply: 500 for an unknown verb, 501 for bad arguments, 553 for an
-//! address, 555 for a parameter, 504 for an AUTH mechanism.
+//! the reply: 500 for an unknown verb, 501 for bad arguments, 553 for a
+//! sender address and 501 5.1.3 for a recipient (a path without its
+//! brackets too, as OpenSMTPD's `smtp_mailaddr` has it), 555 for a
+//! parameter, 504 for an AUTH mechanism. HELO and EHLO tell a missing
+//! domain from an invalid one with OpenSMTPD's texts.
 
 use std::fmt;
 
@@ -150,9 +153,13 @@ pub enum ErrorKind {
     UnknownCommand,
     /// Arguments missing, extra or malformed (501).
     Arguments,
+    /// HELO or EHLO (the verb given) without a domain (501 5.5.1).
+    MissingDomain(&'static str),
+    /// HELO or EHLO with an invalid domain (501 5.5.4).
+    InvalidDomain,
     /// The MAIL FROM address is invalid (553).
     Sender,
-    /// The RCPT TO address is invalid (553).
+    /// The RCPT TO address is invalid (501 5.1.3).
     Recipient,
     /// A parameter this server does not know (555).
     UnknownParameter(String),
@@ -177,6 +184,8 @@ impl From<&SyntaxError> for Reply {
         match &error.kind {
             ErrorKind::UnknownCommand => Self::unknown_command(),
             ErrorKind::Arguments => Self::syntax(error.syntax),
+            ErrorKind::MissingDomain(verb) => Self::domain_required(verb),
+            ErrorKind::InvalidDomain => Self::invalid_domain(),
             ErrorKind::Sender => Self::bad_sender(),
             ErrorKind::Recipient => Self::bad_recipient(),
             ErrorKind::UnknownParameter(name) => Self::unsupported_parameter(name),
@@ -209,8 +218,8 @@ impl Command {
             .to_ascii_uppercase();
         let rest = rest.map(trim).filter(|r| !r.is_empty());
         match verb.as_str() {
-            "HELO" => parse_hello(rest, "HELO domain").map(Self::Helo),
-            "EHLO" => parse_hello(rest, "EHLO domain").map(Self::Ehlo),
+            "HELO" => parse_hello(rest, "HELO").map(Self::Helo),
+            "EHLO" => parse_hello(rest, "EHLO").map(Self::Ehlo),
             "MAIL" => parse_mail(rest.unwrap_or_default()).map(Self::Mail),
             "RCPT" => parse_rcpt(rest.unwrap_or_default()).map(Self::Rcpt),
             "DATA" => no_arguments(rest, "DATA", Self::Data),
@@ -260,32 +269,49 @@ fn required(rest: Option<&[u8]>, syntax: &'static str) -> Result<String, SyntaxE
     )
 }
 
-fn parse_hello(rest: Option<&[u8]>, syntax: &'static str) -> Result<Domain, SyntaxError> {
-    rest.and_then(Domain::parse)
-        .ok_or_else(|| error(ErrorKind::Arguments, syntax))
+/// The domain of HELO or EHLO (`verb`): missing and invalid are told
+/// apart, as OpenSMTPD tells them apart.
+fn parse_hello(rest: Option<&[u8]>, verb: &'static str) -> Result<Domain, SyntaxError> {
+    let syntax = if verb == "HELO" {
+        "HELO domain"
+    } else {
+        "EHLO domain"
+    };
+    let text = rest.ok_or_else(|| error(ErrorKind::MissingDomain(verb), syntax))?;
+    Domain::parse(text).ok_or_else(|| error(ErrorKind::InvalidDomain, syntax))
 }
 
 /// Splits `KEYWORD:<path> params` after the verb: the path's content and
-/// the parameter text. Only the prefix and the brackets are checked here.
+/// what follows its `>`. A wrong keyword is a syntax error (501); a path
+/// without its brackets is a bad address (`address`: 553 for a sender,
+/// 501 5.1.3 for a recipient), as OpenSMTPD's `smtp_mailaddr` refuses it.
 fn split_path<'a>(
     rest: &'a [u8],
     keyword: &[u8],
     syntax: &'static str,
+    address: &ErrorKind,
 ) -> Result<(&'a [u8], &'a [u8]), SyntaxError> {
-    let bad = || error(ErrorKind::Arguments, syntax);
-    let head = rest.get(..keyword.len()).ok_or_else(bad)?;
-    if !head.eq_ignore_ascii_case(keyword) {
-        return Err(bad());
-    }
-    let path = &rest[keyword.len()..];
+    let head = rest
+        .get(..keyword.len())
+        .filter(|head| head.eq_ignore_ascii_case(keyword))
+        .ok_or_else(|| error(ErrorKind::Arguments, syntax))?;
+    let path = &rest[head.len()..];
+    let bad_address = || error(address.clone(), syntax);
     let start = path.iter().position(|&b| b != b' ').unwrap_or(path.len());
-    let path = path[start..].strip_prefix(b"<").ok_or_else(bad)?;
-    let close = path.iter().position(|&b| b == b'>').ok_or_else(bad)?;
-    let params = &path[close + 1..];
-    if !params.is_empty() && params[0] != b' ' {
-        return Err(bad());
+    let path = path[start..].strip_prefix(b"<").ok_or_else(bad_address)?;
+    let close = path
+        .iter()
+        .position(|&b| b == b'>')
+        .ok_or_else(bad_address)?;
+    Ok((&path[..close], &path[close + 1..]))
+}
+
+/// The parameters after a path's `>`: nothing, or a space first.
+fn parameter_text<'a>(after: &'a [u8], syntax: &'static str) -> Result<&'a [u8], SyntaxError> {
+    match after.first() {
+        None | Some(b' ') => Ok(after),
+        Some(_) => Err(error(ErrorKind::Arguments, syntax)),
     }
-    Ok((&path[..close], params))
 }
 
 /// ESMTP parameters: upper-cased keyword and value, if any.
@@ -341,14 +367,16 @@ fn is_xtext(value: &[u8]) -> bool {
 }
 
 fn parse_mail(rest: &[u8]) -> Result<MailFrom, SyntaxError> {
-    let (path, params) = split_path(rest, b"FROM:", MAIL_SYNTAX)?;
-    let sender = if path.is_empty() {
+    let (path, after) = split_path(rest, b"FROM:", MAIL_SYNTAX, &ErrorKind::Sender)?;
+    // `<@>` has both parts empty: the null path to OpenSMTPD too.
+    let sender = if path.is_empty() || path == b"@" {
         ReversePath::Null
     } else {
         ReversePath::Mailbox(
             Mailbox::parse(path).ok_or_else(|| error(ErrorKind::Sender, MAIL_SYNTAX))?,
         )
     };
+    let params = parameter_text(after, MAIL_SYNTAX)?;
     let mut mail = MailFrom {
         sender,
         size: None,
@@ -423,8 +451,9 @@ fn parse_orcpt(value: &[u8]) -> Option<String> {
 }
 
 fn parse_rcpt(rest: &[u8]) -> Result<RcptTo, SyntaxError> {
-    let (path, params) = split_path(rest, b"TO:", RCPT_SYNTAX)?;
+    let (path, after) = split_path(rest, b"TO:", RCPT_SYNTAX, &ErrorKind::Recipient)?;
     let recipient = Mailbox::parse(path).ok_or_else(|| error(ErrorKind::Recipient, RCPT_SYNTAX))?;
+    let params = parameter_text(after, RCPT_SYNTAX)?;
     let mut rcpt = RcptTo {
         recipient,
         notify: None,

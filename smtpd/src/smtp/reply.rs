@@ -298,6 +298,22 @@ impl Reply {
         )
     }
 
+    /// `501 5.5.1 Invalid command: VERB requires domain name`: HELO or
+    /// EHLO without its argument.
+    pub fn domain_required(verb: &str) -> Self {
+        Self::new(
+            501,
+            INVALID_COMMAND,
+            &format!("Invalid command: {verb} requires domain name"),
+        )
+    }
+
+    /// `501 5.5.4 Invalid command arguments: Invalid domain name`: HELO
+    /// or EHLO with an argument that is no domain.
+    pub fn invalid_domain() -> Self {
+        Self::invalid_arguments("Invalid domain name")
+    }
+
     /// `502 5.5.1 Command not implemented` (VRFY, EXPN).
     pub fn not_implemented() -> Self {
         Self::new(502, INVALID_COMMAND, "Command not implemented")
