@@ -9,6 +9,8 @@
 
 pub(crate) mod dns;
 
+pub(crate) mod mail;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
