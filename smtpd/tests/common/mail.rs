@@ -367,7 +367,8 @@ impl Spool {
         std::fs::read_to_string(self.message_dir(msgid).join("message")).unwrap()
     }
 
-    /// The envelopes of committed message `msgid`, sorted by text.
+    /// The envelopes of committed message `msgid`, sorted by recipient
+    /// (not by text: a delivery attempt may rewrite one at any time).
     pub(crate) fn envelopes(&self, msgid: &str) -> Vec<Envelope> {
         let mut found: Vec<Envelope> = std::fs::read_dir(self.message_dir(msgid))
             .unwrap()
@@ -378,7 +379,15 @@ impl Spool {
                 text: std::fs::read_to_string(path).unwrap(),
             })
             .collect();
-        found.sort_by(|a, b| a.text.cmp(&b.text));
+        found.sort_by(|a, b| {
+            let key = |e: &Envelope| {
+                (
+                    e.get("rcpt").map(str::to_owned),
+                    e.get("dest").map(str::to_owned),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
         found
     }
 
