@@ -143,6 +143,8 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
             return Err(e);
         }
     };
+    // Before the spool is handed to another user: the files are theirs.
+    let offline = intake::OfflineQueue::open(offline, config.smtp.max_message_size).await;
     let config = Arc::new(config.clone());
     let server_name = table::static_table::LocalHost::detect()
         .map(|host| host.server_name)

@@ -67,11 +67,6 @@ impl LocalListener {
         self.context.session_config().hostname.clone()
     }
 
-    /// The message size limit.
-    pub(super) fn max_message_size(&self) -> u64 {
-        self.context.session_config().limits.max_message_size
-    }
-
     /// Runs one session of local user `user` over `stream`, until it ends.
     pub async fn serve(&self, stream: BoxStream, user: String) {
         let source = Source::Local { user };

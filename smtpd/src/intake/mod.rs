@@ -14,9 +14,10 @@
 //! The socket listener (`local.rs`, `listen on socket`) has no socket of
 //! its own: its sessions come from the control socket, where `sendmail`
 //! asks for one ([`crate::control`]), and from the offline queue, drained
-//! at start (`offline.rs`). Their [`Source`] is a local user (`source.rs`:
-//! the one client type for rules, envelopes and headers), and their
-//! messages get missing `Date:` and `Message-ID:` headers (`headers.rs`).
+//! at start (`offline.rs`: [`OfflineQueue`]). Their [`Source`] is a local
+//! user (`source.rs`: the one client type for rules, envelopes and
+//! headers), and their messages get missing `Date:` and `Message-ID:`
+//! headers (`headers.rs`).
 //!
 //! Before the greeting, each session looks up its client's reverse name
 //! and FCrDNS once with [`Shared::resolver`] ([`crate::dns`], bounded in
@@ -36,7 +37,6 @@ mod offline;
 mod source;
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -50,6 +50,7 @@ use crate::table::Tables;
 pub use handler::IntakeHandler;
 pub use listen::resolve;
 pub use local::LocalListener;
+pub use offline::OfflineQueue;
 pub use source::Source;
 
 /// What every session of the daemon shares.
@@ -123,10 +124,12 @@ impl Intake {
         self.local.clone()
     }
 
-    /// Sends, in the background, the submissions left in the offline
-    /// directory `dir` (created if missing) while the daemon was down.
-    pub fn drain_offline(&mut self, dir: PathBuf) {
-        self.loops.spawn(offline::drain(dir, self.local()));
+    /// Sends, in the background, the submissions of the offline queue
+    /// (opened early, while the daemon could read them).
+    pub fn drain_offline(&mut self, offline: OfflineQueue) {
+        if !offline.is_empty() {
+            self.loops.spawn(offline.drain(self.local()));
+        }
     }
 
     /// Stops accepting connections (sessions in progress are dropped with

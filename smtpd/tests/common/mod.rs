@@ -9,6 +9,8 @@
 
 pub(crate) mod dns;
 
+pub(crate) mod enqueue;
+
 pub(crate) mod mail;
 
 use std::io::{BufRead, BufReader};
