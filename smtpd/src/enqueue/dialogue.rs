@@ -13,6 +13,8 @@
 
 use std::io::{self, BufRead, Read, Write};
 
+use super::{EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL};
+
 /// The longest reply line read.
 const MAX_REPLY: u64 = 4096;
 
@@ -77,13 +79,13 @@ impl DialogueError {
     /// (what OpenSMTPD's enqueue gives for every failure).
     pub fn exit_status(&self) -> i32 {
         match self {
-            Self::Refused { reply, .. } if reply.starts_with('4') => crate::enqueue::EX_TEMPFAIL,
+            Self::Refused { reply, .. } if reply.starts_with('4') => EX_TEMPFAIL,
             Self::Refused {
                 stage: Stage::RcptTo,
                 ..
-            } => crate::enqueue::EX_NOUSER,
-            Self::Refused { .. } | Self::BadResponse(_) => crate::enqueue::EX_SOFTWARE,
-            Self::Closed | Self::Io(_) => crate::enqueue::EX_TEMPFAIL,
+            } => EX_NOUSER,
+            Self::Refused { .. } | Self::BadResponse(_) => EX_SOFTWARE,
+            Self::Closed | Self::Io(_) => EX_TEMPFAIL,
         }
     }
 }
@@ -246,23 +248,19 @@ mod tests {
             (
                 "220 h\r\n250 h\r\n250 ok\r\n550 5.1.1 <a@x>: no\r\n",
                 Stage::RcptTo,
-                crate::enqueue::EX_NOUSER,
+                EX_NOUSER,
             ),
             (
                 "220 h\r\n250 h\r\n451 4.3.0 Temporary failure\r\n",
                 Stage::MailFrom,
-                crate::enqueue::EX_TEMPFAIL,
+                EX_TEMPFAIL,
             ),
             (
                 "220 h\r\n250 h\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n552 too big\r\n",
                 Stage::Message,
-                crate::enqueue::EX_SOFTWARE,
+                EX_SOFTWARE,
             ),
-            (
-                "421 h busy\r\n",
-                Stage::Greeting,
-                crate::enqueue::EX_TEMPFAIL,
-            ),
+            ("421 h busy\r\n", Stage::Greeting, EX_TEMPFAIL),
         ];
         for (replies, stage, status) in cases {
             let (_, result) = run(replies, &envelope());
@@ -285,7 +283,7 @@ mod tests {
         let (_, result) = run("220 h\r\n250 h\r\n", &envelope());
         let closed = result.unwrap_err();
         assert!(matches!(closed, DialogueError::Closed), "{closed:?}");
-        assert_eq!(closed.exit_status(), crate::enqueue::EX_TEMPFAIL);
+        assert_eq!(closed.exit_status(), EX_TEMPFAIL);
         let (_, result) = run("hello\r\n", &envelope());
         assert!(matches!(result, Err(DialogueError::BadResponse(_))));
         // A failing QUIT after the message was accepted is fine.

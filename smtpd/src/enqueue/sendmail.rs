@@ -21,12 +21,13 @@
 use std::io::{Read, Write};
 
 use super::account::Account;
-use super::args::{self, Mode};
+use super::args::{self, Mode, Options};
 use super::dialogue;
 use super::newaliases::newaliases;
 use super::offline;
 use super::paths::Paths;
 use super::submission;
+use super::{EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE};
 use crate::control::client::{Client, ClientError};
 use crate::control::enqueue::open_session;
 
@@ -55,97 +56,92 @@ pub struct Stdio<'a> {
     pub error: &'a mut dyn Write,
 }
 
+/// What ends a run before the message is queued: the message printed
+/// after the program's name, and the exit status.
+struct Exit {
+    message: String,
+    status: i32,
+}
+
+fn exit(message: impl std::fmt::Display, status: i32) -> Exit {
+    Exit {
+        message: message.to_string(),
+        status,
+    }
+}
+
 /// Runs sendmail with `args` (without the program's name); returns the
 /// exit status.
 pub fn sendmail(env: &Environment, args: &[String], stdio: Stdio<'_>) -> i32 {
     let program = env.program.as_str();
-    let options = match args::parse(args) {
-        Ok(Mode::Send(options)) => options,
-        Ok(Mode::Newaliases) => {
-            return newaliases("newaliases", &[], &env.paths, stdio.output, stdio.error)
-        }
-        Ok(Mode::RunQueue) => {
-            let _ = writeln!(
-                stdio.error,
-                "{program}: -q is not supported: smtpd schedules its queue itself"
-            );
-            return crate::enqueue::EX_SOFTWARE;
-        }
+    let Stdio {
+        input,
+        output,
+        error,
+    } = stdio;
+    let result = match args::parse(args) {
+        Ok(Mode::Send(options)) => send(env, args, &options, input, output),
+        Ok(Mode::Newaliases) => return newaliases("newaliases", &[], &env.paths, output, error),
+        Ok(Mode::RunQueue) => Err(exit(
+            "-q is not supported: smtpd schedules its queue itself",
+            EX_SOFTWARE,
+        )),
         Err(e) => {
-            let _ = writeln!(stdio.error, "{program}: {e}");
-            let _ = writeln!(
-                stdio.error,
-                "usage: {program} [-tv] [-f from] [-F name] to ..."
-            );
+            let _ = writeln!(error, "{program}: {e}");
+            let _ = writeln!(error, "usage: {program} [-tv] [-f from] [-F name] to ...");
             return 1;
         }
     };
-    let mut input = Vec::new();
-    if let Err(e) = stdio.input.read_to_end(&mut input) {
-        let _ = writeln!(stdio.error, "{program}: read error: {e}");
-        return crate::enqueue::EX_UNAVAILABLE;
-    }
-    let submission = match submission::prepare(&options, &input, &env.account, &env.host, &env.date)
-    {
-        Ok(submission) => submission,
-        Err(e) => {
-            let _ = writeln!(stdio.error, "{program}: {e}");
-            return e.exit_status();
+    match result {
+        Ok(()) => 0,
+        Err(Exit { message, status }) => {
+            let _ = writeln!(error, "{program}: {message}");
+            status
         }
-    };
+    }
+}
+
+/// Reads, prepares and sends the message, or saves it offline.
+fn send(
+    env: &Environment,
+    args: &[String],
+    options: &Options,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+) -> Result<(), Exit> {
+    let mut raw = Vec::new();
+    input
+        .read_to_end(&mut raw)
+        .map_err(|e| exit(format!("read error: {e}"), EX_UNAVAILABLE))?;
+    let submission = submission::prepare(options, &raw, &env.account, &env.host, &env.date)
+        .map_err(|e| exit(&e, e.exit_status()))?;
     let client = match Client::connect(&env.paths.socket) {
         Ok(client) => client,
-        Err(ClientError::Connect { .. }) => {
-            return save_offline(env, args, &input, stdio.error);
-        }
-        Err(e) => {
-            let _ = writeln!(stdio.error, "{program}: {e}");
-            return crate::enqueue::EX_TEMPFAIL;
-        }
+        Err(ClientError::Connect { .. }) => return Err(save_offline(env, args, &raw)),
+        Err(e) => return Err(exit(e, EX_TEMPFAIL)),
     };
-    let stream = match open_session(client) {
-        Ok(stream) => stream,
-        Err(e) => {
-            let _ = writeln!(stdio.error, "{program}: {e}");
-            return crate::enqueue::EX_TEMPFAIL;
-        }
-    };
-    let transcript = options.verbose.then_some(stdio.output);
-    match dialogue::submit(
+    let stream = open_session(client).map_err(|e| exit(e, EX_TEMPFAIL))?;
+    let transcript = options.verbose.then_some(output);
+    dialogue::submit(
         stream.reader,
         stream.writer,
         &submission.envelope,
         &submission.data,
         transcript,
-    ) {
-        Ok(()) => 0,
-        Err(e) => {
-            let _ = writeln!(stdio.error, "{program}: {e}");
-            e.exit_status()
-        }
-    }
+    )
+    .map_err(|e| exit(&e, e.exit_status()))
 }
 
-/// The daemon is not running: the submission goes to the offline queue.
-fn save_offline(env: &Environment, args: &[String], input: &[u8], error: &mut dyn Write) -> i32 {
-    let program = env.program.as_str();
+/// The daemon is not running: the submission goes to the offline queue
+/// (`EX_TEMPFAIL` either way; the message says whether it was saved).
+fn save_offline(env: &Environment, args: &[String], input: &[u8]) -> Exit {
     let socket = env.paths.socket.display();
-    match offline::save(&env.paths.offline, args, input) {
-        Ok(path) => {
-            let _ = writeln!(
-                error,
-                "{program}: smtpd is not running ({socket}): message saved as {}, \
-                 to be sent when smtpd starts",
-                path.display()
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(
-                error,
-                "{program}: smtpd is not running ({socket}), and the message is not \
-                 saved: {e}"
-            );
-        }
-    }
-    crate::enqueue::EX_TEMPFAIL
+    let message = match offline::save(&env.paths.offline, args, input) {
+        Ok(path) => format!(
+            "smtpd is not running ({socket}): message saved as {}, to be sent when smtpd starts",
+            path.display()
+        ),
+        Err(e) => format!("smtpd is not running ({socket}), and the message is not saved: {e}"),
+    };
+    exit(message, EX_TEMPFAIL)
 }

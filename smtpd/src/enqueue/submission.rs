@@ -15,6 +15,7 @@ use super::address::{self, AddressError};
 use super::args::Options;
 use super::dialogue::Envelope;
 use super::message::Message;
+use super::{EX_DATAERR, EX_SOFTWARE};
 
 /// Why nothing can be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,8 +40,8 @@ impl PrepareError {
     /// errors OpenSMTPD exits 1 on.
     pub fn exit_status(&self) -> i32 {
         match self {
-            Self::NoRecipients => crate::enqueue::EX_SOFTWARE,
-            Self::Invalid(_) => crate::enqueue::EX_DATAERR,
+            Self::NoRecipients => EX_SOFTWARE,
+            Self::Invalid(_) => EX_DATAERR,
             Self::Address(_) | Self::UnclosedSender => 1,
         }
     }
@@ -204,13 +205,10 @@ mod tests {
             prepared(&options(None, &[]), "To: a@x\n\nb\n"),
             Err(PrepareError::NoRecipients)
         );
-        assert_eq!(
-            PrepareError::NoRecipients.exit_status(),
-            crate::enqueue::EX_SOFTWARE
-        );
+        assert_eq!(PrepareError::NoRecipients.exit_status(), EX_SOFTWARE);
         let injected = prepared(&options(None, &["a@x>\r\nRCPT TO:<b@y"]), "x\n").unwrap_err();
         assert!(matches!(injected, PrepareError::Invalid(_)), "{injected:?}");
-        assert_eq!(injected.exit_status(), crate::enqueue::EX_DATAERR);
+        assert_eq!(injected.exit_status(), EX_DATAERR);
         let t = Options {
             header_recipients: true,
             ..options(None, &[])
