@@ -29,6 +29,9 @@ pub struct Paths {
     pub socket: PathBuf,
     /// The offline queue directory.
     pub offline: PathBuf,
+    /// The data directory, when [`DATA_DIR_VAR`] names one (`mailq` reads
+    /// the spool there when no daemon runs).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Paths {
@@ -52,6 +55,7 @@ impl Paths {
                 None => PathBuf::from(SYSTEM_SOCKET),
             }),
             offline: spool.join(OFFLINE_DIR),
+            data_dir,
         }
     }
 }
@@ -68,6 +72,8 @@ mod tests {
         let user = Paths::new(None, Some("/home/u/smtpd".into()));
         assert_eq!(user.socket, PathBuf::from("/home/u/smtpd/smtpd.sock"));
         assert_eq!(user.offline, PathBuf::from("/home/u/smtpd/spool/offline"));
+        assert_eq!(user.data_dir, Some(PathBuf::from("/home/u/smtpd")));
+        assert_eq!(system.data_dir, None);
         let both = Paths::new(Some("/tmp/s.sock".into()), Some("/d".into()));
         assert_eq!(both.socket, PathBuf::from("/tmp/s.sock"));
         assert_eq!(both.offline, PathBuf::from("/d/spool/offline"));
