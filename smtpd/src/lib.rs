@@ -8,6 +8,7 @@
 //! - [`dns`]: the resolver: clients' reverse names, FCrDNS, MX and addresses.
 //! - [`enqueue`]: `sendmail`, `mailq`, `newaliases`: local submission.
 //! - [`intake`]: the SMTP listeners and sessions, into the queue.
+//! - [`log`]: the OpenSMTPD-style event lines; standard error or syslog.
 //! - [`delivery`]: recipient expansion and local delivery (maildir, mbox).
 //! - [`proc`]: the supervisor of backend programs (tables, filters, queue).
 //! - [`rules`]: `match` evaluation, which rule applies to a recipient.
@@ -23,6 +24,7 @@ pub mod dns;
 pub mod enqueue;
 pub mod intake;
 mod interfaces;
+pub mod log;
 pub mod proc;
 pub mod queue;
 pub mod rules;

@@ -10,17 +10,19 @@
 //! and the status is 1. With `-n` that is all (`configuration OK`, status
 //! 0). Otherwise `smtpd::daemon::run` starts the tables, the control
 //! socket, the queue and the SMTP listeners and serves until SIGTERM or
-//! SIGINT (status 0), or fails to start (status 1). It stays in the
-//! foreground and logs to standard error.
+//! SIGINT (status 0), or fails to start (status 1). With `-d` it stays in
+//! the foreground and logs to standard error; without, it detaches
+//! (`smtpd::daemon::detach`: the command returns once the daemon listens,
+//! with status 1 and the error if it could not start), logs to syslog and
+//! writes a pid file (`--pidfile`).
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use smtpd::config::{self, Config, LoadOptions};
-use smtpd::{daemon, dns};
+use smtpd::{daemon, dns, log};
 
 /// OpenSMTPD-compatible mail server.
 #[derive(Debug, Parser)]
@@ -70,6 +72,10 @@ struct Args {
     /// Where `mbox` deliveries append (`DIR/USER`).
     #[arg(long, value_name = "dir", default_value = smtpd::delivery::local::DEFAULT_MAILBOX_DIR)]
     mailbox_dir: PathBuf,
+    /// The pid file [default: /var/run/smtpd.pid as root, else
+    /// DIR/smtpd.pid in the data directory; none with -d unless given].
+    #[arg(long, value_name = "path")]
+    pidfile: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +106,24 @@ fn main() -> ExitCode {
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
     }
+    // Without -d: into the background now, before any thread exists; this
+    // process waits for the daemon to start and exits with its status.
+    let mut ready = None;
+    if !args.debug {
+        match daemon::detach() {
+            Ok(daemon::Detached::Parent(status)) => return ExitCode::from(status),
+            Ok(daemon::Detached::Daemon(daemon)) => ready = Some(daemon),
+            Err(e) => {
+                eprintln!("fatal: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let pidfile = match (args.pidfile, args.debug) {
+        (Some(path), _) => Some(path),
+        (None, false) => Some(daemon::pidfile_path(&args.data_dir)),
+        (None, true) => None,
+    };
     let options = daemon::Options {
         data_dir: args.data_dir,
         control_socket: args.control_socket,
@@ -108,6 +132,7 @@ fn main() -> ExitCode {
         resolv_conf: args.resolv_conf,
         nameservers: args.nameservers,
         mailbox_dir: args.mailbox_dir,
+        pidfile,
     };
     // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's
     // blocking pool for disk work: on small machines a second worker only
@@ -118,23 +143,30 @@ fn main() -> ExitCode {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
         .and_then(|rt| {
-            rt.block_on(daemon::run(&loaded.config, &options))
+            let started = || {
+                if let Some(ready) = ready.take() {
+                    ready.started();
+                }
+            };
+            rt.block_on(daemon::run(&loaded.config, &options, started))
                 .map_err(|e| e.to_string())
         });
     match started {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("fatal: {e}");
+            if let Some(ready) = ready {
+                ready.failed(&e);
+            }
             ExitCode::from(1)
         }
     }
 }
 
-/// Logs to standard error: what OpenSMTPD logs (info) when serving,
-/// warnings only when checking (`-n`); `-v` adds debug, `-vv` trace;
-/// `RUST_LOG` overrides. With `-d` lines name their module and are
-/// coloured on a terminal; without it they are plain, as a log file wants
-/// them (syslog is later work).
+/// Logs what OpenSMTPD logs (info) when serving, warnings only when
+/// checking (`-n`); `-v` adds debug, `-vv` trace; `RUST_LOG` overrides.
+/// With `-d` or `-n` to standard error (with `-d`, lines name their module
+/// and are coloured on a terminal), else to syslog (`smtpd::log`).
 fn init_logging(args: &Args) {
     let level = match (args.check_only, args.verbose) {
         (_, 2..) => "trace",
@@ -142,12 +174,10 @@ fn init_logging(args: &Args) {
         (true, 0) => "warn",
         (false, 0) => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(args.debug)
-        .with_ansi(args.debug && std::io::stderr().is_terminal())
-        .init();
+    let output = if args.debug || args.check_only {
+        log::Output::Stderr { debug: args.debug }
+    } else {
+        log::Output::Syslog
+    };
+    log::init(output, level);
 }

@@ -25,11 +25,21 @@
 //! `--resolv-conf` and `--nameserver` ([`Options`]), so that an unreadable
 //! resolv.conf stops the start before anything runs; intake looks up the
 //! reverse name of every client with it.
-//! Delivery is not started yet. The daemon stays in the foreground and
-//! logs to standard error, with or without `-d` (daemonising and syslog
-//! are later work).
+//!
+//! Once the control socket is bound, the pid file is written when
+//! [`Options::pidfile`] names one (`pidfile.rs`, removed at exit), and
+//! once everything listens, [`run`]'s `ready` is called: the detached
+//! daemon (`detach.rs`, [`detach`]) tells the process that started it.
+//!
+//! SIGTERM drains: the accept loops stop, sessions may finish the
+//! transaction in progress for [`intake::SESSION_GRACE`] (new commands get
+//! 421), and deliveries in flight end at the same time (the scheduler
+//! waits for them, bounded too); then the tables stop and [`run`] returns
+//! `Ok`, status 0.
 
+mod detach;
 mod paths;
+mod pidfile;
 mod signals;
 
 use std::path::PathBuf;
@@ -45,7 +55,9 @@ use crate::queue::{self, fs::FsQueue, QueueBackend};
 use crate::scheduler;
 use crate::table::{self, BuildError, BuildOptions};
 
+pub use detach::{detach, Detached, Ready};
 pub use paths::{prepare_data_dir, DataDirError, DATA_DIR_MODE};
+pub use pidfile::{pidfile_path, PidFile, PidFileError, PIDFILE_NAME, ROOT_PIDFILE};
 
 /// The user that table and filter children run as when the daemon runs as
 /// root.
@@ -74,6 +86,9 @@ pub struct Options {
     pub nameservers: Vec<std::net::SocketAddr>,
     /// Where `mbox` deliveries go ([`local::DEFAULT_MAILBOX_DIR`]).
     pub mailbox_dir: PathBuf,
+    /// The pid file to write, if any ([`pidfile_path`] is the default of a
+    /// detached daemon).
+    pub pidfile: Option<PathBuf>,
 }
 
 /// Why the daemon could not start, or stopped badly.
@@ -100,11 +115,14 @@ pub enum Error {
     /// A listener cannot be started.
     #[error(transparent)]
     Intake(#[from] intake::Error),
+    /// The pid file cannot be written.
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; returns once everything it
-/// started has stopped.
-pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
+/// Runs the daemon until SIGTERM or SIGINT, calling `ready` once it
+/// listens; returns once everything it started has stopped.
+pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Result<(), Error> {
     let resolver = dns::Resolver::new(&dns::Settings::load(
         options.resolv_conf.as_deref(),
         &options.nameservers,
@@ -119,6 +137,11 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         .clone()
         .unwrap_or_else(|| control::socket_path(&options.data_dir));
     let socket = ControlSocket::bind(&socket_path)?;
+    let pidfile = options
+        .pidfile
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()?;
     let build = BuildOptions {
         backends_dir: options.backends_dir.clone(),
         user: options
@@ -191,6 +214,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         }
     };
     tracing::info!("listening on control socket {}", socket.path().display());
+    ready();
     intake.drain_offline(offline);
     let context = control::Context {
         tables: tables.clone(),
@@ -202,12 +226,15 @@ pub async fn run(config: &Config, options: &Options) -> Result<(), Error> {
         tracing::info!("received {signal}, shutting down");
     })
     .await;
-    intake.stop().await;
+    // Sessions finish their transactions while the deliveries in flight
+    // end, each bounded in time; the tables serve both until then.
     let _ = stop_scheduler.send(());
-    if let Err(e) = scheduler_task.await {
+    let ((), scheduler) = tokio::join!(intake.stop(), scheduler_task);
+    if let Err(e) = scheduler {
         tracing::warn!("scheduler: {e}");
     }
     tables.shutdown().await;
+    drop(pidfile);
     tracing::info!("smtpd exiting");
     Ok(())
 }

@@ -21,6 +21,7 @@ use super::{date, Error, Shared};
 use crate::config::{Listener, ListenerTls};
 use crate::delivery::expand::{Delivery, Expander, Failure, SystemFiles};
 use crate::dns::PeerName;
+use crate::log::SessionLog;
 use crate::queue::envelope::{self as qenv, Flags, MailAddr};
 use crate::queue::{self, MsgId};
 use crate::rules::{self, Address};
@@ -149,6 +150,8 @@ pub struct IntakeHandler {
     /// order.
     deliveries: Vec<Vec<Delivery>>,
     message: Option<Message>,
+    /// The session's event lines.
+    log: SessionLog,
 }
 
 impl IntakeHandler {
@@ -169,6 +172,7 @@ impl IntakeHandler {
             facts: Facts::default(),
             deliveries: Vec::new(),
             message: None,
+            log: SessionLog::new(),
         }
     }
 
@@ -190,8 +194,15 @@ impl IntakeHandler {
                 ))
             }
         };
+        self.log.tls(&established.info);
         self.tls = Some(established.info);
         Ok(Box::new(established.stream))
+    }
+
+    /// The session's event log (its id, `smtp connected` and `smtp
+    /// disconnected` lines).
+    pub fn log(&self) -> SessionLog {
+        self.log
     }
 
     /// The rules' envelope for `rcpt` in this session.
@@ -304,6 +315,34 @@ impl IntakeHandler {
         }
     }
 
+    /// AUTH against the listener's credentials table.
+    async fn check_credentials(&self, credentials: &Credentials) -> Result<bool, Reply> {
+        let Some(table) = self.context.listener.auth.and_then(|auth| auth.table) else {
+            tracing::warn!(
+                "AUTH for {}: system accounts are not supported, refused",
+                credentials.user
+            );
+            return Ok(false);
+        };
+        let table = self.shared.tables.get(table);
+        match table.lookup(Service::Credentials, &credentials.user).await {
+            Ok(Some(value)) => match credentials::check(&value, credentials) {
+                Ok(ok) => Ok(ok),
+                // A value that is no usable hash fails, as crypt_checkpass
+                // makes it fail in OpenSMTPD; the log tells the admin why.
+                Err(e) => {
+                    tracing::warn!("AUTH for {}: {e}", credentials.user);
+                    Ok(false)
+                }
+            },
+            Ok(None) => Ok(false),
+            Err(e) => {
+                tracing::warn!("AUTH for {}: {e}", credentials.user);
+                Err(Reply::auth_temporary_failure())
+            }
+        }
+    }
+
     /// Writes the rest, creates the envelopes and commits.
     async fn finish(&mut self, tx: &Transaction) -> Result<MsgId, queue::Error> {
         self.flush().await?;
@@ -332,6 +371,8 @@ impl IntakeHandler {
             }
         }
         self.shared.queue.message_commit(msgid, size).await?;
+        let per_recipient = self.deliveries.iter().map(Vec::len);
+        (self.log).message(msgid, size, self.facts.esmtp, &created, per_recipient);
         self.shared.scheduler.committed(created);
         Ok(msgid)
     }
@@ -463,34 +504,17 @@ impl Handler for IntakeHandler {
     }
 
     async fn authenticate(&mut self, credentials: &Credentials) -> Result<bool, Reply> {
-        let Some(table) = self.context.listener.auth.and_then(|auth| auth.table) else {
-            tracing::warn!(
-                "AUTH for {}: system accounts are not supported, refused",
-                credentials.user
-            );
-            return Ok(false);
-        };
-        let table = self.shared.tables.get(table);
-        match table.lookup(Service::Credentials, &credentials.user).await {
-            Ok(Some(value)) => match credentials::check(&value, credentials) {
-                Ok(ok) => Ok(ok),
-                // A value that is no usable hash fails, as crypt_checkpass
-                // makes it fail in OpenSMTPD; the log tells the admin why.
-                Err(e) => {
-                    tracing::warn!("AUTH for {}: {e}", credentials.user);
-                    Ok(false)
-                }
-            },
-            Ok(None) => Ok(false),
-            Err(e) => {
-                tracing::warn!("AUTH for {}: {e}", credentials.user);
-                Err(Reply::auth_temporary_failure())
-            }
-        }
+        let verdict = self.check_credentials(credentials).await;
+        self.log.authentication(&credentials.user, &verdict);
+        verdict
     }
 
     async fn start_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
         self.accept_tls(stream).await
+    }
+
+    fn replied(&mut self, command: Option<&[u8]>, reply: &Reply) {
+        self.log.replied(command, reply);
     }
 }
 

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
 
 use super::handler::{IntakeHandler, ListenerContext};
-use super::{Error, Shared};
+use super::{Error, LiveSessions, Shared};
 use crate::config::{AddressFamily, ListenAddress, Listener};
 use crate::interfaces;
-use crate::smtp::conn::{self, BoxStream, ConnConfig, Handler};
+use crate::smtp::conn::{self, BoxStream, ConnConfig, Drain, Handler};
 use crate::smtp::{Peer, Session};
 
 /// The backlog of every listening socket.
@@ -88,18 +89,21 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Accepts connections on `socket` until aborted, one task per session.
+/// Accepts connections on `socket` until aborted, one task per session
+/// (each following `sessions` for the daemon's shutdown).
 pub(super) async fn accept_loop(
     socket: TcpListener,
     context: Arc<ListenerContext>,
     shared: Arc<Shared>,
+    sessions: LiveSessions,
 ) {
     loop {
         match socket.accept().await {
             Ok((stream, peer)) => {
                 let (context, shared) = (Arc::clone(&context), Arc::clone(&shared));
+                let drain = sessions.follow();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, peer, context, shared).await {
+                    if let Err(e) = serve(stream, peer, context, shared, drain).await {
                         tracing::debug!("session from {peer}: {e}");
                     }
                 });
@@ -120,10 +124,11 @@ async fn serve(
     peer: SocketAddr,
     context: Arc<ListenerContext>,
     shared: Arc<Shared>,
+    drain: watch::Receiver<Drain>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let ip = peer.ip().to_canonical();
-    tracing::info!("connection from {} on port {}", ip, context.port());
+    tracing::debug!("connection from {} on port {}", ip, context.port());
     // Before the greeting, as OpenSMTPD: bounded in time, never an error.
     let name = shared.resolver.peer_name(ip).await;
     tracing::debug!(
@@ -131,16 +136,26 @@ async fn serve(
         name.rdns_or_unknown(),
         name.fcrdns
     );
+    let host = name.rdns_or_unknown().to_owned();
     let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip, name);
+    let log = handler.log();
+    log.connected(Some(ip), &host);
     let mut stream: BoxStream = Box::new(stream);
     if context.smtps() {
-        stream = handler.accept_tls(stream).await?;
+        stream = match handler.accept_tls(stream).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                log.disconnected(&Err(e));
+                return Ok(());
+            }
+        };
     }
     let session = Session::new(context.session_config(), &Peer::Ip(ip).to_string());
-    let outcome = conn::run(stream, session, &mut handler, ConnConfig::default()).await;
+    let config = ConnConfig::default();
+    let outcome = conn::run_draining(stream, session, &mut handler, config, drain).await;
     // Whatever ended the session, a message not committed is dropped.
     handler.abort_message().await;
-    tracing::info!("connection from {ip} closed: {:?}", outcome?);
+    log.disconnected(&outcome);
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::handler::{IntakeHandler, ListenerContext};
 use super::source::Source;
-use super::{Error, Shared};
+use super::{Error, LiveSessions, Shared};
 use crate::config::{ListenAddress, Listener, ListenerTls};
 use crate::dns::{Fcrdns, PeerName};
 use crate::smtp::conn::{self, BoxStream, ConnConfig, Handler};
@@ -27,11 +27,13 @@ use crate::smtp::Session;
 pub struct LocalListener {
     shared: Arc<Shared>,
     context: Arc<ListenerContext>,
+    sessions: LiveSessions,
 }
 
 impl LocalListener {
-    /// The listener of `shared.config.socket`.
-    pub(super) fn new(shared: Arc<Shared>) -> Result<Self, Error> {
+    /// The listener of `shared.config.socket`, its sessions following
+    /// `sessions` for the daemon's shutdown.
+    pub(super) fn new(shared: Arc<Shared>, sessions: LiveSessions) -> Result<Self, Error> {
         let socket = &shared.config.socket;
         let listener = Listener {
             address: ListenAddress::Name("socket".to_owned()),
@@ -58,6 +60,7 @@ impl LocalListener {
         Ok(Self {
             shared,
             context: Arc::new(context),
+            sessions,
         })
     }
 
@@ -70,7 +73,8 @@ impl LocalListener {
     /// Runs one session of local user `user` over `stream`, until it ends.
     pub async fn serve(&self, stream: BoxStream, user: String) {
         let source = Source::Local { user };
-        tracing::info!("connection from {source} on the local socket");
+        tracing::debug!("connection from {source} on the local socket");
+        let drain = self.sessions.follow();
         // As OpenSMTPD names a local client: the server, confirmed.
         let name = PeerName {
             rdns: Some(self.host_name()),
@@ -82,13 +86,13 @@ impl LocalListener {
             source.clone(),
             name,
         );
+        let log = handler.log();
+        log.connected(None, &self.host_name());
         let session = Session::new(self.context.session_config(), &source.peer().to_string());
-        let outcome = conn::run(stream, session, &mut handler, ConnConfig::default()).await;
+        let config = ConnConfig::default();
+        let outcome = conn::run_draining(stream, session, &mut handler, config, drain).await;
         // Whatever ended the session, a message not committed is dropped.
         handler.abort_message().await;
-        match outcome {
-            Ok(outcome) => tracing::info!("connection from {source} closed: {outcome:?}"),
-            Err(e) => tracing::info!("connection from {source} closed: {e}"),
-        }
+        log.disconnected(&outcome);
     }
 }

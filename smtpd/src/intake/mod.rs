@@ -29,6 +29,7 @@
 //! login).
 
 pub(crate) mod date;
+mod drain;
 mod handler;
 mod headers;
 mod listen;
@@ -47,6 +48,7 @@ use crate::queue::QueueBackend;
 use crate::smtp::tls;
 use crate::table::Tables;
 
+pub use drain::{LiveSessions, CLOSE_GRACE, SESSION_GRACE};
 pub use handler::IntakeHandler;
 pub use listen::resolve;
 pub use local::LocalListener;
@@ -104,17 +106,24 @@ pub enum Error {
 pub struct Intake {
     loops: JoinSet<()>,
     local: LocalListener,
+    sessions: LiveSessions,
 }
 
 /// Binds every listener of `shared.config` and starts accepting.
 pub async fn start(shared: Arc<Shared>) -> Result<Intake, Error> {
-    let local = LocalListener::new(Arc::clone(&shared))?;
+    let sessions = LiveSessions::new();
+    let local = LocalListener::new(Arc::clone(&shared), sessions.clone())?;
     let bound = listen::bind_all(&shared).await?;
     let mut loops = JoinSet::new();
     for (socket, listener) in bound {
-        loops.spawn(listen::accept_loop(socket, listener, Arc::clone(&shared)));
+        let (shared, sessions) = (Arc::clone(&shared), sessions.clone());
+        loops.spawn(listen::accept_loop(socket, listener, shared, sessions));
     }
-    Ok(Intake { loops, local })
+    Ok(Intake {
+        loops,
+        local,
+        sessions,
+    })
 }
 
 impl Intake {
@@ -132,10 +141,19 @@ impl Intake {
         }
     }
 
-    /// Stops accepting connections (sessions in progress are dropped with
-    /// the runtime).
+    /// Stops accepting connections, then lets the sessions in progress
+    /// finish their transaction within [`SESSION_GRACE`] ([`LiveSessions`]:
+    /// new commands get 421; the rest are closed).
     pub async fn stop(mut self) {
         self.loops.abort_all();
         while self.loops.join_next().await.is_some() {}
+        let running = self.sessions.running();
+        if running > 0 {
+            tracing::info!("waiting for {running} session(s) to finish");
+        }
+        let left = self.sessions.drain(SESSION_GRACE, CLOSE_GRACE).await;
+        if left > 0 {
+            tracing::warn!("{left} session(s) did not end, dropped");
+        }
     }
 }

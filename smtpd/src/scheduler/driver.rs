@@ -43,6 +43,7 @@ use crate::config::Config;
 use crate::delivery::expand::MdaExec;
 use crate::delivery::expand::{Delivery, Expander, SystemFiles};
 use crate::delivery::local::{self, LocalAgent, LocalResult, MBOXFILE_EXEC};
+use crate::log::{self, Attempt};
 use crate::queue::envelope::{
     Bounce, Envelope, Flags, Kind, MailAddr, Mda, Notify, Source, Status,
 };
@@ -352,17 +353,14 @@ impl Driver {
         match job.task {
             Task::Remove => {
                 self.stats.removed += 1;
-                tracing::info!("evp:{evpid}: removed by the administrator");
+                log::removed(&envelope, now);
                 self.delete(evpid).await;
             }
             Task::Expire => {
                 self.stats.expired += 1;
                 let mut envelope = envelope;
                 mark_expired(&mut envelope);
-                tracing::info!(
-                    "evp:{evpid}: expired, to=<{}>, result=PermFail stat=Envelope expired",
-                    envelope.dest
-                );
+                log::expired(&envelope, now);
                 self.bounce(&envelope, Bounce::Failed, now).await;
                 self.delete(evpid).await;
             }
@@ -424,18 +422,10 @@ impl Driver {
             result,
         } = finished;
         let now = unix_now();
-        let delay = now.saturating_sub(envelope.ctime);
-        let via = match &envelope.kind {
-            Kind::Mda(_) => "mda",
-            _ => "mta",
-        };
         match result {
             LocalResult::Delivered => {
                 self.stats.delivered += 1;
-                tracing::info!(
-                    "evp:{evpid}: delivery: Ok from=<{}> to=<{}> rcpt=<{}> via={via} delay={delay}s result=Ok",
-                    local::text(&envelope.sender), envelope.dest, envelope.rcpt
-                );
+                log::delivery(&envelope, Attempt::Delivered, now);
                 envelope.set_errorline("Delivered");
                 envelope.status = Some(Status { class: 2, code: 0 });
                 if envelope.dsn_notify.0 & Notify::SUCCESS != 0 {
@@ -445,18 +435,12 @@ impl Driver {
                 let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
             }
             LocalResult::Temporary(reason) => {
-                tracing::info!(
-                    "evp:{evpid}: delivery: TempFail from=<{}> to=<{}> via={via} delay={delay}s result=TempFail stat={reason}",
-                    local::text(&envelope.sender), envelope.dest
-                );
+                log::delivery(&envelope, Attempt::TempFail(&reason), now);
                 self.tempfail(evpid, envelope, &reason, now).await;
             }
             LocalResult::Permanent(reason) => {
                 self.stats.permfail += 1;
-                tracing::info!(
-                    "evp:{evpid}: delivery: PermFail from=<{}> to=<{}> via={via} delay={delay}s result=PermFail stat={reason}",
-                    local::text(&envelope.sender), envelope.dest
-                );
+                log::delivery(&envelope, Attempt::PermFail(&reason), now);
                 envelope.set_errorline(&reason);
                 envelope.status = Some(Status { class: 5, code: 0 });
                 self.bounce(&envelope, Bounce::Failed, now).await;
@@ -465,10 +449,7 @@ impl Driver {
             }
             LocalResult::Loop => {
                 self.stats.loops += 1;
-                tracing::info!(
-                    "evp:{evpid}: delivery: Loop from=<{}> to=<{}> via={via} delay={delay}s result=Loop stat=Loop detected",
-                    local::text(&envelope.sender), envelope.dest
-                );
+                log::delivery(&envelope, Attempt::Loop, now);
                 mark_loop(&mut envelope);
                 self.bounce(&envelope, Bounce::Failed, now).await;
                 self.delete(evpid).await;
@@ -564,12 +545,12 @@ impl Driver {
             .await;
         match result {
             Ok(created) => {
-                tracing::info!(
-                    "evp:{}: bounce: msg:{new} to=<{}> for {} envelope(s)",
-                    envelope.id.map(|id| id.to_string()).unwrap_or_default(),
-                    notification.recipient,
-                    created.len()
+                tracing::debug!(
+                    "evp:{}: bounced as msg:{new}",
+                    envelope.id.map(|id| id.to_string()).unwrap_or_default()
                 );
+                let size = notification.data.len() as u64;
+                log::bounce_injected(&envelope.smtpname, new, size, &created);
                 for (evpid, bounce) in created {
                     self.insert(evpid, &bounce);
                 }

@@ -10,6 +10,14 @@
 //! (CVE-2011-0411 style): the connection is closed instead. The TLS
 //! handshake itself is the handler's ([`Handler::start_tls`]), so this
 //! module needs no TLS library and tests run on `tokio::io::duplex`.
+//!
+//! Each reply goes to [`Handler::replied`] with the line it answers, as
+//! logs may show it ([`crate::log::shown_command`]), for the `smtp
+//! failed-command` lines. [`run_draining`] also follows the daemon's
+//! shutdown ([`Drain`]): once it begins, a session outside a transaction
+//! gets `421` and ends, one inside a transaction may finish it (the next
+//! command but QUIT gets `421`), and at [`Drain::Close`] every session
+//! gets `421` and ends, a message in progress dropped.
 
 use std::io;
 use std::time::Duration;
@@ -17,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use super::auth::Credentials;
@@ -24,6 +33,7 @@ use super::codec::{DataEnd, Frame, LineCodec};
 use super::command::{MailFrom, RcptTo};
 use super::reply::Reply;
 use super::session::{Session, Step, Transaction};
+use crate::log;
 
 /// A byte stream a session can run on (TCP, TLS, unix socket, duplex).
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -70,6 +80,26 @@ pub trait Handler: Send {
             "no TLS configured",
         ))
     }
+
+    /// A reply went out: `command` is the client's line it answers, as
+    /// logs may show it ([`log::shown_command`]), `None` for input that
+    /// was no command (a line too long, a bare CR or LF). The default does
+    /// nothing; intake logs the 4xx and 5xx ones.
+    fn replied(&mut self, command: Option<&[u8]>, reply: &Reply) {
+        let _ = (command, reply);
+    }
+}
+
+/// Where the daemon's shutdown stands, as sessions see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Drain {
+    /// Serving.
+    #[default]
+    Serve,
+    /// Stopping: finish the transaction in progress, start no other.
+    Finish,
+    /// Stopped: end now.
+    Close,
 }
 
 /// Connection settings.
@@ -105,6 +135,8 @@ pub enum Outcome {
     Timeout,
     /// Input was buffered before a TLS handshake; closed unanswered.
     TlsInjection,
+    /// The daemon is stopping (421 sent).
+    Shutdown,
 }
 
 /// The connection's state around the session.
@@ -114,6 +146,19 @@ struct Conn<'h, H: Handler> {
     config: ConnConfig,
     /// The first failure while writing the message, answered at its end.
     data_error: Option<Reply>,
+    /// The last client line as logs may show it; `None` after input that
+    /// was no command.
+    command: Option<Vec<u8>>,
+    /// The daemon's shutdown, if it is followed.
+    drain: Option<watch::Receiver<Drain>>,
+    /// The stage of the shutdown seen last.
+    stage: Drain,
+}
+
+/// What ended a wait for input.
+enum Wake<T> {
+    Read(T),
+    Drain(Drain),
 }
 
 /// Runs `session` over `stream` until it ends.
@@ -123,18 +168,62 @@ pub async fn run<H: Handler>(
     handler: &mut H,
     config: ConnConfig,
 ) -> io::Result<Outcome> {
-    let mut conn = Conn {
-        session,
-        handler,
-        config,
-        data_error: None,
-    };
-    conn.serve(stream).await
+    Conn::new(session, handler, config, None)
+        .serve(stream)
+        .await
 }
 
-impl<H: Handler> Conn<'_, H> {
+/// [`run`], following the daemon's shutdown through `drain`.
+pub async fn run_draining<H: Handler>(
+    stream: BoxStream,
+    session: Session,
+    handler: &mut H,
+    config: ConnConfig,
+    drain: watch::Receiver<Drain>,
+) -> io::Result<Outcome> {
+    Conn::new(session, handler, config, Some(drain))
+        .serve(stream)
+        .await
+}
+
+/// Waits until the shutdown is past `seen`; never when it is not followed
+/// or its sender is gone.
+async fn next_stage(drain: &mut Option<watch::Receiver<Drain>>, seen: Drain) -> Drain {
+    if let Some(rx) = drain {
+        if let Ok(stage) = rx.wait_for(|stage| *stage > seen).await {
+            return *stage;
+        }
+    }
+    std::future::pending().await
+}
+
+impl<'h, H: Handler> Conn<'h, H> {
+    fn new(
+        session: Session,
+        handler: &'h mut H,
+        config: ConnConfig,
+        drain: Option<watch::Receiver<Drain>>,
+    ) -> Self {
+        let stage = drain.as_ref().map_or(Drain::Serve, |rx| *rx.borrow());
+        Self {
+            session,
+            handler,
+            config,
+            data_error: None,
+            command: None,
+            drain,
+            stage,
+        }
+    }
+
     async fn serve(&mut self, stream: BoxStream) -> io::Result<Outcome> {
         let mut framed = Framed::new(stream, LineCodec::new(self.config.max_line));
+        if self.stage > Drain::Serve {
+            framed
+                .send(&Reply::shutting_down(self.session.hostname()))
+                .await?;
+            return Ok(Outcome::Shutdown);
+        }
         framed.send(&self.session.greeting()).await?;
         loop {
             let in_data = framed.codec().in_data();
@@ -142,7 +231,28 @@ impl<H: Handler> Conn<'_, H> {
                 true => self.config.data_timeout,
                 false => self.config.command_timeout,
             };
-            let frame = match tokio::time::timeout(limit, framed.next()).await {
+            let wake = tokio::select! {
+                stage = next_stage(&mut self.drain, self.stage) => Wake::Drain(stage),
+                read = tokio::time::timeout(limit, framed.next()) => Wake::Read(read),
+            };
+            let read = match wake {
+                Wake::Read(read) => read,
+                Wake::Drain(stage) => {
+                    self.stage = stage;
+                    let idle = !in_data && self.session.transaction().is_none();
+                    if stage == Drain::Close || idle {
+                        if in_data {
+                            self.handler.abort_message().await;
+                        }
+                        framed
+                            .send(&Reply::shutting_down(self.session.hostname()))
+                            .await?;
+                        return Ok(Outcome::Shutdown);
+                    }
+                    continue;
+                }
+            };
+            let frame = match read {
                 Err(_) => {
                     if in_data {
                         self.handler.abort_message().await;
@@ -166,11 +276,27 @@ impl<H: Handler> Conn<'_, H> {
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
+            if self.refuses(&frame) {
+                let reply = Reply::shutting_down(self.session.hostname());
+                if let Frame::Line(line) = &frame {
+                    let shown = log::shown_command(line, self.session.auth_stage());
+                    self.handler.replied(Some(&shown), &reply);
+                }
+                framed.send(&reply).await?;
+                return Ok(Outcome::Shutdown);
+            }
             let Some(step) = self.on_frame(frame).await else {
                 continue;
             };
             let step = self.resolve(step).await;
             tracing::debug!(">>> {}", step_reply(&step));
+            if let Step::Reply(reply)
+            | Step::Close(reply)
+            | Step::StartTls(reply)
+            | Step::StartData(reply) = &step
+            {
+                self.handler.replied(self.command.as_deref(), reply);
+            }
             match step {
                 Step::Reply(reply) => {
                     framed.feed(&reply).await?;
@@ -205,14 +331,26 @@ impl<H: Handler> Conn<'_, H> {
         }
     }
 
+    /// Whether `frame` is refused because the daemon is stopping: a
+    /// command line other than QUIT outside a transaction.
+    fn refuses(&self, frame: &Frame) -> bool {
+        self.stage > Drain::Serve
+            && self.session.transaction().is_none()
+            && matches!(frame, Frame::Line(line) if !line.eq_ignore_ascii_case(b"QUIT"))
+    }
+
     /// The session's step for one frame; data lines go to the handler.
     async fn on_frame(&mut self, frame: Frame) -> Option<Step> {
         match frame {
             Frame::Line(line) => {
                 tracing::debug!("<<< {}", loggable(&line, self.session.in_auth_exchange()));
+                self.command = Some(log::shown_command(&line, self.session.auth_stage()));
                 Some(self.session.on_line(&line))
             }
-            Frame::Invalid(error) => Some(self.session.on_invalid(error)),
+            Frame::Invalid(error) => {
+                self.command = None;
+                Some(self.session.on_invalid(error))
+            }
             Frame::Data(line) => {
                 if self.data_error.is_none() {
                     if let Err(reply) = self.handler.data_line(&line).await {

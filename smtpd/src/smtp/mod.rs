@@ -45,5 +45,5 @@ pub use command::{
 };
 pub use received::{Peer, Received, TlsInfo};
 pub use reply::{Enhanced, Reply};
-pub use session::{Session, Step, Transaction};
+pub use session::{AuthStage, Session, Step, Transaction};
 pub use settings::{AuthMode, Limits, SessionConfig, TlsMode};

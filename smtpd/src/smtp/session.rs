@@ -98,6 +98,18 @@ enum Exchange {
     LoginPassword(String),
 }
 
+/// Which answer of an AUTH exchange the next line is (logs name it
+/// instead of showing it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStage {
+    /// The PLAIN message.
+    Plain,
+    /// The LOGIN user name.
+    Username,
+    /// The LOGIN password.
+    Password,
+}
+
 const USERNAME_CHALLENGE: &str = "VXNlcm5hbWU6";
 const PASSWORD_CHALLENGE: &str = "UGFzc3dvcmQ6";
 
@@ -181,6 +193,16 @@ impl Session {
     /// credential and must not be logged).
     pub const fn in_auth_exchange(&self) -> bool {
         self.exchange.is_some()
+    }
+
+    /// Which answer of an AUTH exchange the next line is, if any.
+    pub const fn auth_stage(&self) -> Option<AuthStage> {
+        match self.exchange {
+            None => None,
+            Some(Exchange::Plain) => Some(AuthStage::Plain),
+            Some(Exchange::LoginUser) => Some(AuthStage::Username),
+            Some(Exchange::LoginPassword(_)) => Some(AuthStage::Password),
+        }
     }
 
     /// Whether the session asked to close.

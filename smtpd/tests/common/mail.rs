@@ -78,17 +78,17 @@ impl Smtpd {
         Client::connect(self.port, source)
     }
 
-    /// Waits for one delivery log line (`evp:EVPID: delivery: RESULT ...`)
+    /// Waits for one delivery log line (`SESSION mda delivery evpid=EVPID ...`)
     /// per entry of `msgids`, in any order (a message id given twice waits
     /// for two of its envelopes); the lines, in the order of `msgids`.
     pub(crate) fn wait_deliveries(&self, msgids: &[&str]) -> Vec<String> {
         let mut found: Vec<Option<String>> = vec![None; msgids.len()];
         while found.iter().any(Option::is_none) {
-            let line = self.wait_for(": delivery: ");
+            let line = self.wait_for(" delivery evpid=");
             let slot = msgids
                 .iter()
                 .zip(&mut found)
-                .find(|(msgid, slot)| slot.is_none() && line.contains(&format!("evp:{msgid}")));
+                .find(|(msgid, slot)| slot.is_none() && line.contains(&format!("evpid={msgid}")));
             if let Some((_, slot)) = slot {
                 *slot = Some(line);
             }
