@@ -2,9 +2,13 @@
 //!
 //! `smtpctl [-s socket] [--data-dir dir] command [argument ...]`, with
 //! OpenSMTPD's command words (abbreviations allowed): `show tables`,
-//! `update table NAME`, and ours, `check table NAME SERVICE KEY` and
-//! `lookup table NAME SERVICE KEY`. The socket is found as the daemon
-//! places it (`smtpd::control::socket_path`). `encrypt [STRING]` needs no
+//! `update table NAME`, `show queue|envelope|message|stats|status`,
+//! `schedule`, `remove`, `pause|resume envelope|mda|mta|smtp`, `discover`,
+//! `log verbose|brief`, `monitor`, and ours, `check table NAME SERVICE
+//! KEY` and `lookup table NAME SERVICE KEY` (`smtpd::control::cli`). The
+//! socket is found as the daemon places it
+//! (`smtpd::control::socket_path`); `show queue` reads the daemon's spool
+//! when no daemon runs (`--data-dir`). `encrypt [STRING]` needs no
 //! daemon: it prints a bcrypt hash of STRING, or of each line of standard
 //! input. Exit status 0 when the command succeeded, 1 otherwise.
 //!
@@ -17,9 +21,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use smtpd::control::client::Client;
+use smtpd::control::cli;
 use smtpd::control::command::{self, Command, CommandError};
-use smtpd::control::output::{self, Output};
+use smtpd::control::output::Output;
 use smtpd::enqueue::{self, Program};
 
 /// Control a running smtpd.
@@ -65,7 +69,7 @@ fn main() -> ExitCode {
     };
     let out = run(&args);
     // Output errors (a closed pipe) change nothing the daemon did.
-    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(out.stderr.as_bytes());
     ExitCode::from(out.status)
 }
@@ -84,9 +88,9 @@ fn mailq() -> Option<Args> {
 }
 
 fn run(args: &Args) -> Output {
-    let request = match command::parse(&args.words) {
-        Ok(Command::Daemon(request)) => request,
+    let command = match command::parse(&args.words) {
         Ok(Command::Encrypt(password)) => return encrypt(password.as_deref()),
+        Ok(command) => command,
         Err(e @ CommandError::Service(_)) => return Output::error(e),
         // OpenSMTPD prints these bare, without the program's name.
         Err(e) => {
@@ -101,11 +105,8 @@ fn run(args: &Args) -> Output {
         .socket
         .clone()
         .unwrap_or_else(|| smtpd::control::socket_path(&args.data_dir));
-    let answers = Client::connect(&socket).and_then(|mut client| client.request(&request));
-    match answers {
-        Ok(answers) => output::render(&request, &answers),
-        Err(e) => Output::error(e),
-    }
+    let spool = cli::spool_path(&args.data_dir);
+    cli::execute(command, &socket, &spool)
 }
 
 /// `encrypt`: the hash of `password`, or of each line of standard input

@@ -4,9 +4,15 @@
 //!   shared by both ends.
 //! - `server.rs`: the daemon's end, called by `crate::daemon`; it answers
 //!   from the live [`crate::table::Tables`].
+//! - `admin.rs`: the daemon's answers to the queue, scheduler, status and
+//!   log commands, through the scheduler's handle, the queue, intake's
+//!   gate and the log filter ([`crate::log::set_verbose`]).
 //! - `client.rs`, `command.rs`, `output.rs` and `listing.rs`: smtpctl's
 //!   end (blocking client, OpenSMTPD-style command words, what is printed
-//!   for each answer, the `show tables` columns).
+//!   for each answer, the `show tables` columns); `envelopes.rs` and
+//!   `stats.rs`: the `show queue` lines (and the spool read when no daemon
+//!   runs), the `show stats` counters and the `monitor` lines; `cli.rs`:
+//!   a command carried out, from connecting to what is printed.
 //! - `enqueue.rs`: both ends of local submission: `sendmail` asks for an
 //!   SMTP session and the connection becomes one, run by the socket
 //!   listener ([`crate::intake::LocalListener`]).
@@ -14,13 +20,17 @@
 //! Where the socket lives is decided here for both ends:
 //! [`socket_path`].
 
+mod admin;
+pub mod cli;
 pub mod client;
 pub mod command;
 pub mod enqueue;
+pub mod envelopes;
 pub mod listing;
 pub mod output;
 pub mod protocol;
 mod server;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 

@@ -6,17 +6,28 @@
 //! - `show tables`: the columns of `listing.rs`;
 //! - `check table`: `found` or `not found`; `lookup table`: the value, or
 //!   `not found` (status 0 either way: the daemon answered);
+//! - `show queue`: a line per envelope (`envelopes.rs`); `show envelope`:
+//!   the file as stored; `show message`: the message with LF line ends;
+//!   `show stats`: `key=value` lines (`stats.rs`); `show status`: `MDA`,
+//!   `MTA` and `SMTP`, each `running` or `paused`;
+//! - `schedule`, `remove`, `pause envelope`, `resume envelope`: `N
+//!   envelope scheduled` (`envelopes` when N > 1), `removed`, `paused`,
+//!   `resumed`; `discover`: `N envelopes discovered` (`envelope` when N
+//!   is 1);
+//! - `pause`, `resume` and `log`: `command succeeded`, or `command failed`
+//!   (when already in that state);
 //! - a refused request: `smtpctl: need root privileges` on standard
 //!   error, status 1, as OpenSMTPD's smtpctl says when not run by root.
 
-use super::listing;
-use super::protocol::{Answer, Request};
+use super::protocol::{self, Answer, Request};
+use super::{envelopes, listing, stats};
 
-/// Text for standard output and standard error, and the exit status.
+/// Bytes for standard output, text for standard error, and the exit
+/// status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
-    /// For standard output.
-    pub stdout: String,
+    /// For standard output (a message shown may hold any bytes).
+    pub stdout: Vec<u8>,
     /// For standard error.
     pub stderr: String,
     /// The exit status.
@@ -24,16 +35,17 @@ pub struct Output {
 }
 
 impl Output {
-    fn out(text: String) -> Self {
+    /// `text` on standard output, status 0.
+    pub fn out(text: impl Into<Vec<u8>>) -> Self {
         Self {
-            stdout: text,
+            stdout: text.into(),
             ..Self::default()
         }
     }
 
     fn failed(stdout: String) -> Self {
         Self {
-            stdout,
+            stdout: stdout.into_bytes(),
             status: 1,
             ..Self::default()
         }
@@ -58,12 +70,77 @@ pub fn render(request: &Request, answers: &[Answer]) -> Output {
     };
     match last {
         Answer::Succeeded => {}
+        Answer::Failed { reason } if reason.is_empty() => {
+            return Output::failed("command failed\n".to_owned())
+        }
         Answer::Failed { reason } => return Output::failed(format!("command failed: {reason}\n")),
         Answer::Denied => return Output::error("need root privileges"),
         other => return unexpected(other),
     }
     match (request, data) {
-        (Request::UpdateTable { .. }, []) => Output::out("command succeeded\n".to_owned()),
+        (
+            Request::UpdateTable { .. }
+            | Request::Pause { .. }
+            | Request::Resume { .. }
+            | Request::Log { .. },
+            [],
+        ) => Output::out("command succeeded\n"),
+        (Request::ShowQueue { .. }, data) => {
+            let mut text = String::new();
+            for answer in data {
+                match answer {
+                    Answer::Envelope(entry) => text.push_str(&envelopes::line(entry)),
+                    other => return unexpected(other),
+                }
+            }
+            Output::out(text)
+        }
+        (Request::ShowEnvelope { .. }, data) => match bytes(data) {
+            Ok(bytes) => Output::out(bytes),
+            Err(out) => out,
+        },
+        (Request::ShowMessage { .. }, data) => match bytes(data) {
+            Ok(bytes) => Output::out(lf_endings(&bytes)),
+            Err(out) => out,
+        },
+        (Request::ShowStats, data) => match stats::stat_lines(data) {
+            Some(text) => Output::out(text),
+            None => unexpected(&data[0]),
+        },
+        (Request::ShowStatus, [Answer::Status(s)]) => {
+            let state = |paused: bool| if paused { "paused" } else { "running" };
+            Output::out(format!(
+                "MDA {}\nMTA {}\nSMTP {}\n",
+                state(s.mda),
+                state(s.mta),
+                state(s.smtp)
+            ))
+        }
+        (Request::Digest, [Answer::Digest(digest)]) => {
+            let header = stats::monitor_header(0).unwrap_or_default();
+            let line = stats::monitor_line(digest, &protocol::Digest::default());
+            Output::out(format!("{header}{line}"))
+        }
+        (Request::Discover { .. }, [Answer::Count { count }]) => {
+            let plural = if *count == 1 { "" } else { "s" };
+            Output::out(format!("{count} envelope{plural} discovered\n"))
+        }
+        (
+            Request::Schedule { .. }
+            | Request::Remove { .. }
+            | Request::PauseEnvelope { .. }
+            | Request::ResumeEnvelope { .. },
+            [Answer::Count { count }],
+        ) => {
+            let done = match request {
+                Request::Schedule { .. } => "scheduled",
+                Request::Remove { .. } => "removed",
+                Request::PauseEnvelope { .. } => "paused",
+                _ => "resumed",
+            };
+            let plural = if *count > 1 { "s" } else { "" };
+            Output::out(format!("{count} envelope{plural} {done}\n"))
+        }
         (Request::ShowTables, data) => {
             let mut tables = Vec::new();
             for answer in data {
@@ -75,7 +152,7 @@ pub fn render(request: &Request, answers: &[Answer]) -> Output {
             Output::out(listing::tables(&tables))
         }
         (Request::CheckTable { .. }, [Answer::Check { found }]) => {
-            Output::out(if *found { "found\n" } else { "not found\n" }.to_owned())
+            Output::out(if *found { "found\n" } else { "not found\n" })
         }
         (Request::LookupTable { .. }, [Answer::Lookup { value }]) => Output::out(match value {
             Some(value) => format!("{value}\n"),
@@ -86,13 +163,42 @@ pub fn render(request: &Request, answers: &[Answer]) -> Output {
     }
 }
 
+/// The bytes of [`Answer::Data`] lines, in order.
+fn bytes(data: &[Answer]) -> Result<Vec<u8>, Output> {
+    let mut bytes = Vec::new();
+    for answer in data {
+        let Answer::Data { text } = answer else {
+            return Err(unexpected(answer));
+        };
+        let chunk = protocol::from_text(text)
+            .ok_or_else(|| Output::error("invalid data from smtpd: a character past U+00FF"))?;
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// `message` with each CRLF turned into LF, as OpenSMTPD stores messages.
+pub fn lf_endings(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut bytes = message.iter().peekable();
+    while let Some(&byte) = bytes.next() {
+        if byte == b'\r' && bytes.peek() == Some(&&b'\n') {
+            continue;
+        }
+        out.push(byte);
+    }
+    out
+}
+
 fn unexpected(answer: &Answer) -> Output {
     Output::error(format!("unexpected answer from smtpd: {answer:?}"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::protocol::{Service, TableStatus};
+    use super::super::protocol::{
+        Agent, EvpId, PauseStatus, QueueEntry, RunState, Service, TableStatus, Target,
+    };
     use super::*;
 
     fn update() -> Request {
@@ -191,6 +297,188 @@ mod tests {
         }
     }
 
+    fn text(out: &Output) -> &str {
+        std::str::from_utf8(&out.stdout).unwrap()
+    }
+
+    #[test]
+    fn counts_print_with_openbsd_plurals() {
+        let all = Target::All;
+        let cases = [
+            (
+                Request::Schedule { target: all },
+                0,
+                "0 envelope scheduled\n",
+            ),
+            (
+                Request::Schedule { target: all },
+                1,
+                "1 envelope scheduled\n",
+            ),
+            (
+                Request::Schedule { target: all },
+                2,
+                "2 envelopes scheduled\n",
+            ),
+            (Request::Remove { target: all }, 3, "3 envelopes removed\n"),
+            (
+                Request::PauseEnvelope { target: all },
+                1,
+                "1 envelope paused\n",
+            ),
+            (
+                Request::ResumeEnvelope { target: all },
+                0,
+                "0 envelope resumed\n",
+            ),
+            (
+                Request::Discover {
+                    evpid: EvpId(0x0a1b_2c3d_0000_0001),
+                },
+                0,
+                "0 envelopes discovered\n",
+            ),
+            (
+                Request::Discover {
+                    evpid: EvpId(0x0a1b_2c3d_0000_0001),
+                },
+                1,
+                "1 envelope discovered\n",
+            ),
+        ];
+        for (request, count, expected) in cases {
+            let out = render(&request, &[Answer::Count { count }, Answer::Succeeded]);
+            assert_eq!((text(&out), out.status), (expected, 0), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn pause_resume_and_log_succeed_or_fail_without_a_reason() {
+        let pause = Request::Pause { agent: Agent::Mda };
+        let out = render(&pause, &[Answer::Succeeded]);
+        assert_eq!((text(&out), out.status), ("command succeeded\n", 0));
+        let again = Answer::Failed {
+            reason: String::new(),
+        };
+        let out = render(&pause, &[again]);
+        assert_eq!((text(&out), out.status), ("command failed\n", 1));
+        let log = Request::Log { verbose: true };
+        let out = render(&log, &[Answer::Succeeded]);
+        assert_eq!(text(&out), "command succeeded\n");
+    }
+
+    #[test]
+    fn show_status_envelope_message_and_stats() {
+        let status = PauseStatus {
+            mda: true,
+            mta: false,
+            smtp: true,
+        };
+        let out = render(
+            &Request::ShowStatus,
+            &[Answer::Status(status), Answer::Succeeded],
+        );
+        assert_eq!(text(&out), "MDA paused\nMTA running\nSMTP paused\n");
+
+        let evpid = EvpId(0x0a1b_2c3d_0000_0001);
+        let data = |bytes: &[u8]| Answer::Data {
+            text: protocol::to_text(bytes),
+        };
+        let envelope = render(
+            &Request::ShowEnvelope { evpid },
+            &[
+                data(b"version: 3\n"),
+                data(b"type: mda\n"),
+                Answer::Succeeded,
+            ],
+        );
+        assert_eq!(text(&envelope), "version: 3\ntype: mda\n");
+        // A CR LF split between two data lines is still one line end.
+        let message = render(
+            &Request::ShowMessage {
+                msgid: evpid.msgid(),
+            },
+            &[
+                data(b"Subject: caf\xc3\xa9\r"),
+                data(b"\n\r\nbody\rbare CR\r\n"),
+                Answer::Succeeded,
+            ],
+        );
+        assert_eq!(
+            message.stdout,
+            b"Subject: caf\xc3\xa9\n\nbody\rbare CR\n".to_vec()
+        );
+        let bad = render(
+            &Request::ShowEnvelope { evpid },
+            &[
+                Answer::Data {
+                    text: "\u{20ac}".into(),
+                },
+                Answer::Succeeded,
+            ],
+        );
+        assert_eq!(bad.status, 1);
+        assert!(bad.stdout.is_empty());
+
+        let stats = render(
+            &Request::ShowStats,
+            &[
+                Answer::Stat {
+                    key: "control.session".into(),
+                    value: 1,
+                },
+                Answer::Stat {
+                    key: "uptime".into(),
+                    value: 61,
+                },
+                Answer::Succeeded,
+            ],
+        );
+        assert_eq!(
+            text(&stats),
+            "control.session=1\nuptime=61\nuptime.human=1m1s\n"
+        );
+    }
+
+    #[test]
+    fn show_queue_prints_a_line_per_envelope() {
+        let entry = QueueEntry {
+            evpid: EvpId(0x0a1b_2c3d_0000_0001),
+            family: "local".into(),
+            kind: "mda".into(),
+            flags: vec!["suspend".into()],
+            sender: "@".into(),
+            rcpt: "bob@example.org".into(),
+            dest: "bob@example.org".into(),
+            ctime: 10,
+            expire: 10,
+            last_try: 12,
+            retry: 1,
+            runstate: RunState::Pending { delay: 8 },
+            error: "421 temporary".into(),
+        };
+        let out = render(
+            &Request::ShowQueue {
+                target: Target::All,
+            },
+            &[
+                Answer::Envelope(entry.clone()),
+                Answer::Envelope(entry),
+                Answer::Succeeded,
+            ],
+        );
+        let line = "0a1b2c3d00000001|local|mda|suspend|@|bob@example.org|bob@example.org|\
+                    10|10|12|1|pending|8|421 temporary\n";
+        assert_eq!(text(&out), format!("{line}{line}"));
+        let empty = render(
+            &Request::ShowQueue {
+                target: Target::All,
+            },
+            &[Answer::Succeeded],
+        );
+        assert_eq!((text(&empty), empty.status), ("", 0));
+    }
+
     #[test]
     fn answers_that_do_not_fit_the_request_are_errors() {
         for (request, answers) in [
@@ -204,6 +492,17 @@ mod tests {
             (
                 Request::ShowTables,
                 vec![Answer::Lookup { value: None }, Answer::Succeeded],
+            ),
+            (Request::ShowStatus, vec![Answer::Succeeded]),
+            (
+                Request::Remove {
+                    target: Target::All,
+                },
+                vec![Answer::Succeeded],
+            ),
+            (
+                Request::ShowStats,
+                vec![Answer::Count { count: 1 }, Answer::Succeeded],
             ),
         ] {
             let out = render(&request, &answers);

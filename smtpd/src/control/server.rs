@@ -5,15 +5,17 @@
 //! reveal table content are refused unless the peer runs as root or as the
 //! daemon's own user, by `SO_PEERCRED`). [`run`] accepts connections until
 //! shutdown; each connection is served by its own task, one request line
-//! at a time, answered through the live [`Tables`]. Dropping the socket
-//! removes its file.
+//! at a time, answered through the live [`Tables`] (table requests, here)
+//! or by `admin.rs` (queue, scheduler, status and log requests). Dropping
+//! the socket removes its file.
 
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -22,9 +24,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use super::enqueue;
 use super::protocol::{self, Answer, Request, TableStatus, MAX_LINE};
-use crate::intake::LocalListener;
+use super::{admin, enqueue};
+use crate::intake::{Family, Gate, LocalListener};
+use crate::queue::QueueBackend;
+use crate::scheduler;
 use crate::table::Tables;
 
 /// How long a connection may stay silent before the daemon closes it.
@@ -114,12 +118,21 @@ pub struct Context {
     /// The socket listener, which runs the sessions `sendmail` asks for
     /// (`None`: submissions are refused).
     pub local: Option<LocalListener>,
+    /// The scheduler, for `show queue`, `schedule`, `pause mda`...
+    pub scheduler: scheduler::Handle,
+    /// The queue, for the envelopes and messages `show` prints.
+    pub queue: Arc<dyn QueueBackend>,
+    /// Intake's switch (`pause smtp`) and session counters.
+    pub gate: Gate,
+    /// When the daemon started (`uptime` of `show stats`).
+    pub started: SystemTime,
 }
 
 /// Serves the socket until `shutdown` completes, then closes it (removing
 /// its file) and drops the connections still open.
 pub async fn run(socket: ControlSocket, context: Context, shutdown: impl Future<Output = ()>) {
     let context = Arc::new(context);
+    let open = Arc::new(AtomicU64::new(0));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -127,7 +140,13 @@ pub async fn run(socket: ControlSocket, context: Context, shutdown: impl Future<
             () = &mut shutdown => break,
             accepted = socket.listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve(stream, Arc::clone(&context)));
+                    let open = Arc::clone(&open);
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let context = Arc::clone(&context);
+                    connections.spawn(async move {
+                        serve(stream, context, &open).await;
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    });
                 }
                 Err(e) => tracing::warn!("control socket: accept failed: {e}"),
             },
@@ -139,8 +158,9 @@ pub async fn run(socket: ControlSocket, context: Context, shutdown: impl Future<
 }
 
 /// Serves one connection: requests in, answers out, until the peer closes
-/// or stays silent for [`IDLE_TIMEOUT`].
-async fn serve(stream: UnixStream, context: Arc<Context>) {
+/// or stays silent for [`IDLE_TIMEOUT`]. `open` counts the connections
+/// open now (`control.session` of `show stats`).
+async fn serve(stream: UnixStream, context: Arc<Context>, open: &AtomicU64) {
     let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
     let privileged = is_privileged(peer_uid, context.daemon_uid);
     let (read, mut out) = stream.into_split();
@@ -156,14 +176,28 @@ async fn serve(stream: UnixStream, context: Arc<Context>) {
             Ok(None) | Err(_) => return,
         };
         let answers = match protocol::decode::<Request>(&line) {
+            // While SMTP is paused, as OpenSMTPD, local submissions too.
+            Ok(Request::SmtpSession) if context.gate.is_paused() => vec![Answer::Failed {
+                reason: "smtp is paused".to_owned(),
+            }],
             Ok(Request::SmtpSession) => {
+                let _session = context.gate.session(Family::Local, false);
                 return enqueue::serve_session(lines, out, peer_uid, &context).await;
             }
             Ok(request) if request.is_privileged() && !privileged => {
                 tracing::warn!(uid = ?peer_uid, "control: {request:?} refused: not root");
                 vec![Answer::Denied]
             }
-            Ok(request) => answer(&context, request).await,
+            Ok(Request::ShowMessage { msgid }) => {
+                if admin::send_message(&context, msgid, &mut out)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Ok(request) => answer(&context, request, open.load(Ordering::Relaxed)).await,
             Err(e) => vec![Answer::Failed {
                 reason: e.to_string(),
             }],
@@ -185,8 +219,8 @@ fn is_privileged(peer_uid: Option<u32>, daemon_uid: u32) -> bool {
     peer_uid.is_some_and(|uid| uid == 0 || uid == daemon_uid)
 }
 
-/// Carries out one request.
-async fn answer(context: &Context, request: Request) -> Vec<Answer> {
+/// Carries out one request; `open` control connections are open now.
+async fn answer(context: &Context, request: Request, open: u64) -> Vec<Answer> {
     let tables = &context.tables;
     let name = match &request {
         Request::ShowTables => return show_tables(tables),
@@ -194,6 +228,7 @@ async fn answer(context: &Context, request: Request) -> Vec<Answer> {
         | Request::CheckTable { name, .. }
         | Request::LookupTable { name, .. } => name,
         Request::SmtpSession => return no_session(),
+        _ => return admin::answer(context, open, request).await,
     };
     let Some(table) = tables.by_name(name) else {
         tracing::warn!("control: no table named \"{name}\"");
@@ -202,8 +237,6 @@ async fn answer(context: &Context, request: Request) -> Vec<Answer> {
         }];
     };
     let result = match &request {
-        Request::ShowTables => return show_tables(tables),
-        Request::SmtpSession => return no_session(),
         Request::UpdateTable { name } => match table.update().await {
             Ok(()) => {
                 tracing::info!("table \"{name}\" successfully updated");
@@ -222,6 +255,8 @@ async fn answer(context: &Context, request: Request) -> Vec<Answer> {
             .lookup(*service, key)
             .await
             .map(|value| Some(Answer::Lookup { value })),
+        // The others were answered above.
+        _ => return admin::answer(context, open, request).await,
     };
     match result {
         Ok(data) => data.into_iter().chain([Answer::Succeeded]).collect(),

@@ -199,7 +199,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
     let shared = intake::Shared {
         config,
         tables: tables.clone(),
-        queue,
+        queue: Arc::clone(&queue),
         server_name,
         resolver,
         scheduler: scheduler.clone(),
@@ -220,6 +220,10 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         tables: tables.clone(),
         daemon_uid: control::effective_uid(),
         local: Some(intake.local()),
+        scheduler,
+        queue,
+        gate: intake.gate(),
+        started: std::time::SystemTime::now(),
     };
     control::run(socket, context, async {
         let signal = terminated.wait().await;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
+use super::gate::{Family, Gate};
 use super::handler::{IntakeHandler, ListenerContext};
 use super::{Error, LiveSessions, Shared};
 use crate::config::{AddressFamily, ListenAddress, Listener};
@@ -90,22 +91,36 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections on `socket` until aborted, one task per session
-/// (each following `sessions` for the daemon's shutdown).
+/// (each following `sessions` for the daemon's shutdown), none while
+/// `gate` is paused.
 pub(super) async fn accept_loop(
     socket: TcpListener,
     context: Arc<ListenerContext>,
     shared: Arc<Shared>,
+    gate: Gate,
     sessions: LiveSessions,
 ) {
     loop {
-        match socket.accept().await {
+        gate.opened().await;
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            () = gate.paused() => continue,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let (context, shared) = (Arc::clone(&context), Arc::clone(&shared));
+                let family = if peer.ip().to_canonical().is_ipv4() {
+                    Family::Inet4
+                } else {
+                    Family::Inet6
+                };
+                let count = gate.session(family, context.smtps());
                 let drain = sessions.follow();
                 tokio::spawn(async move {
                     if let Err(e) = serve(stream, peer, context, shared, drain).await {
                         tracing::debug!("session from {peer}: {e}");
                     }
+                    drop(count);
                 });
             }
             Err(e) => {

@@ -10,6 +10,8 @@
 //! behind its `Received:` header, and 250 is answered only once the
 //! queue's commit returned, with one envelope per accepted recipient.
 //! `date.rs` formats the header's date.
+//! The accept loops wait while the [`Gate`] (`gate.rs`) is paused
+//! (`smtpctl pause smtp`); it also counts sessions for `smtpctl show stats`.
 //!
 //! The socket listener (`local.rs`, `listen on socket`) has no socket of
 //! its own: its sessions come from the control socket, where `sendmail`
@@ -30,6 +32,7 @@
 
 pub(crate) mod date;
 mod drain;
+mod gate;
 mod handler;
 mod headers;
 mod listen;
@@ -49,6 +52,7 @@ use crate::smtp::tls;
 use crate::table::Tables;
 
 pub use drain::{LiveSessions, CLOSE_GRACE, SESSION_GRACE};
+pub use gate::{Family, Gate, SessionCount, SessionCounters, Sessions};
 pub use handler::IntakeHandler;
 pub use listen::resolve;
 pub use local::LocalListener;
@@ -106,6 +110,7 @@ pub enum Error {
 pub struct Intake {
     loops: JoinSet<()>,
     local: LocalListener,
+    gate: Gate,
     sessions: LiveSessions,
 }
 
@@ -115,13 +120,16 @@ pub async fn start(shared: Arc<Shared>) -> Result<Intake, Error> {
     let local = LocalListener::new(Arc::clone(&shared), sessions.clone())?;
     let bound = listen::bind_all(&shared).await?;
     let mut loops = JoinSet::new();
+    let gate = Gate::new();
     for (socket, listener) in bound {
-        let (shared, sessions) = (Arc::clone(&shared), sessions.clone());
-        loops.spawn(listen::accept_loop(socket, listener, shared, sessions));
+        let shared = Arc::clone(&shared);
+        let (gate, sessions) = (gate.clone(), sessions.clone());
+        loops.spawn(listen::accept_loop(socket, listener, shared, gate, sessions));
     }
     Ok(Intake {
         loops,
         local,
+        gate,
         sessions,
     })
 }
@@ -131,6 +139,11 @@ impl Intake {
     /// socket for.
     pub fn local(&self) -> LocalListener {
         self.local.clone()
+    }
+
+    /// The switch of `smtpctl pause smtp` and the session counters.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
     }
 
     /// Sends, in the background, the submissions of the offline queue

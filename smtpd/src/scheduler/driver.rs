@@ -23,6 +23,13 @@
 //! - relayed ones (`mta`) wait: relaying is not built yet, so each attempt
 //!   is a temporary failure until the envelope expires and bounces.
 //!
+//! Administrative commands ([`Control`], from `smtpctl` through
+//! [`Handle::control`]) act on the [`Ramqueue`] between two turns of the
+//! loop: schedule, remove, suspend or resume envelopes, pause local
+//! deliveries or relaying, list the envelopes with their states, read
+//! the counters ([`Stats`]), or discover an envelope copied into the
+//! queue by hand.
+//!
 //! Nothing is delivered twice within one run: an envelope is in flight at
 //! most once, and deleted before its delivery is reported. After a crash
 //! between a delivery and the deletion, the envelope is delivered again
@@ -84,6 +91,11 @@ pub enum Control {
     Show,
     /// The counters.
     Stats,
+    /// Which kinds of delivery are paused.
+    Status,
+    /// Load an envelope the scheduler does not know from the queue
+    /// (`smtpctl discover`, after copying files into the spool by hand).
+    Discover(EvpId),
 }
 
 /// The answer to a [`Control`].
@@ -91,10 +103,31 @@ pub enum Control {
 pub enum Answer {
     /// How many envelopes the command applied to.
     Count(usize),
-    /// The envelopes and their states.
-    Envelopes(Vec<(EvpId, EnvelopeState)>),
+    /// Whether a pause or unpause changed anything (`false`: it was
+    /// already in that state).
+    Changed(bool),
+    /// The envelopes and their states, by id.
+    Envelopes(Vec<Listed>),
     /// The counters.
     Stats(Stats),
+    /// The kinds of delivery paused.
+    Paused {
+        /// Local deliveries.
+        mda: bool,
+        /// Relaying.
+        mta: bool,
+    },
+}
+
+/// An envelope as [`Control::Show`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// The envelope.
+    pub evpid: EvpId,
+    /// What the scheduler knows of it.
+    pub state: EnvelopeState,
+    /// When its attempt in flight started, Unix seconds.
+    pub inflight_since: Option<u64>,
 }
 
 /// The driver's counters since start.
@@ -102,8 +135,22 @@ pub enum Answer {
 pub struct Stats {
     /// Envelopes known now.
     pub queued: usize,
+    /// Messages with envelopes known now.
+    pub messages: usize,
     /// Deliveries in flight now.
     pub inflight: usize,
+    /// Envelopes added since start (loaded, committed, bounces).
+    pub enqueued: u64,
+    /// Deliveries handed out since start.
+    pub started: u64,
+    /// Local deliveries in flight now (running or waiting for a slot).
+    pub mda_inflight: usize,
+    /// Local deliveries holding one of the `mda limit max-session` slots.
+    pub mda_running: usize,
+    /// Local deliveries handed out since start.
+    pub mda_started: u64,
+    /// Bounce envelopes created.
+    pub bounces: u64,
     /// Delivered.
     pub delivered: u64,
     /// Temporary failures.
@@ -168,6 +215,9 @@ pub struct Driver {
     refs: HashMap<MsgId, usize>,
     deliveries: JoinSet<(EvpId, Finished)>,
     slots: Arc<Semaphore>,
+    sessions: usize,
+    /// When each attempt in flight started.
+    inflight_since: HashMap<EvpId, u64>,
     stats: Stats,
 }
 
@@ -190,6 +240,8 @@ impl Driver {
             refs: HashMap::new(),
             deliveries: JoinSet::new(),
             slots: Arc::new(Semaphore::new(sessions)),
+            sessions,
+            inflight_since: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -210,7 +262,7 @@ impl Driver {
             tokio::select! {
                 () = &mut stop => break,
                 request = rx.recv() => match request {
-                    Some(request) => self.request(request),
+                    Some(request) => self.request(request).await,
                     None => break,
                 },
                 Some(done) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
@@ -277,17 +329,23 @@ impl Driver {
             .ramqueue
             .insert(evpid, DeliveryType::of(envelope), sched, expire)
         {
-            Ok(()) => *self.refs.entry(evpid.msgid()).or_default() += 1,
+            Ok(()) => {
+                self.stats.enqueued += 1;
+                *self.refs.entry(evpid.msgid()).or_default() += 1;
+            }
             Err(e) => tracing::warn!("{e}"),
         }
     }
 
-    fn request(&mut self, request: Request) {
+    async fn request(&mut self, request: Request) {
         match request {
             Request::Committed(envelopes) => {
                 for (evpid, envelope) in envelopes {
                     self.insert(evpid, &envelope);
                 }
+            }
+            Request::Control(Control::Discover(evpid), reply) => {
+                let _ = reply.send(Answer::Count(self.discover(evpid).await));
             }
             Request::Control(control, reply) => {
                 let _ = reply.send(self.control(control));
@@ -303,19 +361,65 @@ impl Driver {
             Control::Suspend(target) => Answer::Count(q.suspend(target)),
             Control::Resume(target) => Answer::Count(q.resume(target)),
             Control::Pause(kind) => {
+                let changed = !q.is_paused(kind);
                 q.pause(kind);
-                Answer::Count(0)
+                Answer::Changed(changed)
             }
             Control::Unpause(kind) => {
+                let changed = q.is_paused(kind);
                 q.unpause(kind);
-                Answer::Count(0)
+                Answer::Changed(changed)
             }
-            Control::Show => Answer::Envelopes(q.list()),
-            Control::Stats => Answer::Stats(Stats {
-                queued: q.len(),
-                inflight: q.inflight(),
-                ..self.stats
-            }),
+            Control::Show => Answer::Envelopes(
+                q.list()
+                    .into_iter()
+                    .map(|(evpid, state)| Listed {
+                        evpid,
+                        state,
+                        inflight_since: self.inflight_since.get(&evpid).copied(),
+                    })
+                    .collect(),
+            ),
+            Control::Stats => {
+                let mda_running = self.sessions.saturating_sub(self.slots.available_permits());
+                Answer::Stats(Stats {
+                    queued: q.len(),
+                    messages: self.refs.len(),
+                    inflight: q.inflight(),
+                    mda_running: mda_running.min(self.stats.mda_inflight),
+                    ..self.stats
+                })
+            }
+            Control::Status => Answer::Paused {
+                mda: q.is_paused(DeliveryType::Mda),
+                mta: q.is_paused(DeliveryType::Mta),
+            },
+            // Answered by `request`, which may wait for the queue.
+            Control::Discover(_) => Answer::Count(0),
+        }
+    }
+
+    /// Schedules an envelope of the queue that the scheduler does not
+    /// know; 1 if it was found and valid, else 0.
+    async fn discover(&mut self, evpid: EvpId) -> usize {
+        if self.ramqueue.get(evpid).is_some() {
+            return 0;
+        }
+        match self.load_envelope(evpid).await {
+            Ok(Some(envelope)) => {
+                let before = self.stats.enqueued;
+                self.insert(evpid, &envelope);
+                let found = usize::from(self.stats.enqueued > before);
+                if found == 1 {
+                    tracing::info!("evp:{evpid}: discovered in the queue");
+                }
+                found
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!("evp:{evpid}: not discovered: {e}");
+                0
+            }
         }
     }
 
@@ -353,8 +457,8 @@ impl Driver {
         match job.task {
             Task::Remove => {
                 self.stats.removed += 1;
-                log::removed(&envelope, now);
                 self.delete(evpid).await;
+                log::removed(&envelope, now);
             }
             Task::Expire => {
                 self.stats.expired += 1;
@@ -365,6 +469,10 @@ impl Driver {
                 self.delete(evpid).await;
             }
             Task::Deliver(DeliveryType::Mda) => {
+                self.stats.started += 1;
+                self.stats.mda_started += 1;
+                self.stats.mda_inflight += 1;
+                self.inflight_since.insert(evpid, now);
                 let agent = Arc::clone(&self.agent);
                 let slots = Arc::clone(&self.slots);
                 self.deliveries.spawn(async move {
@@ -374,12 +482,15 @@ impl Driver {
                 });
             }
             Task::Deliver(DeliveryType::Mta) => {
+                self.stats.started += 1;
+                self.inflight_since.insert(evpid, now);
                 self.deliveries.spawn(async move {
                     let result = LocalResult::Temporary(NO_RELAY.to_owned());
                     (evpid, Finished { envelope, result })
                 });
             }
             Task::Deliver(DeliveryType::Bounce) => {
+                self.stats.started += 1;
                 let outcome = match self.inject_bounce(&envelope, now).await {
                     Ok(()) => {
                         self.stats.bounced += 1;
@@ -421,6 +532,10 @@ impl Driver {
             mut envelope,
             result,
         } = finished;
+        self.inflight_since.remove(&evpid);
+        if let Kind::Mda(_) = envelope.kind {
+            self.stats.mda_inflight = self.stats.mda_inflight.saturating_sub(1);
+        }
         let now = unix_now();
         match result {
             LocalResult::Delivered => {
@@ -505,7 +620,10 @@ impl Driver {
             }
         };
         match self.queue.envelope_create(msgid, &bytes).await {
-            Ok(evpid) => self.insert(evpid, &bounce),
+            Ok(evpid) => {
+                self.stats.bounces += 1;
+                self.insert(evpid, &bounce);
+            }
             Err(e) => tracing::warn!("msg:{msgid}: cannot queue bounce: {e}"),
         }
     }

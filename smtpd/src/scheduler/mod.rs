@@ -27,8 +27,8 @@ pub mod driver;
 pub mod retry;
 pub mod state;
 
-pub use driver::{Answer, Control, Driver, Handle, Inbox, Stats};
 pub use bounce::{bounce_envelope, group, Action, BounceGroup, BounceMessage, NoBounce, Report};
+pub use driver::{Answer, Control, Driver, Handle, Inbox, Listed, Stats};
 pub use retry::{Attempt, DeliveryType, Next, RetryPolicy, Warning};
 pub use state::{EnvelopeState, Job, Outcome, Phase, Ramqueue, StateError, Target, Task};
 

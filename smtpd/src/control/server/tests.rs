@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::control::client::{Client, ClientError};
-use crate::control::protocol::{ProcCounters, Service};
+use crate::control::protocol::{Agent, EvpId, MsgId, ProcCounters, Service, Target};
 use crate::table::{Error, ProcStats, Table};
 
 /// A mapping table whose content the test can change, counting updates.
@@ -95,10 +95,13 @@ impl Table for Memory {
     }
 }
 
-/// A running server on a socket in a fresh directory.
+/// A running server on a socket in a fresh directory, with an fs queue
+/// beside it and no scheduler running.
 struct Harness {
     dir: PathBuf,
     path: PathBuf,
+    queue: Arc<dyn QueueBackend>,
+    gate: Gate,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -111,10 +114,18 @@ impl Harness {
         let path = dir.join("smtpd.sock");
         let socket = ControlSocket::bind(&path).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let queue: Arc<dyn QueueBackend> =
+            Arc::new(crate::queue::fs::FsQueue::open(dir.join("spool")).unwrap());
+        let gate = Gate::new();
         let context = Context {
             tables: Tables::new(tables),
             daemon_uid,
             local: None,
+            // Its driver never runs: the inbox is dropped.
+            scheduler: scheduler::Handle::channel().0,
+            queue: Arc::clone(&queue),
+            gate: gate.clone(),
+            started: SystemTime::now(),
         };
         let server = tokio::spawn(run(socket, context, async {
             let _ = stopped.await;
@@ -122,6 +133,8 @@ impl Harness {
         Self {
             dir,
             path,
+            queue,
+            gate,
             stop: Some(stop),
             server,
         }
@@ -383,5 +396,163 @@ async fn a_session_is_refused_without_a_socket_listener() {
         refused.to_string(),
         "server disallowed submission request: local submissions are not accepted"
     );
+    harness.stop().await;
+}
+
+/// Commits a message holding `data` with one envelope of `envelope`.
+async fn commit(queue: &dyn QueueBackend, data: &[u8], envelope: &[u8]) -> EvpId {
+    let msgid = queue.message_create().await.unwrap();
+    queue.message_write(msgid, 0, data).await.unwrap();
+    let evpid = queue.envelope_create(msgid, envelope).await.unwrap();
+    queue
+        .message_commit(msgid, data.len() as u64)
+        .await
+        .unwrap();
+    evpid
+}
+
+/// The bytes of `Data` answers followed by `Succeeded`.
+fn data_of(answers: &[Answer]) -> Vec<u8> {
+    let (last, data) = answers.split_last().unwrap();
+    assert_eq!(*last, Answer::Succeeded);
+    data.iter()
+        .flat_map(|a| match a {
+            Answer::Data { text } => protocol::from_text(text).unwrap(),
+            other => panic!("not data: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn envelopes_and_messages_are_shown_as_stored_whatever_their_bytes() {
+    let harness = Harness::start("show", vec![], our_uid());
+    let envelope = b"version: 3\ndispatcher: local\n".to_vec();
+    // Past one data line, with 8-bit bytes, control characters and CRLF.
+    let mut message = b"Subject: caf\xc3\xa9\r\n\r\n".to_vec();
+    for i in 0..3000u32 {
+        message.extend_from_slice(format!("line {i}").as_bytes());
+        message.extend_from_slice(b"\x01\x7f\xff\r\n");
+    }
+    let evpid = commit(harness.queue.as_ref(), &message, &envelope).await;
+    let missing = EvpId::new(evpid.msgid(), 1);
+    let answers = harness
+        .ask(vec![
+            Request::ShowEnvelope { evpid },
+            Request::ShowMessage {
+                msgid: evpid.msgid(),
+            },
+            Request::ShowEnvelope { evpid: missing },
+            Request::ShowMessage {
+                msgid: MsgId(0x0bad_cafe),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(data_of(&answers[0]), envelope);
+    assert!(
+        answers[1].len() > 3,
+        "several data lines: {}",
+        answers[1].len()
+    );
+    assert_eq!(data_of(&answers[1]), message);
+    assert_eq!(
+        answers[2],
+        [Answer::Failed {
+            reason: format!("no envelope {missing} in the queue")
+        }]
+    );
+    assert_eq!(
+        answers[3],
+        [Answer::Failed {
+            reason: "no message 0badcafe in the queue".into()
+        }]
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn pausing_smtp_twice_fails_and_local_submissions_wait_for_resume() {
+    let harness = Harness::start("pausesmtp", vec![], our_uid());
+    let smtp = Agent::Smtp;
+    let answers = harness
+        .ask(vec![
+            Request::Pause { agent: smtp },
+            Request::Pause { agent: smtp },
+            Request::SmtpSession,
+        ])
+        .await
+        .unwrap();
+    let failed = |reason: &str| {
+        vec![Answer::Failed {
+            reason: reason.into(),
+        }]
+    };
+    assert_eq!(answers[0], [Answer::Succeeded]);
+    assert_eq!(answers[1], failed(""), "already paused");
+    assert_eq!(answers[2], failed("smtp is paused"));
+    assert!(harness.gate.is_paused());
+    let answers = harness
+        .ask(vec![
+            Request::Resume { agent: smtp },
+            Request::Resume { agent: smtp },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers[0], [Answer::Succeeded]);
+    assert_eq!(answers[1], failed(""), "not paused");
+    assert!(!harness.gate.is_paused());
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn scheduler_commands_fail_while_the_scheduler_is_not_running() {
+    let harness = Harness::start("nosched", vec![], our_uid());
+    let requests = vec![
+        Request::ShowQueue {
+            target: Target::All,
+        },
+        Request::Schedule {
+            target: Target::All,
+        },
+        Request::ShowStats,
+        Request::ShowStatus,
+        Request::Pause { agent: Agent::Mda },
+        Request::Digest,
+    ];
+    let answers = harness.ask(requests.clone()).await.unwrap();
+    for (request, answer) in requests.iter().zip(answers) {
+        assert_eq!(
+            answer,
+            [Answer::Failed {
+                reason: "the scheduler is not running".into()
+            }],
+            "{request:?}"
+        );
+    }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn another_users_peer_is_denied_every_queue_command() {
+    // As in the test above: only meaningful when not run by root.
+    let harness = Harness::start("qdenied", vec![], our_uid() + 1);
+    let requests = vec![
+        Request::ShowQueue {
+            target: Target::All,
+        },
+        Request::ShowMessage { msgid: MsgId(1) },
+        Request::Pause { agent: Agent::Smtp },
+        Request::Log { verbose: true },
+        Request::Digest,
+    ];
+    let answers = harness.ask(requests).await.unwrap();
+    if our_uid() != 0 {
+        for answer in answers {
+            assert_eq!(answer, [Answer::Denied]);
+        }
+        assert!(!harness.gate.is_paused());
+    } else {
+        assert_eq!(answers[2], [Answer::Succeeded], "root is let in");
+    }
     harness.stop().await;
 }
