@@ -341,7 +341,7 @@ fn a_permanent_failure_bounces_to_the_sender() {
     daemon.wait_n("smtp envelope evpid=", 1);
     daemon.wait_n("result=Ok", 1);
     let bounce = &maildir_files(&maildirs.join("alice"), 1)[0];
-    assert!(bounce.contains("Return-Path") == false, "from <>: {bounce}");
+    assert!(!bounce.contains("Return-Path"), "from <>: {bounce}");
     assert!(
         bounce.contains("multipart/report; report-type=delivery-status"),
         "{bounce}"

@@ -13,6 +13,8 @@ struct Seen {
     calls: Vec<String>,
     message: Vec<u8>,
     messages: Vec<Vec<u8>>,
+    /// The 4xx and 5xx replies, after the command as logs show it.
+    failures: Vec<String>,
 }
 
 struct Recorder {
@@ -78,6 +80,14 @@ impl Handler for Recorder {
     async fn start_tls(&mut self, stream: BoxStream) -> io::Result<BoxStream> {
         self.log("tls".to_owned());
         Ok(stream)
+    }
+
+    fn replied(&mut self, command: Option<&[u8]>, reply: &Reply) {
+        if !reply.is_positive() {
+            let command = command.map_or_else(|| "-".into(), String::from_utf8_lossy);
+            let failure = format!("{command} => {}", reply.code());
+            self.seen.lock().unwrap().failures.push(failure);
+        }
     }
 }
 
@@ -425,3 +435,6 @@ fn debug_lines_hide_credentials() {
     assert_eq!(long.len(), LOG_MAX + 3);
     assert!(long.ends_with("..."));
 }
+
+#[path = "conn_drain_tests.rs"]
+mod drain;
