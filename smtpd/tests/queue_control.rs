@@ -1,8 +1,9 @@
 //! smtpctl's queue, scheduler and status commands against the built
 //! `smtpd`: mail whose local delivery fails temporarily (the mda command
 //! exits 75) stays in the queue, where `show queue`, `show envelope`,
-//! `show message`, `schedule`, `pause`/`resume`, `remove`, `show stats`,
-//! `show status`, `log verbose` and `monitor` act on it as on OpenSMTPD;
+//! `show message`, `schedule`, `pause`/`resume`, `discover`, `remove`,
+//! `show stats`, `show status`, `log verbose` and `monitor` act on it as
+//! on OpenSMTPD;
 //! with the daemon stopped, `show queue` reads the spool itself.
 //!
 //! As root (CI), deliveries run as `nobody` (uid 65534) and the daemon
@@ -18,6 +19,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -243,8 +245,26 @@ fn a_tempfailing_envelope_is_listed_retried_paused_and_removed() {
     sorted.sort_unstable();
     assert_eq!(keys, sorted);
 
+    // discover: an envelope file copied into the spool by hand is
+    // scheduled (held back by pause mda, so that it stays listed).
+    assert_eq!(daemon.ctl(&["pause", "mda"]), "command succeeded\n");
+    let copy = format!("{msgid}0000abcd");
+    let dir = daemon.spool.message_dir(&msgid);
+    std::fs::copy(dir.join(&evpid), dir.join(&copy)).unwrap();
+    // Owned as the spool is (by the daemon's unprivileged user as root).
+    let owner = std::fs::metadata(&dir).unwrap();
+    std::os::unix::fs::chown(dir.join(&copy), Some(owner.uid()), Some(owner.gid())).unwrap();
+    assert_eq!(daemon.ctl(&["discover", &copy]), "1 envelope discovered\n");
+    assert_eq!(daemon.ctl(&["discover", &copy]), "0 envelopes discovered\n");
+    let listing = daemon.ctl(&["show", "queue", &msgid]);
+    let ids: Vec<&str> = listing.lines().map(|l| &l[..16]).collect();
+    let mut expected = [evpid.as_str(), copy.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{listing}");
+
     // remove: gone from the scheduler and the spool, without a bounce.
-    assert_eq!(daemon.ctl(&["remove", &msgid]), "1 envelope removed\n");
+    assert_eq!(daemon.ctl(&["remove", &msgid]), "2 envelopes removed\n");
+    assert_eq!(daemon.ctl(&["resume", "mda"]), "command succeeded\n");
     assert_eq!(daemon.ctl(&["show", "queue"]), "");
     assert!(
         daemon.spool.committed().is_empty(),
@@ -253,7 +273,7 @@ fn a_tempfailing_envelope_is_listed_retried_paused_and_removed() {
     );
     assert_eq!(daemon.ctl(&["remove", "all"]), "0 envelope removed\n");
     let stats = daemon.ctl(&["show", "stats"]);
-    assert!(stats.contains("scheduler.envelope.removed=1\n"), "{stats}");
+    assert!(stats.contains("scheduler.envelope.removed=2\n"), "{stats}");
     assert!(!stats.contains("queue.bounce"), "{stats}");
     let missing = daemon.ctl_fails(&["show", "envelope", &evpid]);
     assert_eq!(
