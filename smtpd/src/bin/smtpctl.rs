@@ -14,7 +14,7 @@
 //!
 //! Run as `sendmail`, `send-mail`, `newaliases` or `makemap` (a link to
 //! this binary), it is that program (`smtpd::enqueue`); run as `mailq`, it
-//! is `smtpctl show queue` on the socket `smtpd::enqueue::Paths` finds.
+//! is `smtpctl show queue` of the daemon `smtpd::enqueue::Paths` finds.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -61,10 +61,7 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(status).unwrap_or(1));
     }
     let args = match Program::of(argv0) {
-        Program::Mailq => match mailq() {
-            Some(args) => args,
-            None => return ExitCode::from(1),
-        },
+        Program::Mailq => mailq(),
         _ => Args::parse(),
     };
     let out = run(&args);
@@ -74,17 +71,16 @@ fn main() -> ExitCode {
     ExitCode::from(out.status)
 }
 
-/// `mailq`: `show queue`, when this smtpctl has it.
-fn mailq() -> Option<Args> {
-    if command::parse(&["show", "queue"]).is_err() {
-        eprintln!("mailq: this smtpctl has no `show queue` command yet");
-        return None;
-    }
-    Some(Args {
-        socket: Some(enqueue::Paths::from_env().socket),
-        data_dir: PathBuf::from(smtpd::control::DEFAULT_DATA_DIR),
+/// `mailq`: `show queue` of the daemon `smtpd::enqueue::Paths` finds.
+fn mailq() -> Args {
+    let paths = enqueue::Paths::from_env();
+    Args {
+        socket: Some(paths.socket),
+        data_dir: paths
+            .data_dir
+            .unwrap_or_else(|| smtpd::control::DEFAULT_DATA_DIR.into()),
         words: vec!["show".to_owned(), "queue".to_owned()],
-    })
+    }
 }
 
 fn run(args: &Args) -> Output {
