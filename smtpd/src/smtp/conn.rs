@@ -231,7 +231,9 @@ impl<'h, H: Handler> Conn<'h, H> {
                 true => self.config.data_timeout,
                 false => self.config.command_timeout,
             };
+            // The shutdown first: a session learns of it before it reads on.
             let wake = tokio::select! {
+                biased;
                 stage = next_stage(&mut self.drain, self.stage) => Wake::Drain(stage),
                 read = tokio::time::timeout(limit, framed.next()) => Wake::Read(read),
             };
