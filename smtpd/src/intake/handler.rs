@@ -488,7 +488,7 @@ impl Handler for IntakeHandler {
         match self.finish(tx).await {
             Ok(msgid) => {
                 self.message = None;
-                tracing::info!(
+                tracing::debug!(
                     "message {msgid} accepted from {} for {} recipient(s)",
                     self.source,
                     tx.recipients.len()
