@@ -25,6 +25,7 @@ pub mod enqueue;
 pub mod intake;
 mod interfaces;
 pub mod log;
+pub mod privsep;
 pub mod proc;
 pub mod queue;
 pub mod rules;

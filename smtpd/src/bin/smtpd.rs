@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use smtpd::config::{self, Config, LoadOptions};
-use smtpd::{daemon, dns, log};
+use smtpd::{daemon, dns, log, privsep};
 
 /// OpenSMTPD-compatible mail server.
 #[derive(Debug, Parser)]
@@ -124,6 +124,19 @@ fn main() -> ExitCode {
         (None, false) => Some(daemon::pidfile_path(&args.data_dir)),
         (None, true) => None,
     };
+    // As root, the privileged helper is forked now, before any thread
+    // exists; the daemon drops to the unprivileged user once it has bound
+    // its sockets (smtpd::privsep).
+    let privsep = match start_privsep(args.user.as_deref()) {
+        Ok(privsep) => privsep,
+        Err(e) => {
+            match ready {
+                Some(ready) => ready.failed(&e.to_string()),
+                None => eprintln!("smtpd: {e}"),
+            }
+            return ExitCode::from(1);
+        }
+    };
     let options = daemon::Options {
         data_dir: args.data_dir,
         control_socket: args.control_socket,
@@ -132,6 +145,7 @@ fn main() -> ExitCode {
         resolv_conf: args.resolv_conf,
         nameservers: args.nameservers,
         mailbox_dir: args.mailbox_dir,
+        privsep,
         pidfile,
     };
     // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's
@@ -161,6 +175,23 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// As root: the unprivileged identity (`--user`, else `_smtpd`) and the
+/// privileged helper, forked now; `None` when not root.
+fn start_privsep(user: Option<&str>) -> std::io::Result<Option<daemon::Privsep>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let identity = privsep::Identity::lookup(user.unwrap_or(daemon::CHILD_USER))?;
+    if identity.uid == 0 {
+        return Err(std::io::Error::other(
+            "the unprivileged user may not be root",
+        ));
+    }
+    let client = privsep::start(identity)?;
+    Ok(Some(daemon::Privsep { client, identity }))
 }
 
 /// Logs what OpenSMTPD logs (info) when serving, warnings only when

@@ -47,10 +47,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::control::{self, BindError, ControlSocket};
+use crate::delivery::expand::{ExpansionFiles, SystemFiles};
 use crate::delivery::local::{self, LocalAgent, LocalSettings};
 use crate::dns;
 use crate::enqueue::offline::OFFLINE_DIR;
 use crate::intake;
+use crate::privsep;
 use crate::queue::{self, fs::FsQueue, QueueBackend};
 use crate::scheduler;
 use crate::table::{self, BuildError, BuildOptions};
@@ -86,6 +88,9 @@ pub struct Options {
     pub nameservers: Vec<std::net::SocketAddr>,
     /// Where `mbox` deliveries go ([`local::DEFAULT_MAILBOX_DIR`]).
     pub mailbox_dir: PathBuf,
+    /// As root: the privileged helper and the identity to drop to
+    /// ([`crate::privsep`]); `None` when not root.
+    pub privsep: Option<Privsep>,
     /// The pid file to write, if any ([`pidfile_path`] is the default of a
     /// detached daemon).
     pub pidfile: Option<PathBuf>,
@@ -118,7 +123,29 @@ pub enum Error {
     /// The pid file cannot be written.
     #[error(transparent)]
     PidFile(#[from] PidFileError),
+    /// The spool cannot be handed to the unprivileged user, or privileges
+    /// cannot be dropped.
+    #[error("cannot drop privileges: {0}")]
+    Privileges(std::io::Error),
 }
+
+/// The privilege separation of a daemon started as root: the privileged
+/// helper to ask, and the identity to become once everything is bound.
+#[derive(Debug, Clone)]
+pub struct Privsep {
+    /// The privileged helper.
+    pub client: privsep::Client,
+    /// The unprivileged identity.
+    pub identity: privsep::Identity,
+}
+
+impl PartialEq for Privsep {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity == other.identity
+    }
+}
+
+impl Eq for Privsep {}
 
 /// Runs the daemon until SIGTERM or SIGINT, calling `ready` once it
 /// listens; returns once everything it started has stopped.
@@ -159,7 +186,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         }
     };
     let offline = spool.join(OFFLINE_DIR);
-    let queue = match open_queue(spool).await {
+    let queue = match open_queue(spool.clone()).await {
         Ok(queue) => queue,
         Err(e) => {
             tables.shutdown().await;
@@ -168,6 +195,24 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
     };
     // Before the spool is handed to another user: the files are theirs.
     let offline = intake::OfflineQueue::open(offline, config.smtp.max_message_size).await;
+    // As root, the spool belongs to the unprivileged user the daemon is
+    // about to become.
+    if let Some(privsep) = &options.privsep {
+        let give = || -> std::io::Result<()> {
+            if spool.starts_with(&options.data_dir) {
+                std::os::unix::fs::lchown(
+                    &options.data_dir,
+                    Some(privsep.identity.uid),
+                    Some(privsep.identity.gid),
+                )?;
+            }
+            privsep::give_tree(&spool, privsep.identity)
+        };
+        if let Err(e) = give() {
+            tables.shutdown().await;
+            return Err(Error::Privileges(e));
+        }
+    }
     let config = Arc::new(config.clone());
     let server_name = table::static_table::LocalHost::detect()
         .map(|host| host.server_name)
@@ -184,18 +229,20 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
             root,
             hostname: server_name.clone(),
             timeout: local::DELIVERY_TIMEOUT,
+            privsep: options.privsep.as_ref().map(|p| p.client.clone()),
         },
     );
+    let files: Arc<dyn ExpansionFiles> = match &options.privsep {
+        Some(privsep) => Arc::new(privsep.client.clone()),
+        None => Arc::new(SystemFiles),
+    };
     let driver = scheduler::Driver::new(
         Arc::clone(&config),
         tables.clone(),
         Arc::clone(&queue),
         agent,
-    );
-    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
-    let scheduler_task = tokio::spawn(driver.run(inbox, async {
-        let _ = scheduler_stopped.await;
-    }));
+    )
+    .expansion_files(Arc::clone(&files));
     let shared = intake::Shared {
         config,
         tables: tables.clone(),
@@ -203,16 +250,41 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         server_name,
         resolver,
         scheduler: scheduler.clone(),
+        files,
     };
     let mut intake = match intake::start(Arc::new(shared)).await {
         Ok(intake) => intake,
         Err(e) => {
-            let _ = stop_scheduler.send(());
-            let _ = scheduler_task.await;
             tables.shutdown().await;
             return Err(e.into());
         }
     };
+    // Everything that needed root is bound or open: the sessions, the
+    // queue and the scheduler run unprivileged from here on. The helper
+    // removes the control socket and the pid file at the end, which the
+    // daemon no longer may.
+    if let Some(privsep) = &options.privsep {
+        let made = std::iter::once(socket.path()).chain(options.pidfile.as_deref());
+        for path in made {
+            if let Err(e) = privsep.client.remove_at_exit(path).await {
+                tracing::warn!("{}: {e}", path.display());
+            }
+        }
+        if let Err(e) = privsep::drop_privileges(privsep.identity) {
+            intake.stop().await;
+            tables.shutdown().await;
+            return Err(Error::Privileges(e));
+        }
+        tracing::info!(
+            "running as uid {} gid {}",
+            privsep.identity.uid,
+            privsep.identity.gid
+        );
+    }
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler_task = tokio::spawn(driver.run(inbox, async {
+        let _ = scheduler_stopped.await;
+    }));
     tracing::info!("listening on control socket {}", socket.path().display());
     ready();
     intake.drain_offline(offline);

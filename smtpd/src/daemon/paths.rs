@@ -37,7 +37,9 @@ pub fn prepare_data_dir(path: &Path) -> Result<(), DataDirError> {
     if !meta.is_dir() {
         return Err(error("not a directory".to_owned()));
     }
-    if meta.uid() != crate::control::effective_uid() {
+    // Root may find it handed to the unprivileged user (crate::privsep).
+    let euid = crate::control::effective_uid();
+    if meta.uid() != euid && euid != 0 {
         return Err(error(format!(
             "owned by uid {}, not by this user",
             meta.uid()

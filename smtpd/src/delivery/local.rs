@@ -77,6 +77,9 @@ pub struct LocalSettings {
     pub hostname: String,
     /// The time limit of a delivery.
     pub timeout: Duration,
+    /// As root, the privileged helper that runs deliveries as their
+    /// accounts (the daemon itself no longer can).
+    pub privsep: Option<crate::privsep::Client>,
 }
 
 /// The account a delivery runs as, with its home.
@@ -179,7 +182,7 @@ impl LocalAgent {
                     directory: PathBuf::from(&target.info.directory),
                     timeout: self.settings.timeout,
                 };
-                mda_result(mda::run(&run, reader).await)
+                self.run(&run, reader).await
             }
             Method::Lmtp {
                 destination,
@@ -323,10 +326,14 @@ impl LocalAgent {
         write: &Write,
         target: &Target,
         env: MdaEnvironment,
-        reader: impl tokio::io::AsyncRead + Unpin,
+        reader: impl tokio::io::AsyncRead + Send + Unpin,
     ) -> LocalResult {
         if let Write::Mbox(path) = write {
-            if let Err(e) = helper::prepare_mailbox(path, target.account) {
+            let prepared = match &self.settings.privsep {
+                Some(privsep) => privsep.prepare_mailbox(path, target.account).await,
+                None => helper::prepare_mailbox(path, target.account),
+            };
+            if let Err(e) = prepared {
                 return LocalResult::Temporary(format!("{}: {e}", path.display()));
             }
         }
@@ -338,7 +345,20 @@ impl LocalAgent {
             directory: PathBuf::from(&target.info.directory),
             timeout: self.settings.timeout,
         };
-        mda_result(mda::run(&run, reader).await)
+        self.run(&run, reader).await
+    }
+
+    /// Runs a delivery command: through the privileged helper when there
+    /// is one, else in this process.
+    async fn run(
+        &self,
+        run: &MdaCommand,
+        reader: impl tokio::io::AsyncRead + Send + Unpin,
+    ) -> LocalResult {
+        mda_result(match &self.settings.privsep {
+            Some(privsep) => privsep.run_mda(run, reader).await,
+            None => mda::run(run, reader).await,
+        })
     }
 }
 

@@ -33,7 +33,7 @@ pub const DEFAULT_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin:/us
 const OUTPUT_TAIL: u64 = 4096;
 
 /// The environment of a delivery command: exactly these variables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MdaEnvironment {
     /// `DOMAIN`: the original recipient's domain.
     pub domain: String,
@@ -76,7 +76,7 @@ impl MdaEnvironment {
 }
 
 /// The account a command runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     /// Its uid (0 is refused).
     pub uid: u32,

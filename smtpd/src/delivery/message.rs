@@ -117,7 +117,11 @@ fn lf_chunks(
         };
         if chunk.is_empty() {
             state.done = true;
-            let tail = if state.pending_cr { vec![b'\r'] } else { Vec::new() };
+            let tail = if state.pending_cr {
+                vec![b'\r']
+            } else {
+                Vec::new()
+            };
             return Some((Ok(Bytes::from(tail)), state));
         }
         state.offset += chunk.len() as u64;

@@ -19,7 +19,7 @@ use super::headers::MissingHeaders;
 use super::source::Source;
 use super::{date, Error, Shared};
 use crate::config::{Listener, ListenerTls};
-use crate::delivery::expand::{Delivery, Expander, Failure, SystemFiles};
+use crate::delivery::expand::{Delivery, Expander, Failure};
 use crate::dns::PeerName;
 use crate::log::SessionLog;
 use crate::queue::envelope::{self as qenv, Flags, MailAddr};
@@ -400,8 +400,11 @@ impl Handler for IntakeHandler {
             return Err(Reply::bad_sequence());
         };
         let envelope = self.rules_envelope(session, &tx.mail, &rcpt.recipient);
-        let files = SystemFiles;
-        let expander = Expander::new(&self.shared.config, &self.shared.tables, &files);
+        let expander = Expander::new(
+            &self.shared.config,
+            &self.shared.tables,
+            self.shared.files.as_ref(),
+        );
         match expander.expand(&envelope).await {
             Ok(deliveries) => {
                 self.deliveries.push(deliveries);

@@ -168,6 +168,7 @@ impl Fixture {
             resolver: Resolver::offline(),
             // No scheduler runs here: the tests read the spool.
             scheduler: crate::scheduler::Handle::channel().0,
+            files: Arc::new(crate::delivery::expand::SystemFiles),
         });
         Self {
             _dir: dir,

@@ -73,6 +73,9 @@ pub struct Shared {
     pub resolver: Resolver,
     /// The scheduler, told about every committed envelope.
     pub scheduler: crate::scheduler::Handle,
+    /// How expansion reads `.forward` and include files (through the
+    /// privileged helper when the daemon was started as root).
+    pub files: Arc<dyn crate::delivery::expand::ExpansionFiles>,
 }
 
 /// Why intake could not start.

@@ -198,6 +198,13 @@ fn identity(spec: &Spec) -> Result<Option<Identity>, StartError> {
                 user: user.clone(),
             })?;
     let gid = group.unwrap_or(primary);
+    // A daemon that already dropped to this user (privilege separation)
+    // restarts its children as itself: only root may switch identities.
+    // SAFETY: geteuid and getegid have no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 && euid == uid && unsafe { libc::getegid() } == gid {
+        return Ok(None);
+    }
     let name = CString::new(user.as_str()).map_err(|_| lookup_error(invalid("NUL in user")))?;
     Ok(Some(Identity {
         uid: Some(uid),

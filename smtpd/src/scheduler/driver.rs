@@ -48,7 +48,7 @@ use super::retry::{DeliveryType, RetryPolicy};
 use super::state::{EnvelopeState, Job, Outcome, Ramqueue, Target, Task};
 use crate::config::Config;
 use crate::delivery::expand::MdaExec;
-use crate::delivery::expand::{Delivery, Expander, SystemFiles};
+use crate::delivery::expand::{Delivery, Expander, ExpansionFiles, SystemFiles};
 use crate::delivery::local::{self, LocalAgent, LocalResult, MBOXFILE_EXEC};
 use crate::log::{self, Attempt};
 use crate::queue::envelope::{
@@ -219,6 +219,8 @@ pub struct Driver {
     /// When each attempt in flight started.
     inflight_since: HashMap<EvpId, u64>,
     stats: Stats,
+    /// How `.forward` and include files are read for bounce recipients.
+    files: Arc<dyn ExpansionFiles>,
 }
 
 impl Driver {
@@ -243,7 +245,15 @@ impl Driver {
             sessions,
             inflight_since: HashMap::new(),
             stats: Stats::default(),
+            files: Arc::new(SystemFiles),
         }
+    }
+
+    /// Reads `.forward` and include files with `files` (the privileged
+    /// helper as root) instead of directly.
+    pub fn expansion_files(mut self, files: Arc<dyn ExpansionFiles>) -> Self {
+        self.files = files;
+        self
     }
 
     /// Loads the queue, then runs until `stop` resolves; deliveries in
@@ -757,8 +767,7 @@ impl Driver {
     async fn expand_local(&self, recipient: &Address) -> Result<Vec<Delivery>, Injection> {
         let envelope =
             rules::Envelope::new(rules::Source::Socket, Address::null(), recipient.clone());
-        let files = SystemFiles;
-        let expander = Expander::new(&self.config, &self.tables, &files);
+        let expander = Expander::new(&self.config, &self.tables, self.files.as_ref());
         expander.expand(&envelope).await.map_err(|failure| {
             let reply = failure.reply(recipient);
             if failure.temporary {

@@ -17,7 +17,7 @@
 mod build;
 mod matching;
 pub mod proc_exec;
-mod static_getpwnam;
+pub(crate) mod static_getpwnam;
 mod static_host;
 pub mod static_table;
 #[cfg(test)]
