@@ -127,7 +127,9 @@ pub async fn start(shared: Arc<Shared>) -> Result<Intake, Error> {
     for (socket, listener) in bound {
         let shared = Arc::clone(&shared);
         let (gate, sessions) = (gate.clone(), sessions.clone());
-        loops.spawn(listen::accept_loop(socket, listener, shared, gate, sessions));
+        loops.spawn(listen::accept_loop(
+            socket, listener, shared, gate, sessions,
+        ));
     }
     Ok(Intake {
         loops,
