@@ -99,8 +99,15 @@ impl ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            if e.kind() != io::ErrorKind::NotFound {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Privileges dropped: the privileged helper removes it once
+            // the daemon is gone (crate::privsep).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::debug!("control socket {}: {e}", self.path.display());
+            }
+            Err(e) => {
                 tracing::warn!("cannot remove control socket {}: {e}", self.path.display());
             }
         }

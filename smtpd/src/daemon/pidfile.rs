@@ -80,7 +80,9 @@ impl Drop for PidFile {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                // Privileges dropped: empty it through the open descriptor.
+                // Privileges dropped: empty it through the open descriptor;
+                // the privileged helper removes it once the daemon is gone
+                // (crate::privsep).
                 if let Err(e2) = self.file.set_len(0) {
                     tracing::warn!(
                         "cannot remove pid file {} ({e}) nor empty it ({e2})",

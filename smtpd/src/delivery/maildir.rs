@@ -127,8 +127,9 @@ pub fn deliver(
             source,
         });
     }
+    // The rename is durable once `new/` is synced; what `tmp/` holds
+    // after a crash does not matter.
     sync_dir(&target_dir)?;
-    sync_dir(&folder.join("tmp"))?;
     Ok(target)
 }
 

@@ -18,7 +18,10 @@
 //! all its envelopes appear together or not at all. Envelopes of committed
 //! messages are written to `temporary/`, fsynced, then linked or renamed
 //! into place and the directory fsynced. Deletions rename into `purge/`
-//! (fsynced) before removing. At start-up, `incoming/` and `temporary/`
+//! before removing and are not fsynced: they follow a delivery that is
+//! durable already, and a deletion lost in a crash only brings an envelope
+//! back to be delivered again (at least once, as OpenSMTPD, which fsyncs
+//! nothing). At start-up, `incoming/` and `temporary/`
 //! go to the trash (nothing uncommitted is resumed) and `queue/` is read
 //! into an index of envelope ids that serves `envelope_walk` in id order.
 //!
@@ -459,7 +462,8 @@ impl Inner {
             Err(e) => return Err(Error::io("rename", dir, e)),
         }
         self.forget_message(msgid);
-        self.sync_dir(&self.bucket_dir(msgid))?;
+        // Not fsynced (see the module doc): a deletion lost in a crash
+        // brings the message back, it is never lost.
         // What stays after a failure here is emptied at the next start.
         let _ = fs::remove_dir_all(&trash);
         Ok(())
@@ -606,7 +610,8 @@ impl Inner {
             Err(e) => return Err(Error::io("unlink", path, e)),
         }
         lock_index(self).remove(&evpid.0);
-        self.sync_dir(&self.queue_dir(msgid))
+        // Not fsynced, as message deletions.
+        Ok(())
     }
 
     fn envelope_walk(&self, after: EvpId) -> Result<Option<(EvpId, Vec<u8>)>, Error> {

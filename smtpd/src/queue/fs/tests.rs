@@ -443,11 +443,11 @@ async fn injected_errors_on_committed_envelopes_keep_the_old_content() {
         assert_eq!(walk_all(&q).await.len(), 1, "{step:?}");
         assert!(names(&t.spool().join("temporary")).is_empty(), "{step:?}");
     }
+    // Deletions are not fsynced: a failing directory sync cannot fail them.
     q.inject(Some((Step::SyncDir, libc::EIO)));
-    assert!(q.envelope_delete(ids[0]).await.is_err());
-    assert!(q.message_delete(msgid).await.is_err());
-    q.inject(None);
+    q.envelope_delete(ids[0]).await.unwrap();
     q.message_delete(msgid).await.unwrap();
+    q.inject(None);
     assert!(walk_all(&q).await.is_empty());
 }
 
