@@ -206,7 +206,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
                     Some(privsep.identity.gid),
                 )?;
             }
-            privsep::give_tree(&spool, privsep.identity)
+            give_spool(&spool, privsep.identity)
         };
         if let Err(e) = give() {
             tables.shutdown().await;
@@ -312,6 +312,24 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
     tables.shutdown().await;
     drop(pidfile);
     tracing::info!("smtpd exiting");
+    Ok(())
+}
+
+/// Gives the spool to `identity`: everything in it, but the files of the
+/// offline queue, which stay their submitters' (their owner is who they
+/// are sent as).
+fn give_spool(spool: &std::path::Path, identity: privsep::Identity) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(spool, Some(identity.uid), Some(identity.gid))?;
+    for entry in std::fs::read_dir(spool)? {
+        let path = entry?.path();
+        let offline_dir = path.file_name() == Some(std::ffi::OsStr::new(OFFLINE_DIR))
+            && std::fs::symlink_metadata(&path)?.is_dir();
+        if offline_dir {
+            std::os::unix::fs::lchown(&path, Some(identity.uid), Some(identity.gid))?;
+        } else {
+            privsep::give_tree(&path, identity)?;
+        }
+    }
     Ok(())
 }
 
