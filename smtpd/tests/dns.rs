@@ -147,6 +147,23 @@ async fn a_dead_nameserver_costs_the_lookup_time_and_gives_no_name() {
     ));
 }
 
+#[tokio::test]
+async fn a_port_where_no_nameserver_listens_refuses_at_once() {
+    // Bound, then closed: the kernel answers "port unreachable", which the
+    // connected UDP socket reports as a refusal instead of a timeout.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let resolver = Resolver::new(&Settings::with_nameservers(vec![closed]));
+    let err = resolver.lookup_ptr(LOCALHOST4).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Failed { reason, .. } if reason.contains("refused")),
+        "{err}"
+    );
+    assert_eq!(resolver.peer_name(LOCALHOST4).await, PeerName::unknown());
+}
+
 /// One reply of the daemon, all its lines (within the socket's timeout).
 fn reply(reader: &mut BufReader<TcpStream>) -> String {
     let mut text = String::new();

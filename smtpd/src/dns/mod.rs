@@ -17,17 +17,19 @@
 //!
 //! Every lookup ends within [`Settings::lookup_time`] (resolv.conf's
 //! `timeout` × `attempts`, at most [`MAX_LOOKUP_TIME`]): a dead nameserver
-//! delays a session, never stalls it. Nothing is cached (as in
-//! OpenSMTPD's asr, the nameserver caches), and no name is special: a
-//! client on 127.0.0.1 gets the PTR record the nameserver serves. Each
-//! lookup tells a name that does not exist (`Ok` with nothing) from a
-//! failure ([`Error`]: timeout, SERVFAIL, refused), as the `fcrdns` states
-//! and relaying's temporary failures need.
+//! delays a session, never stalls it, and a host where no nameserver
+//! listens refuses at once (UDP sockets are connected, `connected.rs`).
+//! Nothing is cached (as in OpenSMTPD's asr, the nameserver caches), and
+//! no name is special: a client on 127.0.0.1 gets the PTR record the
+//! nameserver serves. Each lookup tells a name that does not exist (`Ok`
+//! with nothing) from a failure ([`Error`]: timeout, SERVFAIL, refused),
+//! as the `fcrdns` states and relaying's temporary failures need.
 //!
 //! Intake calls [`Resolver::peer_name`] once per connection, before the
 //! greeting, as OpenSMTPD does; a client without a name is `<unknown>`
 //! ([`UNKNOWN`]).
 
+mod connected;
 mod resolver;
 mod settings;
 

@@ -1,8 +1,8 @@
 //! The [`Resolver`]: hickory's pool of nameservers (UDP with EDNS0, then
 //! TCP for a truncated answer; retries and per-query timeouts from
-//! [`Settings`])
-//! asked directly, each lookup bounded in time and its outcome sorted into
-//! "found", "nothing there" and [`Error`].
+//! [`Settings`]; UDP sockets connected by `connected.rs`) asked directly,
+//! each lookup bounded in time and its outcome sorted into "found",
+//! "nothing there" and [`Error`].
 //!
 //! Not `hickory_resolver::Resolver`: it answers RFC 6761's special names
 //! itself, so every client on 127.0.0.0/8 or ::1 would be `localhost`
@@ -16,17 +16,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hickory_resolver::config::{NameServerConfig, NameServerConfigGroup, ResolverOpts};
-use hickory_resolver::name_server::{NameServerPool, TokioConnectionProvider};
+use hickory_resolver::name_server::NameServerPool;
 use hickory_resolver::proto::op::{Query, ResponseCode};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::proto::xfer::{DnsHandle, DnsRequestOptions, Protocol, RetryDnsHandle};
 use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
 use hickory_resolver::Name;
 
+use super::connected::{ConnectedUdp, Connector};
 use super::{Error, Fcrdns, Mx, PeerName, Settings};
 
 /// The nameservers, with retries.
-type Client = RetryDnsHandle<NameServerPool<TokioConnectionProvider>>;
+type Client = RetryDnsHandle<NameServerPool<Connector>>;
 
 /// A DNS resolver, cheap to clone (clones share connections).
 #[derive(Clone)]
@@ -61,8 +62,8 @@ impl Resolver {
         options.timeout = settings.timeout;
         options.attempts = usize::try_from(settings.attempts).unwrap_or(usize::MAX);
         let attempts = options.attempts;
-        let pool =
-            NameServerPool::from_config(nameservers, options, TokioConnectionProvider::default());
+        let connector = Connector::new(ConnectedUdp::default());
+        let pool = NameServerPool::from_config(nameservers, options, connector);
         Self {
             client: Some(RetryDnsHandle::new(pool, attempts)),
             nameservers: settings.nameservers.clone(),
