@@ -263,11 +263,13 @@ fn text(name: &Name) -> String {
     ascii
 }
 
-/// Logs a lookup that failed, as OpenSMTPD logs a resolver error; an
-/// offline resolver fails by design and is not logged.
+/// Logs a lookup that failed, at debug level: a client without rDNS is
+/// ordinary (OpenSMTPD says nothing then), and a dead nameserver must not
+/// add a warning to every connection; an offline resolver fails by design
+/// and is not logged.
 fn log_failure(error: &Error) {
     if !matches!(error, Error::Offline { .. }) {
-        tracing::warn!("DNS: {error}");
+        tracing::debug!("DNS: {error}");
     }
 }
 
