@@ -382,10 +382,9 @@ fn cve_2020_7247_payloads_are_refused_at_mail_from_and_never_run() {
     assert!(line.contains("result=Ok"), "{line}");
     assert!(line.contains("from=<alice@sender.test>"), "{line}");
     let mbox = site.mbox();
-    assert!(
-        mbox.contains("Subject: control\n\nthe only message\n"),
-        "{mbox}"
-    );
+    // The loopback listener adds Date: and Message-ID: after Subject:.
+    assert!(mbox.contains("Subject: control\n"), "{mbox}");
+    assert!(mbox.contains("\n\nthe only message\n"), "{mbox}");
     assert_eq!(mbox.matches("Subject: ").count(), 1, "{mbox}");
     assert!(line.contains(" mda delivery "), "{line}");
     assert!(!exists(&site.marker), "a payload ran");
@@ -593,8 +592,9 @@ fn smuggled_ends_of_data_end_nothing() {
     c.expect("QUIT", "221 2.0.0 Bye");
     assert_eq!(site.smtpd.spool.committed().len(), 1);
     let message = site.smtpd.spool.message(&msgid);
+    assert!(message.contains("\r\nSubject: clean\r\n"), "{message:?}");
     assert!(
-        message.ends_with("Subject: clean\r\n\r\n.\r\nMAIL FROM:<mallory@sender.test>\r\n"),
+        message.ends_with("\r\n\r\n.\r\nMAIL FROM:<mallory@sender.test>\r\n"),
         "{message:?}"
     );
     site.smtpd.spool.only_envelope(&msgid).assert_local("local");

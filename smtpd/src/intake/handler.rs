@@ -16,8 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::headers::MissingHeaders;
+use super::hops::Hops;
+use super::masquerade::Masquerade;
 use super::source::Source;
-use super::{date, Error, Shared};
+use super::{date, hostnames, senders, Error, Shared};
 use crate::config::{Listener, ListenerTls};
 use crate::delivery::expand::{Delivery, Expander, Failure};
 use crate::dns::PeerName;
@@ -45,8 +47,9 @@ pub struct ListenerContext {
     listener: Listener,
     session: Arc<SessionConfig>,
     tls: Option<ServerTls>,
-    /// The socket listener: messages get missing `Date:` and
-    /// `Message-ID:` headers.
+    /// Messages get missing `Date:` and `Message-ID:` headers: on the
+    /// socket listener, on loopback listeners and on port 587, as in
+    /// OpenSMTPD (smtpd-conf.md section 5.2).
     local: bool,
 }
 
@@ -90,7 +93,9 @@ impl ListenerContext {
             listener: listener.clone(),
             session: Arc::new(session),
             tls,
-            local: false,
+            local: listener.port == 587
+                || super::resolve(listener)
+                    .is_ok_and(|ips| !ips.is_empty() && ips.iter().all(std::net::IpAddr::is_loopback)),
         })
     }
 
@@ -107,9 +112,35 @@ impl ListenerContext {
         Arc::clone(&self.session)
     }
 
+    /// The settings of a session whose client connected to the local
+    /// address `local`: the listener's, named by its `hostnames` table
+    /// when that has a name for the address (`hostnames.rs`).
+    pub(super) async fn session_config_for(
+        &self,
+        shared: &Shared,
+        local: std::net::IpAddr,
+    ) -> Arc<SessionConfig> {
+        let Some(table) = self.listener.hostnames else {
+            return self.session_config();
+        };
+        match hostnames::lookup(&shared.tables, table, local).await {
+            Some(name) => {
+                let mut config = (*self.session).clone();
+                config.hostname = name;
+                Arc::new(config)
+            }
+            None => self.session_config(),
+        }
+    }
+
     /// The listener's port.
     pub(super) fn port(&self) -> u16 {
         self.listener.port
+    }
+
+    /// Whether connections start with a PROXY protocol v2 header.
+    pub(super) fn proxy_v2(&self) -> bool {
+        self.listener.proxy_v2
     }
 
     /// Whether sessions start with a TLS handshake.
@@ -135,12 +166,19 @@ struct Message {
     written: u64,
     /// On the socket listener: what the header section lacks.
     headers: Option<MissingHeaders>,
+    /// The `Received:` headers counted (the loop cut).
+    hops: Hops,
+    /// With `senders ... masquerade`: the `From:` rewriter.
+    masquerade: Option<Masquerade>,
 }
 
 /// One session's link to the rules, the queue, TLS and credentials.
 pub struct IntakeHandler {
     shared: Arc<Shared>,
     context: Arc<ListenerContext>,
+    /// The session's settings: the listener's, or with the server name
+    /// its `hostnames` table gives.
+    session: Arc<SessionConfig>,
     source: Source,
     /// The client's reverse name, looked up at connection.
     peer_name: PeerName,
@@ -165,6 +203,7 @@ impl IntakeHandler {
     ) -> Self {
         Self {
             shared,
+            session: context.session_config(),
             context,
             source: peer.into(),
             peer_name,
@@ -174,6 +213,18 @@ impl IntakeHandler {
             message: None,
             log: SessionLog::new(),
         }
+    }
+
+    /// This handler for a session with the settings `session` (a server
+    /// name from the listener's `hostnames` table).
+    pub(super) fn with_session_config(mut self, session: Arc<SessionConfig>) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// The settings of the session this handler serves.
+    pub(super) fn session_config(&self) -> Arc<SessionConfig> {
+        Arc::clone(&self.session)
     }
 
     /// The TLS handshake of `stream` with the listener's configuration,
@@ -282,7 +333,7 @@ impl IntakeHandler {
             dispatcher: action.name.clone(),
             tag: self.context.listener.tag.clone().unwrap_or_default(),
             kind,
-            smtpname: self.context.session.hostname.clone(),
+            smtpname: self.session.hostname.clone(),
             helo: self.facts.helo.clone(),
             hostname: self.peer_name.rdns_or_unknown().to_owned(),
             username: self.facts.user.clone().unwrap_or_default(),
@@ -313,6 +364,32 @@ impl IntakeHandler {
             dsn_orcpt: rcpt.orcpt.clone().unwrap_or_default(),
             status: None,
         }
+    }
+
+    /// One line of the message as it goes to the queue: after the headers
+    /// a local submission lacks, if this line ends the header section.
+    async fn write_line(&mut self, line: &[u8]) -> Result<(), Reply> {
+        let added = match self.message.as_mut().and_then(|m| m.headers.as_mut()) {
+            Some(headers) => headers.before(line),
+            None => Vec::new(),
+        };
+        for header in added {
+            self.push_line(header.as_bytes())
+                .await
+                .map_err(|e| queue_reply(&e))?;
+        }
+        self.push_line(line).await.map_err(|e| queue_reply(&e))
+    }
+
+    /// The `From:` rewriter of a new message, when the listener masquerades
+    /// and the session authenticated (`senders ... masquerade`).
+    fn masquerade(&self, tx: &Transaction) -> Option<Masquerade> {
+        let senders = self.context.listener.senders?;
+        let sender = senders::sender_text(&tx.mail.sender);
+        let wanted = senders.masquerade && !self.context.local && self.facts.user.is_some();
+        // The null sender has no address to show (OpenSMTPD would write
+        // `@`).
+        (wanted && !sender.is_empty()).then(|| Masquerade::new(&sender))
     }
 
     /// AUTH against the listener's credentials table.
@@ -380,7 +457,7 @@ impl IntakeHandler {
 
 #[async_trait]
 impl Handler for IntakeHandler {
-    async fn check_sender(&mut self, session: &Session, _mail: &MailFrom) -> Result<(), Reply> {
+    async fn check_sender(&mut self, session: &Session, mail: &MailFrom) -> Result<(), Reply> {
         // The rules are applied per recipient; a new transaction starts.
         self.deliveries.clear();
         self.facts = Facts {
@@ -392,7 +469,15 @@ impl Handler for IntakeHandler {
                 .map(str::to_owned),
             tls: session.is_tls(),
         };
-        Ok(())
+        // Only authenticated sessions are held to `senders` (not local
+        // ones: the socket listener has no such option).
+        match (self.context.listener.senders, session.user()) {
+            (Some(table), Some(user)) if !self.context.local => {
+                let delim = self.shared.config.smtp.sub_addr_delim;
+                senders::check(&self.shared.tables, &table, user, &mail.sender, delim).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn check_recipient(&mut self, session: &Session, rcpt: &RcptTo) -> Result<(), Reply> {
@@ -429,12 +514,14 @@ impl Handler for IntakeHandler {
             headers: (self.context.local).then(|| {
                 MissingHeaders::new(&self.context.session.hostname, date::rfc5322(unix_now()))
             }),
+            hops: Hops::default(),
+            masquerade: self.masquerade(tx),
         });
         let received = Received {
             helo: self.facts.helo.clone(),
             rdns: self.peer_name.rdns_or_unknown().to_owned(),
             peer: self.source.peer(),
-            hostname: self.context.session.hostname.clone(),
+            hostname: self.session.hostname.clone(),
             mask_source: self.context.listener.mask_src,
             esmtp: self.facts.esmtp,
             tls: self.tls.clone().filter(|_| self.facts.tls),
@@ -457,16 +544,21 @@ impl Handler for IntakeHandler {
     }
 
     async fn data_line(&mut self, line: &[u8]) -> Result<(), Reply> {
-        let added = match self.message.as_mut().and_then(|m| m.headers.as_mut()) {
-            Some(headers) => headers.before(line),
-            None => Vec::new(),
+        let Some(message) = self.message.as_mut() else {
+            return Ok(());
         };
-        for header in added {
-            self.push_line(header.as_bytes())
-                .await
-                .map_err(|e| queue_reply(&e))?;
+        if message.hops.line(line).is_err() {
+            return Err(Reply::loop_detected());
         }
-        self.push_line(line).await.map_err(|e| queue_reply(&e))
+        match message.masquerade.as_mut().map(|m| m.line(line)) {
+            Some(released) => {
+                for line in released {
+                    self.write_line(&line).await?;
+                }
+                Ok(())
+            }
+            None => self.write_line(line).await,
+        }
     }
 
     async fn abort_message(&mut self) {
@@ -478,6 +570,16 @@ impl Handler for IntakeHandler {
     }
 
     async fn commit(&mut self, tx: &Transaction, _size: u64) -> Result<String, Reply> {
+        let held = match self.message.as_mut().and_then(|m| m.masquerade.as_mut()) {
+            Some(masquerade) => masquerade.finish(),
+            None => Vec::new(),
+        };
+        for line in held {
+            if let Err(reply) = self.write_line(&line).await {
+                self.abort_message().await;
+                return Err(reply);
+            }
+        }
         let added = match self.message.as_mut().and_then(|m| m.headers.as_mut()) {
             Some(headers) => headers.at_end(),
             None => Vec::new(),
