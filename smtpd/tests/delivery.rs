@@ -404,3 +404,51 @@ fn acknowledged_mail_survives_kill_9() {
     assert_eq!(subjects.len(), N, "every message once: {subjects:?}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), N, "none twice");
 }
+
+#[test]
+fn aliases_from_a_proc_exec_table_written_with_the_python_sdk() {
+    let dir = Scratch::new("delivery", "pytable");
+    let port = free_port();
+    let maildirs = writable(&dir, "maildir");
+    let aliases = dir.write(
+        "aliases",
+        "postmaster: alice\nsales: alice, bob\ngone: error:550 5.1.1 Left the company\n",
+    );
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("sdk-python/src");
+    let config = format!(
+        "listen on 127.0.0.1 port {port}\n{users}\
+         table aliases proc-exec \"/usr/bin/env PYTHONPATH={sdk} python3 -m \
+         smtpd_sdk.examples.table_static {a}\"\n\
+         action \"local\" maildir \"{m}/%{{user.username}}\" alias <aliases> userbase <users>\n\
+         match from any for domain example.org action \"local\"\n",
+        users = users(&dir),
+        sdk = sdk.display(),
+        a = aliases.display(),
+        m = maildirs.display(),
+    );
+    let daemon = Daemon::start(&dir, port, &config, &[]);
+    let reply = daemon.send(
+        "sender@client.test",
+        &["postmaster@example.org", "sales@example.org"],
+        BODY,
+    );
+    assert!(reply.starts_with("250 "), "{reply}");
+    daemon.wait_n("result=Ok", 3);
+    assert_eq!(maildir_files(&maildirs.join("alice"), 2).len(), 2);
+    assert_eq!(maildir_files(&maildirs.join("bob"), 1).len(), 1);
+    let mut c = Client::connect(port, Ipv4Addr::LOCALHOST);
+    c.expect_code("EHLO client.test", "250");
+    c.expect_code("MAIL FROM:<sender@client.test>", "250");
+    c.expect(
+        "RCPT TO:<gone@example.org>",
+        "550 5.1.1 Left the company: <gone@example.org>",
+    );
+    c.expect(
+        "RCPT TO:<nobody@example.org>",
+        "550 5.1.1 Invalid recipient: <nobody@example.org>",
+    );
+    c.expect_code("QUIT", "221");
+}
