@@ -8,11 +8,50 @@
 //! progress go on. The control server refuses local submissions
 //! meanwhile. Every session, from a listener or from the control socket,
 //! holds a [`SessionCount`] for its lifetime.
+//!
+//! The gate also bounds the sessions open at once, as OpenSMTPD 7.8 does
+//! (`smtp_can_accept`, `smtp_collect`): at most [`session_limit`] of
+//! them, from the descriptor limit of the process (`RLIMIT_NOFILE`: half
+//! of it, less OpenSMTPD's reserve; smtpd.conf has no setting for it).
+//! When that many are open, the accept loops stop accepting
+//! ([`Gate::room`]; new clients wait in the backlog, unanswered) and log
+//! `warn: Disabling incoming SMTP connections: Client limit reached`;
+//! when a session ends they accept again, logging `warn: smtp: fd
+//! exhaustion over, re-enabling incoming connections`. Local submissions
+//! count but are never refused for it. No 421 is sent: a client that
+//! could not be served waits, as with OpenSMTPD.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+
+/// OpenSMTPD's `SMTP_FD_RESERVE`: descriptors kept for everything else.
+const FD_RESERVE: u64 = 5;
+
+/// The most sessions open at once for a process allowed `nofile`
+/// descriptors: OpenSMTPD's `maxsessions` (`nofile / 2 - 5`, each session
+/// counted for a socket and a message file) less one, as it stops
+/// accepting when one more session would reach `maxsessions`. At least
+/// one.
+pub(super) fn limit_for(nofile: u64) -> u64 {
+    (nofile / 2).saturating_sub(FD_RESERVE + 1).max(1)
+}
+
+/// [`limit_for`] the process's soft `RLIMIT_NOFILE` now (as OpenSMTPD's
+/// `getdtablesize()`); no limit when it cannot be read or is infinite.
+pub(super) fn session_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid struct given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    limit_for(limit.rlim_cur)
+}
 
 /// The pause switch and the session counters, shared by the accept loops
 /// and the control server. Clones share one gate.
@@ -27,6 +66,12 @@ struct Inner {
     /// Sessions opened and closed, per [`Family`], and over SMTPS.
     opened: [AtomicU64; 4],
     closed: [AtomicU64; 4],
+    /// The most sessions open at once before accepting stops.
+    limit: u64,
+    /// Accepting stopped at the limit (for the log lines).
+    full: AtomicBool,
+    /// Told whenever a session ends.
+    ended: Notify,
 }
 
 /// Where a session's client is, for the counters.
@@ -76,20 +121,80 @@ const SMTPS: usize = 3;
 
 impl Default for Gate {
     fn default() -> Self {
+        Self::with_limit(u64::MAX)
+    }
+}
+
+impl Gate {
+    /// An open gate with zero counters and no session limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An open gate that stops accepting at `limit` open sessions.
+    pub fn with_limit(limit: u64) -> Self {
         Self {
             inner: Arc::new(Inner {
                 paused: watch::Sender::new(false),
                 opened: Default::default(),
                 closed: Default::default(),
+                limit,
+                full: AtomicBool::new(false),
+                ended: Notify::new(),
             }),
         }
     }
-}
 
-impl Gate {
-    /// An open gate with zero counters.
-    pub fn new() -> Self {
-        Self::default()
+    /// The most sessions open at once.
+    pub fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// The sessions open now.
+    fn open_now(&self) -> u64 {
+        let sum = |counts: &[AtomicU64; 4]| -> u64 {
+            counts[..SMTPS]
+                .iter()
+                .map(|c| c.load(Ordering::SeqCst))
+                .sum()
+        };
+        sum(&self.inner.opened).saturating_sub(sum(&self.inner.closed))
+    }
+
+    /// Resolves once another session may be accepted (at once if one
+    /// may): fewer than the limit are open. Logs when accepting stops.
+    pub(crate) async fn room(&self) {
+        loop {
+            let ended = self.inner.ended.notified();
+            tokio::pin!(ended);
+            // Registered before the check, so an end in between wakes it.
+            ended.as_mut().enable();
+            if self.open_now() < self.inner.limit {
+                return;
+            }
+            if !self.inner.full.swap(true, Ordering::SeqCst) {
+                tracing::warn!("warn: Disabling incoming SMTP connections: Client limit reached");
+            }
+            ended.await;
+        }
+    }
+
+    /// Waits, after `accept` failed for want of descriptors, until a
+    /// session ends (or a second passed: descriptors may free elsewhere).
+    pub(crate) async fn exhausted(&self, error: &std::io::Error) {
+        let ended = self.inner.ended.notified();
+        if !self.inner.full.swap(true, Ordering::SeqCst) {
+            tracing::warn!("warn: Disabling incoming SMTP connections: {error}");
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ended).await;
+    }
+
+    /// A session ended: accepting resumes if it had stopped.
+    fn ended(&self) {
+        if self.open_now() < self.inner.limit && self.inner.full.swap(false, Ordering::SeqCst) {
+            tracing::warn!("warn: smtp: fd exhaustion over, re-enabling incoming connections");
+        }
+        self.inner.ended.notify_waiters();
     }
 
     /// Stops accepting sessions; `false` when already paused.
@@ -133,7 +238,7 @@ impl Gate {
             smtps,
         };
         for i in count.indexes() {
-            self.inner.opened[i].fetch_add(1, Ordering::Relaxed);
+            self.inner.opened[i].fetch_add(1, Ordering::SeqCst);
         }
         count
     }
@@ -175,8 +280,9 @@ impl SessionCount {
 impl Drop for SessionCount {
     fn drop(&mut self) {
         for i in self.indexes() {
-            self.gate.inner.closed[i].fetch_add(1, Ordering::Relaxed);
+            self.gate.inner.closed[i].fetch_add(1, Ordering::SeqCst);
         }
+        self.gate.ended();
     }
 }
 
@@ -265,5 +371,42 @@ mod tests {
         );
         drop((a, c));
         assert_eq!(gate.counters().all.current(), 0);
+    }
+
+    #[test]
+    fn the_limit_follows_the_descriptors() {
+        // OpenSMTPD's maxsessions is nofile / 2 - 5; it accepts while one
+        // more session stays below it.
+        assert_eq!(limit_for(1024), 506);
+        assert_eq!(limit_for(128), 58);
+        assert_eq!(limit_for(0), 1);
+        let limit = session_limit();
+        assert!(limit >= 1);
+        assert_eq!(Gate::new().limit(), u64::MAX);
+    }
+
+    #[tokio::test]
+    async fn accepting_waits_for_room() {
+        let gate = Gate::with_limit(2);
+        gate.room().await;
+        let a = gate.session(Family::Inet4, false);
+        gate.room().await;
+        // A local submission counts too.
+        let b = gate.session(Family::Local, false);
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.room().await }
+        });
+        // Give the waiter every chance to run: it must still wait.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        assert!(gate.inner.full.load(Ordering::SeqCst));
+        drop(b);
+        waiting.await.unwrap();
+        assert!(!gate.inner.full.load(Ordering::SeqCst));
+        drop(a);
+        gate.room().await;
     }
 }

@@ -94,8 +94,9 @@ impl ListenerContext {
             session: Arc::new(session),
             tls,
             local: listener.port == 587
-                || super::resolve(listener)
-                    .is_ok_and(|ips| !ips.is_empty() && ips.iter().all(std::net::IpAddr::is_loopback)),
+                || super::resolve(listener).is_ok_and(|ips| {
+                    !ips.is_empty() && ips.iter().all(std::net::IpAddr::is_loopback)
+                }),
         })
     }
 
@@ -220,11 +221,6 @@ impl IntakeHandler {
     pub(super) fn with_session_config(mut self, session: Arc<SessionConfig>) -> Self {
         self.session = session;
         self
-    }
-
-    /// The settings of the session this handler serves.
-    pub(super) fn session_config(&self) -> Arc<SessionConfig> {
-        Arc::clone(&self.session)
     }
 
     /// The TLS handshake of `stream` with the listener's configuration,

@@ -1,6 +1,13 @@
 //! The listening sockets: `listen on` addresses resolved and bound, and
 //! one accept loop per socket spawning a session task per connection.
 //!
+//! A session first reads the PROXY v2 header on `proxy-v2` listeners
+//! (`proxy.rs`: its client becomes the session's source), looks up the
+//! client's reverse name, then its server name by the local address in
+//! the `hostnames` table (`hostnames.rs`), and only then greets. The
+//! accept loops stop while the [`Gate`] is paused or at its session
+//! limit.
+//!
 //! Names are resolved without DNS: `localhost` is the loopback addresses,
 //! `*` and `all` every interface address, any other name an interface's
 //! addresses (`getifaddrs(3)`); IPv6 link-local addresses are left out
@@ -16,7 +23,7 @@ use tokio::sync::watch;
 
 use super::gate::{Family, Gate};
 use super::handler::{IntakeHandler, ListenerContext};
-use super::{Error, LiveSessions, Shared};
+use super::{proxy, Error, LiveSessions, Shared};
 use crate::config::{AddressFamily, ListenAddress, Listener};
 use crate::interfaces;
 use crate::smtp::conn::{self, BoxStream, ConnConfig, Drain, Handler};
@@ -102,6 +109,7 @@ pub(super) async fn accept_loop(
 ) {
     loop {
         gate.opened().await;
+        gate.room().await;
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,
             () = gate.paused() => continue,
@@ -123,9 +131,13 @@ pub(super) async fn accept_loop(
                     drop(count);
                 });
             }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                // Out of descriptors: wait for a session to end.
+                gate.exhausted(&e).await;
+            }
             Err(e) => {
-                // Out of descriptors or a transient network error: wait a
-                // little rather than spin.
+                // A transient network error: wait a little rather than
+                // spin.
                 tracing::warn!("accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -135,14 +147,22 @@ pub(super) async fn accept_loop(
 
 /// One session, from accept to close.
 async fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     context: Arc<ListenerContext>,
     shared: Arc<Shared>,
-    drain: watch::Receiver<Drain>,
+    mut drain: watch::Receiver<Drain>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let ip = peer.ip().to_canonical();
+    let local = stream.local_addr()?;
+    let ip = match context.proxy_v2() {
+        false => peer.ip().to_canonical(),
+        true => match proxy::accept(&mut stream, peer, &mut drain).await {
+            Some(ip) => ip,
+            // Closed without a word, as OpenSMTPD closes it.
+            None => return Ok(()),
+        },
+    };
     tracing::debug!("connection from {} on port {}", ip, context.port());
     // Before the greeting, as OpenSMTPD: bounded in time, never an error.
     let name = shared.resolver.peer_name(ip).await;
@@ -152,7 +172,9 @@ async fn serve(
         name.fcrdns
     );
     let host = name.rdns_or_unknown().to_owned();
-    let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip, name);
+    let config = context.session_config_for(&shared, local.ip()).await;
+    let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip, name)
+        .with_session_config(Arc::clone(&config));
     let log = handler.log();
     log.connected(Some(ip), &host);
     let mut stream: BoxStream = Box::new(stream);
@@ -165,7 +187,7 @@ async fn serve(
             }
         };
     }
-    let session = Session::new(context.session_config(), &Peer::Ip(ip).to_string());
+    let session = Session::new(config, &Peer::Ip(ip).to_string());
     let config = ConnConfig::default();
     let outcome = conn::run_draining(stream, session, &mut handler, config, drain).await;
     // Whatever ended the session, a message not committed is dropped.

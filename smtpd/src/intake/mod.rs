@@ -35,9 +35,14 @@ mod drain;
 mod gate;
 mod handler;
 mod headers;
+mod hops;
+mod hostnames;
 mod listen;
 mod local;
+mod masquerade;
 mod offline;
+mod proxy;
+mod senders;
 mod source;
 
 use std::io;
@@ -123,7 +128,8 @@ pub async fn start(shared: Arc<Shared>) -> Result<Intake, Error> {
     let local = LocalListener::new(Arc::clone(&shared), sessions.clone())?;
     let bound = listen::bind_all(&shared).await?;
     let mut loops = JoinSet::new();
-    let gate = Gate::new();
+    let gate = Gate::with_limit(gate::session_limit());
+    tracing::debug!("smtp: will accept at most {} clients", gate.limit());
     for (socket, listener) in bound {
         let shared = Arc::clone(&shared);
         let (gate, sessions) = (gate.clone(), sessions.clone());

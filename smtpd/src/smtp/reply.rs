@@ -478,6 +478,22 @@ impl Reply {
         )
     }
 
+    /// `530 5.7.1 Sender rejected`: an authenticated user may not send
+    /// as this sender (`senders`; OpenSMTPD's text, with an enhanced code).
+    pub fn sender_rejected() -> Self {
+        Self::new(530, Enhanced::new(5, 7, 1), "Sender rejected")
+    }
+
+    /// `500 5.4.6 Routing loop detected: Loop detected`: the message holds
+    /// too many `Received:` headers.
+    pub fn loop_detected() -> Self {
+        Self::new(
+            500,
+            Enhanced::new(5, 4, 6),
+            "Routing loop detected: Loop detected",
+        )
+    }
+
     /// `553 5.1.0 Sender address syntax error`.
     pub fn bad_sender() -> Self {
         Self::new(553, Enhanced::new(5, 1, 0), "Sender address syntax error")

@@ -29,6 +29,8 @@ use async_trait::async_trait;
 pub use smtpd_sdk::proto::table::Service;
 
 pub use build::{build, BuildError, BuildFailure, BuildOptions, TABLE_REQUEST_TIMEOUT};
+// The mailaddr comparison, for the listeners' `senders` check.
+pub(crate) use matching::mailaddr_matches;
 pub use proc_exec::ProcExecTable;
 
 /// Why a table could not answer. Always a temporary failure.
