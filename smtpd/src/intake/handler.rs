@@ -382,7 +382,8 @@ impl IntakeHandler {
     fn masquerade(&self, tx: &Transaction) -> Option<Masquerade> {
         let senders = self.context.listener.senders?;
         let sender = senders::sender_text(&tx.mail.sender);
-        let wanted = senders.masquerade && !self.context.local && self.facts.user.is_some();
+        let wanted =
+            senders.masquerade && self.source.local_user().is_none() && self.facts.user.is_some();
         // The null sender has no address to show (OpenSMTPD would write
         // `@`).
         (wanted && !sender.is_empty()).then(|| Masquerade::new(&sender))
@@ -465,10 +466,10 @@ impl Handler for IntakeHandler {
                 .map(str::to_owned),
             tls: session.is_tls(),
         };
-        // Only authenticated sessions are held to `senders` (not local
-        // ones: the socket listener has no such option).
+        // Only authenticated network sessions are held to `senders` (the
+        // socket listener has no such option).
         match (self.context.listener.senders, session.user()) {
-            (Some(table), Some(user)) if !self.context.local => {
+            (Some(table), Some(user)) if self.source.local_user().is_none() => {
                 let delim = self.shared.config.smtp.sub_addr_delim;
                 senders::check(&self.shared.tables, &table, user, &mail.sender, delim).await
             }

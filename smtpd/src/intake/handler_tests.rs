@@ -324,3 +324,36 @@ async fn recipients_follow_the_rules_and_table_errors_are_temporary() {
     assert!(text.contains("\r\n\tfor <b@example.org>;\r\n"), "{text}");
     assert!(text.ends_with("hello\r\n"), "{text}");
 }
+
+#[tokio::test]
+async fn a_hundred_received_headers_are_a_loop_and_the_message_is_dropped() {
+    let f = Fixture::new("loop").await;
+    let transaction = |hops: usize| {
+        let received: String = (0..hops)
+            .map(|i| format!("Received: from hop{i}.test\r\n\tby mx{i}.test\r\n"))
+            .collect();
+        format!(
+            "MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n\
+             {received}Subject: x\r\n\r\nbody\r\n.\r\n"
+        )
+    };
+    let output = f
+        .session(&format!(
+            "EHLO client.test\r\n{}{}QUIT\r\n",
+            transaction(100),
+            transaction(99)
+        ))
+        .await;
+    let replies = reply_lines(&output);
+    assert_eq!(
+        replies[5], "500 5.4.6 Routing loop detected: Loop detected",
+        "{output}"
+    );
+    // The session goes on: the next message, one hop shorter, passes.
+    assert!(replies[9].starts_with("250 2.0.0 "), "{output}");
+    assert_eq!(replies[10], "221 2.0.0 Bye");
+    let committed = f.committed().await;
+    assert_eq!(committed.len(), 1);
+    assert!(replies[9].contains(&committed[0].0.to_string()));
+    assert_eq!(f.incoming(), 0, "the looping message was dropped");
+}
