@@ -547,7 +547,8 @@ impl Handler for IntakeHandler {
         if message.hops.line(line).is_err() {
             return Err(Reply::loop_detected());
         }
-        match message.masquerade.as_mut().map(|m| m.line(line)) {
+        let masquerade = message.masquerade.as_mut().filter(|m| !m.passes());
+        match masquerade.map(|m| m.line(line)) {
             Some(released) => {
                 for line in released {
                     self.write_line(&line).await?;

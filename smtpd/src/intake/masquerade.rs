@@ -77,6 +77,12 @@ impl Masquerade {
         out
     }
 
+    /// Whether lines pass unchanged from now on (the header section is
+    /// over and nothing is held).
+    pub(super) fn passes(&self) -> bool {
+        self.done && self.held.is_empty()
+    }
+
     /// The lines still held at the end of the message.
     pub(super) fn finish(&mut self) -> Vec<Vec<u8>> {
         self.release()
@@ -313,5 +319,8 @@ mod tests {
             ]
         );
         assert!(masquerade.finish().is_empty());
+        assert!(!masquerade.passes());
+        masquerade.line(b"");
+        assert!(masquerade.passes());
     }
 }

@@ -11,7 +11,9 @@
 //! queue's commit returned, with one envelope per accepted recipient.
 //! `date.rs` formats the header's date.
 //! The accept loops wait while the [`Gate`] (`gate.rs`) is paused
-//! (`smtpctl pause smtp`); it also counts sessions for `smtpctl show stats`.
+//! (`smtpctl pause smtp`) or as many sessions are open as the descriptor
+//! limit allows (OpenSMTPD's session limit); it also counts sessions for
+//! `smtpctl show stats`.
 //!
 //! The socket listener (`local.rs`, `listen on socket`) has no socket of
 //! its own: its sessions come from the control socket, where `sendmail`
@@ -21,14 +23,20 @@
 //! headers), and their messages get missing `Date:` and `Message-ID:`
 //! headers (`headers.rs`).
 //!
-//! Before the greeting, each session looks up its client's reverse name
+//! Before the greeting, each session reads the PROXY v2 header on a
+//! `proxy-v2` listener (`proxy.rs`), looks up its client's reverse name
 //! and FCrDNS once with [`Shared::resolver`] ([`crate::dns`], bounded in
-//! time); the name goes into the `Received:` header and each envelope's
-//! `hostname:`, `<unknown>` when there is none.
+//! time; the name goes into the `Received:` header and each envelope's
+//! `hostname:`, `<unknown>` when there is none), then its server name in
+//! the listener's `hostnames` table (`hostnames.rs`).
 //!
-//! Not done here yet: filters, the `senders` table, and AUTH against
-//! system accounts (a listener's `auth` without a table refuses every
-//! login).
+//! The other listener options that act on a session: `senders` checks an
+//! authenticated user's MAIL FROM (`senders.rs`) and with `masquerade`
+//! rewrites `From:` (`masquerade.rs`). Every message is cut at 100
+//! `Received:` headers (`hops.rs`).
+//!
+//! Not done here yet: filters, and AUTH against system accounts (a
+//! listener's `auth` without a table refuses every login).
 
 pub(crate) mod date;
 mod drain;
