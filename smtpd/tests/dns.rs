@@ -204,7 +204,8 @@ fn a_dead_nameserver_delays_the_greeting_then_mail_comes_from_unknown() {
         "nameserver 192.0.2.53\noptions timeout:1 attempts:1\n",
     );
     let mut cmd = smtpd_command_asking(&dir, &config, dead.addr);
-    cmd.arg("--resolv-conf").arg(&resolv_conf);
+    // Failed lookups are logged at debug level.
+    cmd.arg("-v").arg("--resolv-conf").arg(&resolv_conf);
     let daemon = Process::spawn(cmd);
     daemon.wait_for(&format!("listening on 127.0.0.1:{port}"));
 
