@@ -452,3 +452,78 @@ fn aliases_from_a_proc_exec_table_written_with_the_python_sdk() {
     );
     c.expect_code("QUIT", "221");
 }
+
+#[test]
+fn unprivileged_the_daemon_writes_maildirs_itself() {
+    let dir = Scratch::new("delivery", "unprivileged");
+    let port = free_port();
+    let maildirs = writable(&dir, "maildir");
+    let data = writable(&dir, "data");
+    let (uid, gid) = if is_root() {
+        let id = |flag: &str| {
+            let out = std::process::Command::new("id")
+                .args([flag, "_smtpd"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap()
+        };
+        (id("-u"), id("-g"))
+    } else {
+        account()
+    };
+    std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.write(
+        "smtpd.conf",
+        &format!(
+            "listen on 127.0.0.1 port {port}\n\
+             table users {{ alice = \"{uid}:{gid}:{h}\" }}\n\
+             action \"local\" maildir \"{m}/%{{user.username}}\" userbase <users>\n\
+             match from any for domain example.org action \"local\"\n",
+            h = dir.0.display(),
+            m = maildirs.display(),
+        ),
+    );
+    // As root, the daemon is started as _smtpd, as a non-root
+    // installation runs: it delivers in its own process, no helper.
+    let mut cmd = if is_root() {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "_smtpd", "--"])
+            .arg(env!("CARGO_BIN_EXE_smtpd"));
+        cmd
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_smtpd"))
+    };
+    cmd.arg("-d")
+        .arg("-f")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--nameserver")
+        .arg(common::dns::shared().addr.to_string());
+    let process = Process::spawn(cmd);
+    process.wait_for(&format!("listening on 127.0.0.1:{port}"));
+    let daemon = Daemon { process, port };
+    let reply = daemon.send("sender@client.test", &["alice@example.org"], BODY);
+    assert!(reply.starts_with("250 "), "{reply}");
+    daemon.wait_n("result=Ok", 1);
+    let alice = maildir_files(&maildirs.join("alice"), 1);
+    assert!(
+        alice[0].ends_with("Hello.\n.leading dot\n"),
+        "{:?}",
+        alice[0]
+    );
+    use std::os::unix::fs::MetadataExt;
+    let new = maildirs.join("alice").join("new");
+    let file = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::metadata(file).unwrap().uid(), uid);
+}
