@@ -1,0 +1,180 @@
+//! `table-sqlite CONFIG`: an SQLite database as a proc-exec table, with the
+//! configuration keys of OpenSMTPD's table-sqlite.
+//!
+//! ```text
+//! table db proc-exec "table-sqlite /etc/mail/sqlite.conf"
+//! ```
+//!
+//! The schema is the administrator's: each service has its own query
+//! (`query_alias`, `query_credentials`, ...; see [`config`]) whose one `?`
+//! parameter is the lookup key. `check` is "the query returns a row";
+//! `lookup` shapes the rows as the service wants them (aliases and
+//! mailaddrmap join every row with `", "`, credentials and userinfo join
+//! the columns with `:`, or take the value whole from a one-column query);
+//! `fetch source` cycles through the rows of
+//! `fetch_source`, re-queried after `fetch_source_expire` seconds or
+//! `fetch_source_refresh` fetches. A service without a query answers
+//! `error`, as in OpenSMTPD. `update` re-reads the configuration and
+//! reopens the database; if that fails the old configuration stays in use.
+//!
+//! Errors in the configuration (a bad key, a statement SQLite refuses, a
+//! query returning the wrong number of columns) are reported as
+//! `FILE:LINE: message` on stderr before the backend registers, and it
+//! exits non-zero.
+
+mod config;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+use smtpd_sdk::table::{self, Error, Service, Table};
+
+use crate::store::Store;
+
+const USAGE: &str = "usage: table-sqlite [-f] CONFIG\n\
+    Serves an SQLite database over table protocol 0.1; CONFIG holds dbpath and \
+    the query_* keys of OpenSMTPD's table-sqlite.";
+
+/// The table: the configuration file and the store built from it.
+struct SqliteTable {
+    path: PathBuf,
+    /// Replaced whole on `update`; requests clone the `Arc` first, so a
+    /// request in flight finishes on the store it started with.
+    store: RwLock<Arc<Store>>,
+}
+
+impl SqliteTable {
+    fn open(path: PathBuf) -> Result<Self, String> {
+        let store = Self::load(&path)?;
+        Ok(Self {
+            path,
+            store: RwLock::new(Arc::new(store)),
+        })
+    }
+
+    fn load(path: &std::path::Path) -> Result<Store, String> {
+        let config = config::load(path).map_err(|e| e.to_string())?;
+        Store::open(&config).map_err(|e| e.to_string())
+    }
+
+    fn store(&self) -> Arc<Store> {
+        match self.store.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+impl Table for SqliteTable {
+    fn services(&self) -> Vec<Service> {
+        let mut services: Vec<Service> = config::base_services().collect();
+        for s in self.store().services() {
+            if !services.contains(&s) {
+                services.push(s);
+            }
+        }
+        services
+    }
+
+    async fn check(&self, service: Service, key: &str) -> Result<bool, Error> {
+        self.store()
+            .check(service, key)
+            .await
+            .map_err(Error::Failed)
+    }
+
+    async fn lookup(&self, service: Service, key: &str) -> Result<Option<String>, Error> {
+        self.store()
+            .lookup(service, key)
+            .await
+            .map_err(Error::Failed)
+    }
+
+    async fn fetch(&self, service: Service) -> Result<Option<String>, Error> {
+        self.store().fetch(service).await.map_err(Error::Failed)
+    }
+
+    async fn update(&self) -> Result<(), Error> {
+        let fresh = Arc::new(Self::load(&self.path).map_err(Error::Failed)?);
+        match self.store.write() {
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        tracing::info!(path = %self.path.display(), "configuration reloaded");
+        Ok(())
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Help,
+    Serve(PathBuf),
+}
+
+/// Parses `CONFIG`, `-f CONFIG` or `--help`/`-h`.
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    match args {
+        [flag] if flag == "--help" || flag == "-h" => Ok(Command::Help),
+        [flag, file] if flag == "-f" => Ok(Command::Serve(PathBuf::from(file))),
+        [file] if !file.starts_with('-') => Ok(Command::Serve(PathBuf::from(file))),
+        _ => Err(USAGE.to_owned()),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match parse_args(&args) {
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Serve(path)) => path,
+        Err(usage) => {
+            eprintln!("{usage}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match SqliteTable::open(path) {
+        Ok(t) => table::run(t).await,
+        Err(e) => {
+            eprintln!("table-sqlite: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn arguments() {
+        let file = Command::Serve(PathBuf::from("/etc/mail/sqlite.conf"));
+        assert_eq!(parse_args(&args(&["/etc/mail/sqlite.conf"])), Ok(file));
+        let file = Command::Serve(PathBuf::from("/etc/mail/sqlite.conf"));
+        assert_eq!(
+            parse_args(&args(&["-f", "/etc/mail/sqlite.conf"])),
+            Ok(file)
+        );
+        assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
+        assert!(parse_args(&args(&[])).is_err());
+        assert!(parse_args(&args(&["-f"])).is_err());
+    }
+}
