@@ -158,6 +158,11 @@ impl Slapd {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the server (SIGKILL: it goes away without a goodbye).
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -192,7 +197,7 @@ impl Slapd {
         let mut file = File::create(&path).expect("config file");
         write!(
             file,
-            "url {}\nusername {ROOT_DN}\npassword {ROOT_PW}\nbasedn {SUFFIX}\ntimeout 5\n{body}",
+            "url {}\nusername {ROOT_DN}\npassword {ROOT_PW}\nbasedn {SUFFIX}\n{body}",
             self.url()
         )
         .expect("write config");
