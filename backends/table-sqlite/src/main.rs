@@ -164,6 +164,41 @@ mod tests {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    #[tokio::test]
+    async fn update_rereads_the_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db.sqlite");
+        let conn = rusqlite::Connection::open(&db).expect("create");
+        conn.execute_batch(
+            "CREATE TABLE domains (name TEXT);
+             INSERT INTO domains VALUES ('example.org');",
+        )
+        .expect("schema");
+        let conf = dir.path().join("sqlite.conf");
+        let first = format!("dbpath {}\n", db.display());
+        std::fs::write(&conf, &first).expect("write");
+        let t = SqliteTable::open(conf.clone()).expect("open");
+        assert_eq!(t.services().len(), 9, "OpenSMTPD's services");
+        assert!(t.check(Service::Domain, "example.org").await.is_err());
+
+        let second = format!("{first}query_domain SELECT name FROM domains WHERE name = ?\n");
+        std::fs::write(&conf, &second).expect("write");
+        t.update().await.expect("update");
+        assert!(t
+            .check(Service::Domain, "example.org")
+            .await
+            .expect("check"));
+
+        std::fs::write(&conf, format!("{first}query_domain SELECT 1\n")).expect("write");
+        let e = t.update().await.expect_err("no parameter");
+        assert!(
+            format!("{e}").contains("sqlite.conf:2: query_domain"),
+            "{e}"
+        );
+        let kept = t.check(Service::Domain, "example.org").await;
+        assert_eq!(kept, Ok(true), "the old configuration stays in use");
+    }
+
     #[test]
     fn arguments() {
         let file = Command::Serve(PathBuf::from("/etc/mail/sqlite.conf"));
