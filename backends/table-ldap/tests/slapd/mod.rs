@@ -1,6 +1,6 @@
 //! A throwaway OpenLDAP server for tests: `slapd` with a generated
-//! `slapd.conf` (mdb backend, the core, cosine, inetorgperson and nis
-//! schemas of /etc/ldap/schema) in a temporary directory, listening on
+//! `slapd.conf` (mdb backend, the core, cosine, inetorgperson, nis and misc
+//! (`nisMailAlias`) schemas of /etc/ldap/schema) in a temporary directory, listening on
 //! `ldap://127.0.0.1:PORT/` only, suffix `dc=example,dc=org`, root DN
 //! `cn=admin,dc=example,dc=org` / `secret`. Seeded with `ldapadd`; stopped
 //! (and restarted) on demand; killed when dropped. Its log (`-d stats`:
@@ -62,6 +62,7 @@ impl Slapd {
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              include /etc/ldap/schema/nis.schema\n\
+             include /etc/ldap/schema/misc.schema\n\
              pidfile {dir}/slapd.pid\n\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
