@@ -30,6 +30,8 @@ pub(crate) const ROOT_PW: &str = "secret";
 pub(crate) struct Slapd {
     dir: PathBuf,
     port: u16,
+    /// The ldaps:// port, when started with TLS.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -46,6 +48,17 @@ fn is_root() -> bool {
 impl Slapd {
     /// Starts a server with an empty directory holding only the suffix.
     pub(crate) fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Starts a server that also speaks TLS: StartTLS on its ldap:// port
+    /// and ldaps:// on another, with a self-signed certificate for
+    /// 127.0.0.1 (its PEM is [`Slapd::ca_file`]).
+    pub(crate) fn start_tls() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Self {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "slapd-{}-{}",
@@ -77,6 +90,31 @@ impl Slapd {
             dir = dir.display(),
             db = db.display(),
         );
+        let conf = if tls {
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(dir.join("key.pem"))
+                .arg("-out")
+                .arg(dir.join("cert.pem"))
+                .output()
+                .expect("run openssl");
+            assert!(out.status.success(), "openssl: {out:?}");
+            format!(
+                "TLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/key.pem\n{conf}",
+                d = dir.display()
+            )
+        } else {
+            conf
+        };
         fs::write(dir.join("slapd.conf"), conf).expect("slapd.conf");
         if is_root() {
             let status = Command::new("chown")
@@ -89,6 +127,7 @@ impl Slapd {
         let mut slapd = Self {
             dir,
             port: free_port(),
+            tls_port: tls.then(free_port),
             child: None,
         };
         slapd.resume();
@@ -101,6 +140,16 @@ impl Slapd {
     /// `ldap://127.0.0.1:PORT`.
     pub(crate) fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// `ldaps://127.0.0.1:PORT`, when started with TLS.
+    pub(crate) fn ldaps_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("ldaps://127.0.0.1:{p}"))
+    }
+
+    /// The server certificate (self-signed), when started with TLS.
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.join("cert.pem")
     }
 
     /// The temporary directory (world-readable).
@@ -131,7 +180,10 @@ impl Slapd {
         cmd.arg("-f")
             .arg(self.dir.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(match self.tls_port {
+                Some(tls) => format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{tls}/", self.port),
+                None => format!("ldap://127.0.0.1:{}/", self.port),
+            })
             .args(["-d", "stats"]);
         if is_root() {
             cmd.args(["-u", "openldap", "-g", "openldap"]);
