@@ -26,7 +26,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use pg::{literal, PgServer};
+use pg::{fixture_config, load_fixture, PgServer};
 
 /// How long anything here may take before the test calls it hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -38,62 +38,6 @@ fn workspace() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-fn fixture() -> PathBuf {
-    workspace().join("protocol-spec/vectors/fixtures/standard.table")
-}
-
-/// Loads the standard fixture into `fixture(pos, key, value)`, in file
-/// order.
-fn load_fixture(pg: &PgServer) {
-    let data = std::fs::read(fixture()).unwrap();
-    let table = smtpd_sdk::tablefile::TableFile::parse(&data).unwrap();
-    let mut sql = String::from(
-        "DROP TABLE IF EXISTS fixture;\n\
-         CREATE TABLE fixture (pos serial PRIMARY KEY, key text NOT NULL, value text NOT NULL);\n",
-    );
-    for entry in table.entries() {
-        let value = entry.value.clone().unwrap_or_else(|| entry.key.clone());
-        sql.push_str(&format!(
-            "INSERT INTO fixture (key, value) VALUES ({}, {});\n",
-            literal(&entry.key),
-            literal(&value)
-        ));
-    }
-    sql.push_str("CREATE INDEX ON fixture (key);\n");
-    pg.psql(&sql);
-}
-
-/// The configuration serving the fixture for every service, each value as
-/// it is (the one-column form of `credentials` and `userinfo`).
-fn fixture_config(pg: &PgServer) -> String {
-    let mut text = format!("# the standard fixture\nconninfo {}\n", pg.conninfo());
-    for service in [
-        "alias",
-        "domain",
-        "credentials",
-        "netaddr",
-        "userinfo",
-        "source",
-        "mailaddr",
-        "addrname",
-        "mailaddrmap",
-        "relayhost",
-        "string",
-        "regex",
-    ] {
-        text.push_str(&format!(
-            "query_{service} SELECT value FROM fixture WHERE key = $1\n"
-        ));
-    }
-    text.push_str(
-        "query_auth: SELECT value FROM fixture WHERE key = $1\n\
-         fetch_source SELECT value FROM fixture ORDER BY pos\n\
-         fetch_relayhost SELECT value FROM fixture ORDER BY pos\n\
-         connections 3\n",
-    );
-    text
 }
 
 /// A world-readable scratch directory.
@@ -402,7 +346,7 @@ fn update_reads_the_configuration_again(pg: &PgServer, dir: &Scratch) {
 fn against_a_real_postgresql_server() {
     let pg = PgServer::start("backend");
     let dir = Scratch::new("backend");
-    load_fixture(&pg);
+    load_fixture(&pg, &workspace());
     bad_statements_stop_the_backend_before_it_registers(&pg, &dir);
     the_conformance_runner_passes(&pg, &dir);
     update_reads_the_configuration_again(&pg, &dir);

@@ -7,9 +7,9 @@
 //! (at the end of the test or during a panic) stops the server with
 //! `pg_ctl stop -m immediate` and removes the directory.
 //!
-//! Used by the table-postgres tests and, through `#[path]`, by the
-//! daemon's `tests/backend_postgres.rs`. Only std: it goes in any test
-//! crate.
+//! [`load_fixture`] and [`fixture_config`] serve the standard fixture.
+//! Used by the table-postgres tests and benchmark and, through `#[path]`,
+//! by the daemon's `tests/backend_postgres.rs`: std and `smtpd_sdk` only.
 
 // A test harness: running the PostgreSQL programs is its whole point, and
 // a failed unwrap is a failed test.
@@ -249,4 +249,59 @@ impl Drop for PgServer {
 pub(crate) fn literal(text: &str) -> String {
     assert!(!text.contains("$v$"), "{text}");
     format!("$v${text}$v$")
+}
+
+/// Loads the standard fixture of `workspace` (protocol-spec/vectors/
+/// fixtures/standard.table) into `fixture(pos, key, value)`, in file
+/// order.
+pub(crate) fn load_fixture(pg: &PgServer, workspace: &Path) {
+    let path = workspace.join("protocol-spec/vectors/fixtures/standard.table");
+    let data = std::fs::read(path).unwrap();
+    let table = smtpd_sdk::tablefile::TableFile::parse(&data).unwrap();
+    let mut sql = String::from(
+        "DROP TABLE IF EXISTS fixture;\n\
+         CREATE TABLE fixture (pos serial PRIMARY KEY, key text NOT NULL, value text NOT NULL);\n",
+    );
+    for entry in table.entries() {
+        let value = entry.value.clone().unwrap_or_else(|| entry.key.clone());
+        sql.push_str(&format!(
+            "INSERT INTO fixture (key, value) VALUES ({}, {});\n",
+            literal(&entry.key),
+            literal(&value)
+        ));
+    }
+    sql.push_str("CREATE INDEX ON fixture (key);\n");
+    pg.psql(&sql);
+}
+
+/// A table-postgres configuration serving the loaded fixture for every
+/// service, each value as it is (the one-column form of `credentials` and
+/// `userinfo`), `fetch` cycling in file order.
+pub(crate) fn fixture_config(pg: &PgServer) -> String {
+    let mut text = format!("# the standard fixture\nconninfo {}\n", pg.conninfo());
+    for service in [
+        "alias",
+        "domain",
+        "credentials",
+        "netaddr",
+        "userinfo",
+        "source",
+        "mailaddr",
+        "addrname",
+        "mailaddrmap",
+        "relayhost",
+        "string",
+        "regex",
+    ] {
+        text.push_str(&format!(
+            "query_{service} SELECT value FROM fixture WHERE key = $1\n"
+        ));
+    }
+    text.push_str(
+        "query_auth: SELECT value FROM fixture WHERE key = $1\n\
+         fetch_source SELECT value FROM fixture ORDER BY pos\n\
+         fetch_relayhost SELECT value FROM fixture ORDER BY pos\n\
+         connections 3\n",
+    );
+    text
 }

@@ -1,0 +1,283 @@
+//! Pipelined lookups through table-postgres, beside PostgreSQL's own rate
+//! for the same SELECT (pgbench), on a server the benchmark starts.
+//!
+//! ```text
+//! cargo build --release -p table-postgres
+//! cargo bench -p table-postgres --bench lookups
+//! cargo bench -p table-postgres --bench lookups -- --count 100000 --window 1000 --seconds 10
+//! ```
+//!
+//! The server is PostgreSQL 15 in a temporary directory (`tests/pg`), the
+//! standard fixture loaded into one table, the backend (the release build)
+//! configured with one `SELECT value FROM fixture WHERE key = $1` per
+//! service and 3 connections. It measures:
+//!
+//! - **raw**: the backend driven over its pipes by
+//!   `smtpd_conformance::roundtrip`, `--window` lookups in flight;
+//! - **daemon**: the backend started by `ProcExecTable::start` (the
+//!   daemon's supervisor and table client), `--window` tasks each calling
+//!   `Table::lookup` in turn, and the supervisor's p99 under that load;
+//!   then lookups one at a time (p50, p99);
+//! - **server**: pgbench with the same 3 connections, each sending the
+//!   twelve lookups of the benchmark's key list as one pipeline of prepared
+//!   statements (`\startpipeline`), for `--seconds`; then one connection,
+//!   one SELECT at a time (its average latency).
+//!
+//! Not a criterion benchmark: the work is in other processes.
+
+// Measuring wall-clock time is the point of a benchmark; spawning the
+// backend, the server and pgbench is its input.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    clippy::unwrap_used
+)]
+
+#[path = "../tests/pg/mod.rs"]
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pg::{fixture_config, literal, load_fixture, PgServer};
+use smtpd::proc::Spec;
+use smtpd::table::{ProcExecTable, Service, Table, TABLE_REQUEST_TIMEOUT};
+use smtpd_conformance::roundtrip::{self, expected, STANDARD_KEYS};
+
+type Result<T> = std::result::Result<T, String>;
+
+struct Options {
+    count: usize,
+    window: usize,
+    latency_count: usize,
+    seconds: u32,
+}
+
+fn options() -> Result<Options> {
+    let mut o = Options {
+        count: 100_000,
+        window: 1_000,
+        latency_count: 5_000,
+        seconds: 10,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<usize> {
+            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse().map_err(|e| format!("{name} {v}: {e}"))
+        };
+        match arg.as_str() {
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            "--count" => o.count = number("--count")?,
+            "--window" => o.window = number("--window")?,
+            "--latency-count" => o.latency_count = number("--latency-count")?,
+            "--seconds" => {
+                o.seconds = u32::try_from(number("--seconds")?).map_err(|e| e.to_string())?;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if o.window == 0 || o.count < o.window || o.latency_count == 0 || o.seconds == 0 {
+        return Err(
+            "--window, --latency-count, --seconds must be positive, --count at least --window"
+                .into(),
+        );
+    }
+    o.count -= o.count % o.window;
+    Ok(o)
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn program() -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), PathBuf::from);
+    let program = target.join("release/table-postgres");
+    if program.exists() {
+        Ok(program)
+    } else {
+        Err(format!(
+            "{} is missing: run `cargo build --release -p table-postgres` first",
+            program.display()
+        ))
+    }
+}
+
+// ------------------------------------------------------ through the daemon
+
+async fn daemon_table(command: &str) -> Result<Arc<ProcExecTable>> {
+    let spec = Spec::new("pg", command.to_owned(), "/", TABLE_REQUEST_TIMEOUT);
+    ProcExecTable::start("pg", format!("proc-exec {command:?}"), spec)
+        .await
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+async fn check_daemon(table: &ProcExecTable, n: usize) -> Result<()> {
+    let (key, found) = expected(n);
+    match table.lookup(Service::Alias, key).await {
+        Ok(value) if value.is_some() == found => Ok(()),
+        Ok(value) => Err(format!("{key}: wrong answer {value:?}")),
+        Err(e) => Err(format!("{key}: {e}")),
+    }
+}
+
+async fn daemon_throughput(command: &str, o: &Options) -> Result<(f64, Option<u64>)> {
+    let table = daemon_table(command).await?;
+    let per_task = o.count / o.window;
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..o.window)
+        .map(|w| {
+            let table = Arc::clone(&table);
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    check_daemon(&table, w * per_task + i).await?;
+                }
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let elapsed = began.elapsed();
+    let stats = table.proc_stats().ok_or("no counters")?;
+    if stats.errors != 0 || stats.restarts != 0 {
+        return Err(format!("failures through the supervisor: {stats:?}"));
+    }
+    table.shutdown().await;
+    Ok((o.count as f64 / elapsed.as_secs_f64(), stats.p99_micros))
+}
+
+async fn daemon_latency(command: &str, o: &Options) -> Result<Vec<Duration>> {
+    let table = daemon_table(command).await?;
+    let mut times = Vec::with_capacity(o.latency_count);
+    for i in 0..o.latency_count {
+        let began = Instant::now();
+        check_daemon(&table, i).await?;
+        times.push(began.elapsed());
+    }
+    table.shutdown().await;
+    Ok(times)
+}
+
+// ---------------------------------------------------------------- pgbench
+
+/// Runs pgbench with `script` on `clients` connections; its `tps` and
+/// `latency average` (ms).
+fn pgbench(pg: &PgServer, script: &str, clients: u32, seconds: u32) -> Result<(f64, f64)> {
+    let file = pg.dir.join("bench.sql");
+    std::fs::write(&file, script).map_err(|e| e.to_string())?;
+    let out = Command::new(Path::new(pg::BIN).join("pgbench"))
+        .args(["-n", "-M", "prepared", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &pg.port.to_string()])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+        ])
+        .args(["-T", &seconds.to_string(), "-f"])
+        .arg(&file)
+        .arg("postgres")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "pgbench failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let field = |prefix: &str| -> Result<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no {prefix:?} in pgbench's output:\n{text}"))
+    };
+    Ok((field("tps = ")?, field("latency average = ")?))
+}
+
+fn selects() -> Vec<String> {
+    STANDARD_KEYS
+        .iter()
+        .map(|(key, _)| format!("SELECT value FROM fixture WHERE key = {};\n", literal(key)))
+        .collect()
+}
+
+// ------------------------------------------------------------------ report
+
+fn percentile(times: &mut [Duration], q: f64) -> f64 {
+    times.sort();
+    let at = ((times.len() - 1) as f64 * q).round() as usize;
+    times[at].as_secs_f64() * 1e6
+}
+
+fn main() -> Result<()> {
+    let o = options()?;
+    let program = program()?;
+    let pg = PgServer::start("bench");
+    load_fixture(&pg, &workspace());
+    let config = pg.dir.join("bench.conf");
+    std::fs::write(&config, fixture_config(&pg)).map_err(|e| e.to_string())?;
+    let raw_cmd = || {
+        let mut cmd = Command::new(&program);
+        cmd.arg(&config);
+        cmd
+    };
+    let command = format!("{} {}", program.display(), config.display());
+    println!(
+        "{} lookups with {} in flight, {} one at a time; pgbench {} s; {} cores",
+        o.count,
+        o.window,
+        o.latency_count,
+        o.seconds,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+
+    let raw = roundtrip::throughput(&mut raw_cmd(), o.count, o.window)?;
+    let mut raw_times = roundtrip::latencies(&mut raw_cmd(), o.latency_count)?;
+    println!(
+        "raw round trip: {raw:.0} lookups/s; one at a time p50 {:.1} us, p99 {:.1} us",
+        percentile(&mut raw_times, 0.5),
+        percentile(&mut raw_times, 0.99)
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (rate, loaded_p99) = rt.block_on(daemon_throughput(&command, &o))?;
+    let mut times = rt.block_on(daemon_latency(&command, &o))?;
+    println!(
+        "through the daemon: {rate:.0} lookups/s ({:.1}% of raw), p99 {} us under load; \
+         one at a time p50 {:.1} us, p99 {:.1} us",
+        100.0 * rate / raw,
+        loaded_p99.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+        percentile(&mut times, 0.5),
+        percentile(&mut times, 0.99)
+    );
+
+    let lines = selects();
+    let script = format!("\\startpipeline\n{}\\endpipeline\n", lines.concat());
+    let (tps, _) = pgbench(&pg, &script, 3, o.seconds)?;
+    let server = tps * lines.len() as f64;
+    let (_, latency_ms) = pgbench(&pg, &lines[0], 1, o.seconds)?;
+    println!(
+        "server (pgbench, 3 connections, pipelined prepared SELECTs): {server:.0} selects/s; \
+         one connection, one at a time: {:.1} us average",
+        latency_ms * 1000.0
+    );
+    println!("through the daemon / server: {:.1}%", 100.0 * rate / server);
+    Ok(())
+}
