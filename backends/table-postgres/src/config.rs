@@ -12,6 +12,8 @@
 //! OpenSMTPD's keys: `query_relayhost`, `query_string`, `query_regex`,
 //! `query_auth`, `fetch_relayhost` (with its `_expire` and `_refresh`),
 //! and `connections`, the size of the connection pool (default 4).
+//! Connections are plain TCP or a Unix socket (`host=/run/postgresql`):
+//! `sslmode=require` is refused, as no TLS is built in.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -145,6 +147,14 @@ impl Config {
         };
         let mut conninfo = tokio_postgres::Config::from_str(conninfo)
             .map_err(|e| error(Some(*line), format!("conninfo: {e}")))?;
+        if conninfo.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(error(
+                Some(*line),
+                "conninfo: sslmode=require: TLS to the server is not supported \
+                 (connect over a local socket or a trusted network)"
+                    .to_owned(),
+            ));
+        }
         if conninfo.get_connect_timeout().is_none() {
             conninfo.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
@@ -354,6 +364,11 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(message(text), expected, "{text:?}");
         }
+        let tls = message("conninfo host=db sslmode=require\n");
+        assert!(
+            tls.starts_with("/etc/mail/pg.conf:1: conninfo: sslmode=require: TLS"),
+            "{tls}"
+        );
         let bad = message("# x\nconninfo host=a port=notaport\n");
         assert!(bad.starts_with("/etc/mail/pg.conf:2: conninfo: "), "{bad}");
     }
