@@ -79,11 +79,22 @@ impl Template {
 
     /// The filter for `key` in table `table`, both escaped per RFC 4515.
     pub(crate) fn expand(&self, key: &str, table: &str) -> String {
+        self.render(&escape(key), table)
+    }
+
+    /// The filter with the key replaced by the wildcard `*` (a presence
+    /// match: every entry the service could answer for), which `fetch`
+    /// lists; nothing from a client is inserted.
+    pub(crate) fn expand_any(&self, table: &str) -> String {
+        self.render("*", table)
+    }
+
+    fn render(&self, key: &str, table: &str) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Key => out.push_str(&escape(key)),
+                Part::Key => out.push_str(key),
                 Part::TableName => out.push_str(&escape(table)),
             }
         }

@@ -6,8 +6,12 @@
 //!   with `", "`; `credentials` is `user:hash` and `userinfo`
 //!   `uid:gid:home` from the first entry's attributes in configured order;
 //!   every other service answers the first entry's first value.
-//! - `fetch` is not supported (a directory has no order to cycle through),
-//!   answered `error` as OpenSMTPD's table-ldap does.
+//! - `fetch` (for `source` and `relayhost`, the services the daemon
+//!   fetches) runs the service's filter with the key replaced by `*`,
+//!   lists the first value of every entry found, sorted, and hands them
+//!   out round-robin; the list is searched again once it has gone round,
+//!   so entries added or removed are seen within one cycle. (OpenSMTPD's
+//!   table-ldap answers `error` to every fetch.)
 //! - `update` re-reads the configuration file: on success the new settings
 //!   are used and the directory is reconnected; on error the old ones stay.
 
@@ -31,6 +35,8 @@ pub(crate) struct LdapTable {
     path: PathBuf,
     table_name: String,
     state: RefCell<Rc<State>>,
+    /// Per fetched service: the values listed and the next to hand out.
+    cycles: RefCell<Vec<(Service, Vec<String>, usize)>>,
 }
 
 impl LdapTable {
@@ -41,11 +47,22 @@ impl LdapTable {
             path,
             table_name: String::new(),
             state: RefCell::new(Rc::new(State { config, directory })),
+            cycles: RefCell::new(Vec::new()),
         }
     }
 
     fn state(&self) -> Rc<State> {
         Rc::clone(&self.state.borrow())
+    }
+
+    /// The next value of the current fetch cycle of `service`; `None` once
+    /// the cycle has gone round (the directory is searched again then).
+    fn next_in_cycle(&self, service: Service) -> Option<String> {
+        let mut cycles = self.cycles.borrow_mut();
+        let (_, values, next) = cycles.iter_mut().find(|(s, _, _)| *s == service)?;
+        let value = values.get(*next).cloned();
+        *next += 1;
+        value
     }
 
     async fn search(&self, service: Service, key: &str) -> Result<Vec<Values>, Error> {
@@ -144,6 +161,38 @@ impl Table for LdapTable {
         lookup_value(service, attributes, &entries)
     }
 
+    async fn fetch(&self, service: Service) -> Result<Option<String>, Error> {
+        if !matches!(service, Service::Source | Service::Relayhost) {
+            return Err(Error::Unsupported);
+        }
+        if let Some(value) = self.next_in_cycle(service) {
+            return Ok(Some(value));
+        }
+        let state = self.state();
+        let Some(query) = state.config.query(service) else {
+            return Err(Error::Unsupported);
+        };
+        let filter = query.filter.expand_any(&self.table_name);
+        let entries = state
+            .directory
+            .search(&filter, &query.attributes)
+            .await
+            .map_err(Error::Failed)?;
+        let mut values: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.first().and_then(|v| v.first()).cloned())
+            .collect();
+        values.sort();
+        values.dedup();
+        let first = values.first().cloned();
+        let mut cycles = self.cycles.borrow_mut();
+        cycles.retain(|(s, _, _)| *s != service);
+        if first.is_some() {
+            cycles.push((service, values, 1));
+        }
+        Ok(first)
+    }
+
     async fn update(&self) -> Result<(), Error> {
         let config = Config::load(&self.path).map_err(|e| Error::failed(e.to_string()))?;
         let old = self.state();
@@ -162,6 +211,7 @@ impl Table for LdapTable {
         }
         let directory = Rc::new(Directory::new(&config));
         *self.state.borrow_mut() = Rc::new(State { config, directory });
+        self.cycles.borrow_mut().clear();
         tracing::info!(path = %self.path.display(), "configuration reloaded");
         Ok(())
     }

@@ -15,9 +15,9 @@
 //!
 //! What does not apply, and is asserted to fail rather than skipped
 //! silently (see `NOT_APPLICABLE`): the fixture's `fetch` cases expect
-//! values cycled in file order; a directory has no such order and
-//! table-ldap, like OpenSMTPD's, does not serve `fetch` (it answers
-//! `error`). The `auth` case expects the fixture's values for `auth`
+//! values cycled in file order; a directory has no such order, and
+//! table-ldap cycles through what the filter lists in sorted order
+//! (tests/recovery.rs checks that). The `auth` case expects the fixture's values for `auth`
 //! requests, which no search filter can check. The stress phase looks up
 //! every fixture key in every registered service, so its credentials and
 //! userinfo lookups of keys other than alice and bob cannot match; it is
@@ -43,11 +43,11 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
     ),
     (
         "table/fetch.txt fetch-cycles-in-file-order",
-        "fetch is not served by an LDAP table",
+        "a directory has no file order: fetch cycles in sorted order",
     ),
     (
         "table/fetch.txt fetch-first-value",
-        "fetch is not served by an LDAP table",
+        "a directory has no file order: fetch starts at the smallest value",
     ),
     (
         "table/services.txt auth-check-and-lookup",

@@ -121,6 +121,21 @@ impl Backend {
         got
     }
 
+    /// One `fetch` of `service`: its result (`found|VALUE`, ...).
+    fn fetch(&mut self, service: &str, wait: Duration) -> String {
+        self.next_id += 1;
+        let id = format!("{:08x}", self.next_id);
+        let line = format!("table|0.1|1731000000.000000|users|fetch|{service}|{id}\n");
+        self.stdin.write_all(line.as_bytes()).expect("send");
+        self.stdin.flush().expect("flush");
+        let answer = self.line(wait).expect("fetch answer");
+        let prefix = format!("fetch-result|{id}|");
+        answer
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{answer}"))
+            .to_owned()
+    }
+
     fn lookup(&mut self, service: &str, key: &str, wait: Duration) -> String {
         let ids = self.send(service, &[key]);
         self.answers(&ids, wait).remove(&ids[0]).expect("answer")
@@ -248,4 +263,35 @@ fn restart_freeze_concurrency_and_injection() {
         assert!(Instant::now() < deadline, "no answer after the thaw");
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn fetch_cycles_through_what_the_filter_lists() {
+    let slapd = slapd::Slapd::start();
+    slapd.add(SEED);
+    let config = slapd.config(
+        "sources.conf",
+        "source_filter (&(objectClass=inetOrgPerson)(mail=%u))\n\
+         source_attributes mail\n",
+    );
+    let mut backend = Backend::start(&config);
+    let quick = Duration::from_secs(10);
+    // Sorted, round and round; the filter's key is a presence match here,
+    // never a client's text.
+    for want in [
+        "found|alice@example.org",
+        "found|bob@example.org",
+        "found|alice@example.org",
+        "found|bob@example.org",
+    ] {
+        assert_eq!(backend.fetch("source", quick), want);
+    }
+    assert!(
+        slapd
+            .log()
+            .contains(r#"filter="(&(objectClass=inetOrgPerson)(mail=*))""#),
+        "the listing search"
+    );
+    // Only the services the daemon fetches are served.
+    assert!(backend.fetch("alias", quick).starts_with("error"));
 }
