@@ -32,6 +32,8 @@ pub(crate) struct Slapd {
     port: u16,
     /// The ldaps:// port, when started with TLS.
     tls_port: Option<u16>,
+    /// slapd's `-d` level at the next start.
+    debug_level: &'static str,
     child: Option<Child>,
 }
 
@@ -128,6 +130,7 @@ impl Slapd {
             dir,
             port: free_port(),
             tls_port: tls.then(free_port),
+            debug_level: "stats",
             child: None,
         };
         slapd.resume();
@@ -184,7 +187,7 @@ impl Slapd {
                 Some(tls) => format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{tls}/", self.port),
                 None => format!("ldap://127.0.0.1:{}/", self.port),
             })
-            .args(["-d", "stats"]);
+            .args(["-d", self.debug_level]);
         if is_root() {
             cmd.args(["-u", "openldap", "-g", "openldap"]);
         }
@@ -209,6 +212,13 @@ impl Slapd {
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sets slapd's `-d` level for the next [`Slapd::resume`]: `stats`
+    /// (the default, which [`Slapd::log`] relies on) or `0` (nothing
+    /// logged, for benchmarks).
+    pub(crate) fn set_debug_level(&mut self, level: &'static str) {
+        self.debug_level = level;
     }
 
     /// The server's process id, while it runs.
