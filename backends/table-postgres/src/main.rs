@@ -17,8 +17,9 @@ mod pool;
 mod table;
 mod value;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
+
+use smtpd_sdk::backend::cli;
 
 const USAGE: &str = "\
 usage: table-postgres [-f] CONFIG
@@ -37,45 +38,11 @@ Serves an smtpd table (protocol 0.1) from PostgreSQL. CONFIG holds one
   connections          connections kept open (4)
 ";
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Args {
-    Help,
-    Run(PathBuf),
-}
-
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    match args {
-        [flag] if flag == "--help" || flag == "-h" => Ok(Args::Help),
-        [flag, path] if flag == "-f" => Ok(Args::Run(PathBuf::from(path))),
-        [path] if !path.starts_with('-') => Ok(Args::Run(PathBuf::from(path))),
-        [] => Err("a configuration file is required".to_owned()),
-        _ => Err(format!("unexpected arguments: {}", args.join(" "))),
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match parse_args(&args) {
-        Ok(Args::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Args::Run(path)) => path,
-        Err(e) => {
-            eprintln!("table-postgres: {e}\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
+    let path = match cli::start("table-postgres", USAGE) {
+        Ok(path) => path,
+        Err(code) => return code,
     };
     let config = match config::Config::load(&path) {
         Ok(config) => config,
@@ -92,29 +59,4 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     smtpd_sdk::table::run(table).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Result<Args, String> {
-        parse_args(&list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn arguments() {
-        assert_eq!(
-            args(&["/etc/pg.conf"]),
-            Ok(Args::Run("/etc/pg.conf".into()))
-        );
-        assert_eq!(
-            args(&["-f", "/etc/pg.conf"]),
-            Ok(Args::Run("/etc/pg.conf".into()))
-        );
-        assert_eq!(args(&["--help"]), Ok(Args::Help));
-        assert!(args(&[]).is_err());
-        assert!(args(&["-x"]).is_err());
-        assert!(args(&["a", "b"]).is_err());
-    }
 }

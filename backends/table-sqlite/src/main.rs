@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
+use smtpd_sdk::backend::cli;
 use smtpd_sdk::table::{self, Error, Service, Table};
 
 use crate::store::Store;
@@ -107,62 +108,21 @@ impl Table for SqliteTable {
     }
 }
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Help,
-    Serve(PathBuf),
-}
-
-/// Parses `CONFIG`, `-f CONFIG` or `--help`/`-h`.
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    match args {
-        [flag] if flag == "--help" || flag == "-h" => Ok(Command::Help),
-        [flag, file] if flag == "-f" => Ok(Command::Serve(PathBuf::from(file))),
-        [file] if !file.starts_with('-') => Ok(Command::Serve(PathBuf::from(file))),
-        _ => Err(USAGE.to_owned()),
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match parse_args(&args) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Serve(path)) => path,
-        Err(usage) => {
-            eprintln!("{usage}");
-            return ExitCode::FAILURE;
-        }
+    let path = match cli::start("table-sqlite", USAGE) {
+        Ok(path) => path,
+        Err(code) => return code,
     };
     match SqliteTable::open(path) {
         Ok(t) => table::run(t).await,
-        Err(e) => {
-            eprintln!("table-sqlite: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::refuse("table-sqlite", e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
 
     #[tokio::test]
     async fn update_rereads_the_configuration() {
@@ -197,19 +157,5 @@ mod tests {
         );
         let kept = t.check(Service::Domain, "example.org").await;
         assert_eq!(kept, Ok(true), "the old configuration stays in use");
-    }
-
-    #[test]
-    fn arguments() {
-        let file = Command::Serve(PathBuf::from("/etc/mail/sqlite.conf"));
-        assert_eq!(parse_args(&args(&["/etc/mail/sqlite.conf"])), Ok(file));
-        let file = Command::Serve(PathBuf::from("/etc/mail/sqlite.conf"));
-        assert_eq!(
-            parse_args(&args(&["-f", "/etc/mail/sqlite.conf"])),
-            Ok(file)
-        );
-        assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
-        assert!(parse_args(&args(&[])).is_err());
-        assert!(parse_args(&args(&["-f"])).is_err());
     }
 }

@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use smtpd_sdk::backend::cli;
 use smtpd_sdk::table::{self, Error, Service, Table};
 use smtpd_sdk::tablefile::{Entry, Form, TableFile};
 
@@ -125,74 +126,21 @@ impl Table for StaticTable {
     }
 }
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Help,
-    Serve(PathBuf),
-}
-
-/// Parses `FILE`, `-f FILE` or `--help`/`-h`.
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    match args {
-        [flag] if flag == "--help" || flag == "-h" => Ok(Command::Help),
-        [flag, file] if flag == "-f" => Ok(Command::Serve(PathBuf::from(file))),
-        [file] if !file.starts_with('-') => Ok(Command::Serve(PathBuf::from(file))),
-        _ => Err(USAGE.to_owned()),
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match parse_args(&args) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Serve(path)) => path,
-        Err(usage) => {
-            eprintln!("{usage}");
-            return ExitCode::FAILURE;
-        }
+    let path = match cli::start("table-static", USAGE) {
+        Ok(path) => path,
+        Err(code) => return code,
     };
     match StaticTable::open(path) {
         Ok(t) => table::run(t).await,
-        Err(e) => {
-            eprintln!("table-static: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::refuse("table-static", e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn arguments() {
-        let file = Command::Serve(PathBuf::from("/etc/mail/t"));
-        assert_eq!(parse_args(&args(&["/etc/mail/t"])), Ok(file));
-        let file = Command::Serve(PathBuf::from("/etc/mail/t"));
-        assert_eq!(parse_args(&args(&["-f", "/etc/mail/t"])), Ok(file));
-        assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
-        assert!(parse_args(&args(&[])).is_err());
-        assert!(parse_args(&args(&["-x"])).is_err());
-        assert!(parse_args(&args(&["a", "b"])).is_err());
-    }
 
     #[test]
     fn errors_name_file_and_line() {

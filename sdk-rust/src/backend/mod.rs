@@ -13,8 +13,11 @@
 //! temporary failure (`error` for tables and queues, a 4xx reply for
 //! filters), so every request is answered exactly once. Logs go through
 //! `tracing`; the library installs no subscriber, a program does (see the
-//! examples).
+//! examples, or `cli` with the `cli` feature for backends configured
+//! from one file).
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod engine;
 pub mod filter;
 mod handshake;
