@@ -12,7 +12,7 @@
 //! accepted again).
 //!
 //! The backend binary is found next to the daemon's (`cargo test
-//! --workspace` builds both; alone: `cargo build -p table-ldap` first).
+//! --workspace` builds both; `common/backend.rs` builds it when missing).
 
 // A test harness: running the built binaries is its whole point.
 #![allow(clippy::disallowed_methods)]
@@ -23,63 +23,25 @@ mod common;
 #[path = "../../backends/table-ldap/tests/slapd/mod.rs"]
 mod slapd;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::mail::{self_signed, smtpctl_encrypt, swaks, Smtpd, LOCAL};
-use common::{is_root, Scratch, DEADLINE};
+use common::backend::{
+    account, assert_authenticated, assert_refused, binary, deliver_to_bob_twice_and_alice,
+    maildir_files, session_to_info_and_sales, start_daemon, writable,
+};
+use common::mail::{smtpctl_encrypt, LOCAL};
+use common::{Scratch, DEADLINE};
 
-/// The built `table-ldap`, next to `smtpd`.
-fn backend() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_smtpd"))
-        .parent()
-        .unwrap()
-        .join("table-ldap");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p table-ldap` first",
-        path.display()
-    );
-    path
-}
-
-/// The uid, gid of the deliveries: `nobody` as root, else ours.
-fn account() -> (u32, u32) {
-    if is_root() {
-        (65534, 65534)
-    } else {
-        // SAFETY: getuid and getgid have no preconditions.
-        unsafe { (libc::getuid(), libc::getgid()) }
-    }
-}
-
-/// A directory under the scratch directory anyone may write into.
-fn writable(dir: &Scratch, name: &str) -> PathBuf {
-    let path = dir.0.join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
-    path
-}
-
-/// The files in `MAILDIR/new`, waited for until there are `n`.
-fn maildir_files(maildir: &Path, n: usize) -> Vec<String> {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
-            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        if files.len() >= n {
-            let mut texts: Vec<String> = files
-                .iter()
-                .map(|f| std::fs::read_to_string(f).unwrap())
-                .collect();
-            texts.sort();
-            return texts;
-        }
-        assert!(Instant::now() < end, "{} files in {maildir:?}", files.len());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// swaks authenticating as `user` on `port`, from alice to postmaster.
+fn auth(port: u16, user: &str, password: &str) -> (String, Option<i32>) {
+    common::backend::auth(
+        port,
+        user,
+        password,
+        "alice@virtual.test",
+        "postmaster@virtual.test",
+    )
 }
 
 fn seed(uid: u32, gid: u32, home: &Path, hash: &str) -> String {
@@ -118,29 +80,6 @@ fn seed(uid: u32, gid: u32, home: &Path, hash: &str) -> String {
     ldif
 }
 
-fn auth(port: u16, user: &str, password: &str) -> (String, Option<i32>) {
-    swaks(
-        port,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            user,
-            "--auth-password",
-            password,
-            "--helo",
-            "client.test",
-            "--from",
-            "alice@virtual.test",
-            "--to",
-            "postmaster@virtual.test",
-            "--header",
-            "Subject: authenticated",
-        ],
-    )
-}
-
 #[test]
 fn aliases_domains_users_and_credentials_from_ldap() {
     let dir = Scratch::new("backend_ldap", "delivery");
@@ -163,31 +102,17 @@ fn aliases_domains_users_and_credentials_from_ldap() {
          userinfo_filter (&(objectClass=posixAccount)(uid=%u))\n\
          userinfo_attributes uidNumber,gidNumber,homeDirectory\n",
     );
-    let (crt, key) = self_signed(&dir, "mx.test");
-    let auth_port = common::mail::free_port();
-    let smtpd = Smtpd::start(&dir, |port| {
-        format!(
-            "pki mx.test cert \"{crt}\"\npki mx.test key \"{key}\"\n\
-             table db proc-exec \"{backend} {conf}\"\n\
-             listen on 127.0.0.1 port {auth_port} tls pki mx.test auth <db> hostname mx.test\n\
-             listen on 127.0.0.1 port {port}\n\
-             action \"virtual\" maildir \"{m}/%{{user.username}}\" virtual <db> userbase <db>\n\
-             match from any for domain <db> action \"virtual\"\n",
-            crt = crt.display(),
-            key = key.display(),
-            backend = backend().display(),
-            conf = ldap_conf.display(),
-            m = maildirs.display(),
-        )
-    });
+    let (smtpd, auth_port) = start_daemon(
+        &dir,
+        &binary("table-ldap"),
+        &ldap_conf,
+        &maildirs,
+        "virtual <db>",
+    );
 
     // Aliases (one value, two values) and the domain, from the directory;
     // a wildcard recipient is one escaped value and matches no alias.
-    let mut c = smtpd.connect(LOCAL);
-    c.expect_code("EHLO client.test", "250");
-    c.expect_code("MAIL FROM:<sender@client.test>", "250");
-    c.expect_code("RCPT TO:<info@virtual.test>", "250");
-    c.expect_code("RCPT TO:<sales@virtual.test>", "250");
+    let mut c = session_to_info_and_sales(&smtpd);
     // An unknown virtual user: no alias matches, a permanent failure (as
     // OpenSMTPD: 524, the expansion found nothing).
     let nobody = c.command("RCPT TO:<nobody@virtual.test>");
@@ -198,29 +123,10 @@ fn aliases_domains_users_and_credentials_from_ldap() {
     // Parentheses never reach a table: the address syntax refuses them.
     let reply = c.command("RCPT TO:<x)(cn=*@virtual.test>");
     assert!(reply.starts_with("5"), "{reply}");
-    c.expect_code("RCPT TO:<someone@elsewhere.test>", "550");
-    let reply = c.data("Subject: from ldap\r\n\r\nHello.\r\n");
-    assert!(reply.starts_with("250 "), "{reply}");
-    c.expect_code("QUIT", "221");
-    for _ in 0..3 {
-        smtpd.wait_for("result=Ok");
-    }
-    let bob = maildir_files(&maildirs.join("bob"), 2);
-    assert!(
-        bob.iter().all(|m| m.contains("Subject: from ldap")),
-        "{bob:?}"
-    );
-    let alice = maildir_files(&maildirs.join("alice"), 1);
-    assert!(alice[0].contains("Subject: from ldap"), "{alice:?}");
+    deliver_to_bob_twice_and_alice(&smtpd, c, &maildirs, "from ldap");
 
     // AUTH over STARTTLS against the hash in the directory.
-    let (out, code) = auth(auth_port, "alice", "secret");
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("=== TLS started with cipher TLSv1."), "{out}");
-    assert!(
-        out.contains("<~  235 2.0.0 Authentication succeeded"),
-        "{out}"
-    );
+    assert_authenticated(&auth(auth_port, "alice", "secret"));
     smtpd.wait_for("result=Ok");
     let alice = maildir_files(&maildirs.join("alice"), 2);
     assert!(
@@ -228,15 +134,11 @@ fn aliases_domains_users_and_credentials_from_ldap() {
         "{alice:?}"
     );
     // A wrong password fails: the hash comes from the directory.
-    let (out, code) = auth(auth_port, "alice", "wrong");
-    assert_eq!(code, Some(28), "{out}");
-    assert!(out.contains("<~* 535 5.7.8 Authentication failed"), "{out}");
+    assert_refused(&auth(auth_port, "alice", "wrong"));
     // User names that would match alice's entry if they were filter
     // syntax: with alice's password, they still fail.
     for user in ["*", "alice)(uid=*", "*)(|(uid=*"] {
-        let (out, code) = auth(auth_port, user, "secret");
-        assert_eq!(code, Some(28), "{user}: {out}");
-        assert!(out.contains("<~* 535 5.7.8 Authentication failed"), "{out}");
+        assert_refused(&auth(auth_port, user, "secret"));
     }
     // slapd received those keys as escaped values.
     let log = slapd.log();

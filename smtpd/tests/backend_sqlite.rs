@@ -6,7 +6,7 @@
 //! hash in the database.
 //!
 //! The backend binary is found next to the daemon's (`cargo test
-//! --workspace` builds both; alone: `cargo build -p table-sqlite` first).
+//! --workspace` builds both; `common/backend.rs` builds it when missing).
 //! As root (CI), deliveries run as `nobody`, and the backend, a child of
 //! the unprivileged table process, reads world-readable files only.
 
@@ -18,63 +18,14 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
-use common::mail::{self_signed, smtpctl_encrypt, swaks, Smtpd, LOCAL};
-use common::{is_root, Scratch, DEADLINE};
-
-/// The built `table-sqlite`, next to `smtpd`.
-fn backend() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_smtpd"))
-        .parent()
-        .unwrap()
-        .join("table-sqlite");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p table-sqlite` first",
-        path.display()
-    );
-    path
-}
-
-/// The uid, gid of the deliveries: `nobody` as root, else ours.
-fn account() -> (u32, u32) {
-    if is_root() {
-        (65534, 65534)
-    } else {
-        // SAFETY: getuid and getgid have no preconditions.
-        unsafe { (libc::getuid(), libc::getgid()) }
-    }
-}
-
-/// A directory under the scratch directory anyone may write into.
-fn writable(dir: &Scratch, name: &str) -> PathBuf {
-    let path = dir.0.join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
-    path
-}
-
-/// The files in `MAILDIR/new`, waited for until there are `n`.
-fn maildir_files(maildir: &Path, n: usize) -> Vec<String> {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
-            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        if files.len() >= n {
-            let mut texts: Vec<String> = files
-                .iter()
-                .map(|f| std::fs::read_to_string(f).unwrap())
-                .collect();
-            texts.sort();
-            return texts;
-        }
-        assert!(Instant::now() < end, "{} files in {maildir:?}", files.len());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
+use common::backend::{
+    account, assert_authenticated, assert_refused, auth, binary, deliver_to_bob_twice_and_alice,
+    maildir_files, session_to_info_and_sales, start_daemon, writable,
+};
+use common::mail::smtpctl_encrypt;
+use common::Scratch;
 
 /// Makes `DIR/mail.sqlite` with the sqlite3 shell, world-readable.
 fn database(dir: &Scratch, sql: &str) -> PathBuf {
@@ -125,80 +76,28 @@ fn aliases_domains_users_and_credentials_from_sqlite() {
         ),
     );
     std::fs::set_permissions(&sqlite_conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (crt, key) = self_signed(&dir, "mx.test");
-    let auth_port = common::mail::free_port();
-    let smtpd = Smtpd::start(&dir, |port| {
-        // The AUTH listener comes first: it listens before the line that
-        // `start` waits for.
-        format!(
-            "pki mx.test cert \"{crt}\"\npki mx.test key \"{key}\"\n\
-             table db proc-exec \"{backend} {conf}\"\n\
-             listen on 127.0.0.1 port {auth_port} tls pki mx.test auth <db> hostname mx.test\n\
-             listen on 127.0.0.1 port {port}\n\
-             action \"virtual\" maildir \"{m}/%{{user.username}}\" virtual <db> userbase <db>\n\
-             match from any for domain <db> action \"virtual\"\n",
-            crt = crt.display(),
-            key = key.display(),
-            backend = backend().display(),
-            conf = sqlite_conf.display(),
-            m = maildirs.display(),
-        )
-    });
+    let (smtpd, auth_port) = start_daemon(
+        &dir,
+        &binary("table-sqlite"),
+        &sqlite_conf,
+        &maildirs,
+        "virtual <db>",
+    );
 
     // Aliases (one row, several rows) and the domain, from the database.
-    let mut c = smtpd.connect(LOCAL);
-    c.expect_code("EHLO client.test", "250");
-    c.expect_code("MAIL FROM:<sender@client.test>", "250");
-    c.expect_code("RCPT TO:<info@virtual.test>", "250");
-    c.expect_code("RCPT TO:<sales@virtual.test>", "250");
+    let mut c = session_to_info_and_sales(&smtpd);
     // A virtual domain's unknown user: nothing to expand to (OpenSMTPD's
     // reply).
     c.expect(
         "RCPT TO:<nobody@virtual.test>",
         "524 5.2.4 Mailing list expansion problem: <nobody@virtual.test>",
     );
-    c.expect_code("RCPT TO:<someone@elsewhere.test>", "550");
-    let reply = c.data("Subject: from sqlite\r\n\r\nHello.\r\n");
-    assert!(reply.starts_with("250 "), "{reply}");
-    c.expect_code("QUIT", "221");
-    for _ in 0..3 {
-        smtpd.wait_for("result=Ok");
-    }
-    let bob = maildir_files(&maildirs.join("bob"), 2);
-    assert!(
-        bob.iter().all(|m| m.contains("Subject: from sqlite")),
-        "{bob:?}"
-    );
-    let alice = maildir_files(&maildirs.join("alice"), 1);
-    assert!(alice[0].contains("Subject: from sqlite"), "{alice:?}");
+    deliver_to_bob_twice_and_alice(&smtpd, c, &maildirs, "from sqlite");
 
     // AUTH over STARTTLS against the hash in the database.
-    let (out, code) = swaks(
-        auth_port,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "secret",
-            "--helo",
-            "client.test",
-            "--from",
-            "alice@virtual.test",
-            "--to",
-            "postmaster@virtual.test",
-            "--header",
-            "Subject: authenticated",
-        ],
-    );
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("=== TLS started with cipher TLSv1."), "{out}");
-    assert!(
-        out.contains("<~  235 2.0.0 Authentication succeeded"),
-        "{out}"
-    );
+    let from = "alice@virtual.test";
+    let to = "postmaster@virtual.test";
+    assert_authenticated(&auth(auth_port, "alice", "secret", from, to));
     smtpd.wait_for("result=Ok");
     let alice = maildir_files(&maildirs.join("alice"), 2);
     assert!(
@@ -207,41 +106,8 @@ fn aliases_domains_users_and_credentials_from_sqlite() {
     );
 
     // A wrong password fails: the hash comes from the database.
-    let (out, code) = swaks(
-        auth_port,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "wrong",
-            "--from",
-            "alice@virtual.test",
-            "--to",
-            "postmaster@virtual.test",
-        ],
-    );
-    assert_eq!(code, Some(28), "{out}");
-    assert!(out.contains("<~* 535 5.7.8 Authentication failed"), "{out}");
+    assert_refused(&auth(auth_port, "alice", "wrong", from, to));
     // An unknown user, absent from the database, fails the same way.
-    let (out, code) = swaks(
-        auth_port,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "mallory",
-            "--auth-password",
-            "secret",
-            "--from",
-            "mallory@virtual.test",
-            "--to",
-            "postmaster@virtual.test",
-        ],
-    );
-    assert_eq!(code, Some(28), "{out}");
-    assert!(out.contains("<~* 535 5.7.8 Authentication failed"), "{out}");
+    let from = "mallory@virtual.test";
+    assert_refused(&auth(auth_port, "mallory", "secret", from, to));
 }

@@ -7,6 +7,8 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod backend;
+
 pub(crate) mod dns;
 
 pub(crate) mod enqueue;
