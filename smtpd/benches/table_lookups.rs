@@ -38,52 +38,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use smtpd::proc::Spec;
-use smtpd::table::{ProcExecTable, Service, Table, TABLE_REQUEST_TIMEOUT};
-use smtpd_conformance::roundtrip::{self, expected};
+use smtpd::table::bench::{self, median, percentile, DaemonLookups, Load};
+use smtpd_conformance::roundtrip::{self, STANDARD_KEYS};
 
 type Result<T> = std::result::Result<T, String>;
-
-struct Options {
-    count: usize,
-    window: usize,
-    latency_count: usize,
-    rounds: usize,
-}
-
-fn options() -> Result<Options> {
-    let mut o = Options {
-        count: 200_000,
-        window: 1_000,
-        latency_count: 10_000,
-        rounds: 3,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
-            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match arg.as_str() {
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
-            "--count" => o.count = number("--count")?,
-            "--window" => o.window = number("--window")?,
-            "--latency-count" => o.latency_count = number("--latency-count")?,
-            "--rounds" => o.rounds = number("--rounds")?,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if o.window == 0 || o.count < o.window || o.rounds == 0 {
-        return Err("--window and --rounds must be positive, --count at least --window".into());
-    }
-    // Whole tasks' worth of lookups.
-    o.count -= o.count % o.window;
-    Ok(o)
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -117,81 +77,7 @@ fn raw_command(program: &Path, fixture: &Path) -> Command {
     cmd
 }
 
-// ------------------------------------------------------ through the daemon
-
-async fn daemon_table(program: &Path, fixture: &Path) -> Result<Arc<ProcExecTable>> {
-    let command = format!("{} {}", program.display(), fixture.display());
-    let spec = Spec::new("standard", command.clone(), "/", TABLE_REQUEST_TIMEOUT);
-    ProcExecTable::start("standard", format!("proc-exec {command:?}"), spec)
-        .await
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
-async fn check_daemon(table: &ProcExecTable, n: usize) -> Result<()> {
-    let (key, found) = expected(n);
-    match table.lookup(Service::Alias, key).await {
-        Ok(value) if value.is_some() == found => Ok(()),
-        Ok(value) => Err(format!("{key}: wrong answer {value:?}")),
-        Err(e) => Err(format!("{key}: {e}")),
-    }
-}
-
-async fn daemon_throughput(
-    program: &Path,
-    fixture: &Path,
-    o: &Options,
-) -> Result<(f64, Option<u64>)> {
-    let table = daemon_table(program, fixture).await?;
-    let per_task = o.count / o.window;
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..o.window)
-        .map(|w| {
-            let table = Arc::clone(&table);
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    check_daemon(&table, w * per_task + i).await?;
-                }
-                Ok::<_, String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    let elapsed = began.elapsed();
-    let stats = table.proc_stats().ok_or("no counters")?;
-    if stats.errors != 0 || stats.restarts != 0 {
-        return Err(format!("failures through the supervisor: {stats:?}"));
-    }
-    table.shutdown().await;
-    Ok((o.count as f64 / elapsed.as_secs_f64(), stats.p99_micros))
-}
-
-async fn daemon_latency(program: &Path, fixture: &Path, o: &Options) -> Result<Vec<Duration>> {
-    let table = daemon_table(program, fixture).await?;
-    let mut times = Vec::with_capacity(o.latency_count);
-    for i in 0..o.latency_count {
-        let began = Instant::now();
-        check_daemon(&table, i).await?;
-        times.push(began.elapsed());
-    }
-    table.shutdown().await;
-    Ok(times)
-}
-
 // ------------------------------------------------------------------ report
-
-fn percentile(times: &mut [Duration], q: f64) -> f64 {
-    times.sort();
-    let at = ((times.len() - 1) as f64 * q).round() as usize;
-    times[at].as_secs_f64() * 1e6
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// One way of doing the lookups, measured.
 #[derive(Default)]
@@ -240,21 +126,24 @@ fn through_daemon(
     rt: &tokio::runtime::Runtime,
     program: &Path,
     fixture: &Path,
-    o: &Options,
+    o: &Load,
 ) -> Result<Measure> {
-    let (rate, loaded_p99) = rt.block_on(daemon_throughput(program, fixture, o))?;
+    let daemon = DaemonLookups::new(
+        "standard",
+        format!("{} {}", program.display(), fixture.display()),
+        STANDARD_KEYS,
+    );
+    let through = daemon.measure(rt, o)?;
     let mut m = Measure {
-        rate,
-        loaded_p99,
+        rate: through.rate,
+        loaded_p99: through.loaded_p99,
         ..Measure::default()
     };
-    if o.latency_count > 0 {
-        m.latencies(rt.block_on(daemon_latency(program, fixture, o))?);
-    }
+    m.latencies(through.times);
     Ok(m)
 }
 
-fn round(rts: &Runtimes, program: &Path, fixture: &Path, o: &Options) -> Result<[Measure; 3]> {
+fn round(rts: &Runtimes, program: &Path, fixture: &Path, o: &Load) -> Result<[Measure; 3]> {
     let mut raw = Measure {
         rate: roundtrip::throughput(&mut raw_command(program, fixture), o.count, o.window)?,
         ..Measure::default()
@@ -277,13 +166,14 @@ const NAMES: [&str; 3] = [
 ];
 
 fn main() -> Result<()> {
-    let o = options()?;
+    let (o, round_count) = bench::parse_rounds(
+        std::env::args().skip(1),
+        Load::new(200_000, 1_000, 10_000),
+        3,
+    )?;
     let (program, fixture) = backend()?;
     let runtimes = Runtimes {
-        current: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?,
+        current: bench::current_thread()?,
         multi: tokio::runtime::Runtime::new().map_err(|e| e.to_string())?,
     };
     println!(
@@ -295,7 +185,7 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let mut rounds = Vec::new();
-    for n in 1..=o.rounds {
+    for n in 1..=round_count {
         let measures = round(&runtimes, &program, &fixture, &o)?;
         println!("round {n}:");
         for (name, m) in NAMES.iter().zip(&measures) {
@@ -312,7 +202,7 @@ fn main() -> Result<()> {
             loaded_p99: None,
         })
         .collect();
-    println!("median of {} rounds:", o.rounds);
+    println!("median of {round_count} rounds:");
     for (i, (name, m)) in NAMES.iter().zip(&medians).enumerate() {
         let raw = (i > 0).then_some(&medians[0]);
         println!("  {}", m.show(name, raw));

@@ -51,13 +51,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ldap3::{Ldap, LdapConnAsync, Scope};
 use slapd::{ldif_line, Slapd, ROOT_DN, ROOT_PW, SUFFIX};
-use smtpd::proc::Spec;
-use smtpd::table::{ProcExecTable, Service, Table, TABLE_REQUEST_TIMEOUT};
+use smtpd::table::bench::{self, latency_summary, DaemonLookups, Load};
 use smtpd_conformance::roundtrip::{self, expected, STANDARD_KEYS};
 
 type Result<T> = std::result::Result<T, String>;
@@ -67,9 +65,7 @@ const FILTER_CLASS: &str = "nisMailAlias";
 const MEMBER: &str = "rfc822MailMember";
 
 struct Options {
-    count: usize,
-    window: usize,
-    latency_count: usize,
+    load: Load,
     connections: usize,
     entries: usize,
     perf: bool,
@@ -77,41 +73,37 @@ struct Options {
 }
 
 fn options() -> Result<Options> {
-    let mut o = Options {
+    let mut load = Load {
         count: 40_000,
         window: 100,
         latency_count: 1_000,
+    };
+    let mut o = Options {
+        load,
         connections: 3,
         entries: 1_000,
         perf: Path::new(PERF).exists(),
         slapd_log: false,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
-            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match arg.as_str() {
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
-            "--count" => o.count = number("--count")?,
-            "--window" => o.window = number("--window")?,
-            "--latency-count" => o.latency_count = number("--latency-count")?,
+    bench::parse_args(std::env::args().skip(1), &mut load, |arg, number| {
+        match arg {
             "--connections" => o.connections = number("--connections")?,
             "--entries" => o.entries = number("--entries")?,
             "--no-perf" => o.perf = false,
             "--slapd-log" => o.slapd_log = true,
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Ok(false),
         }
-    }
-    if o.window == 0 || o.count < o.window || o.latency_count == 0 || o.connections == 0 {
+        Ok(true)
+    })?;
+    if load.window == 0 || load.count < load.window || load.latency_count == 0 || o.connections == 0
+    {
         return Err(
             "--window, --latency-count, --connections must be positive, --count at least --window"
                 .into(),
         );
     }
-    o.count -= o.count % o.window;
+    load.whole_windows();
+    o.load = load;
     Ok(o)
 }
 
@@ -156,67 +148,6 @@ fn filter(key: &str) -> String {
     format!("(&(objectClass={FILTER_CLASS})(cn={key}))")
 }
 
-// ------------------------------------------------------ through the daemon
-
-async fn daemon_table(command: &str) -> Result<Arc<ProcExecTable>> {
-    let spec = Spec::new("ldap", command.to_owned(), "/", TABLE_REQUEST_TIMEOUT);
-    ProcExecTable::start("ldap", format!("proc-exec {command:?}"), spec)
-        .await
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
-async fn check_daemon(table: &ProcExecTable, n: usize) -> Result<()> {
-    let (key, found) = expected(n);
-    match table.lookup(Service::Alias, key).await {
-        Ok(value) if value.is_some() == found => Ok(()),
-        Ok(value) => Err(format!("{key}: wrong answer {value:?}")),
-        Err(e) => Err(format!("{key}: {e}")),
-    }
-}
-
-async fn daemon_throughput(command: &str, o: &Options) -> Result<(f64, Option<u64>)> {
-    let table = daemon_table(command).await?;
-    // The backend connects on its first request: not part of the run.
-    check_daemon(&table, 0).await?;
-    let per_task = o.count / o.window;
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..o.window)
-        .map(|w| {
-            let table = Arc::clone(&table);
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    check_daemon(&table, w * per_task + i).await?;
-                }
-                Ok::<_, String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    let elapsed = began.elapsed();
-    let stats = table.proc_stats().ok_or("no counters")?;
-    if stats.errors != 0 || stats.restarts != 0 {
-        return Err(format!("failures through the supervisor: {stats:?}"));
-    }
-    table.shutdown().await;
-    Ok((o.count as f64 / elapsed.as_secs_f64(), stats.p99_micros))
-}
-
-async fn daemon_latency(command: &str, o: &Options) -> Result<Vec<Duration>> {
-    let table = daemon_table(command).await?;
-    check_daemon(&table, 0).await?;
-    let mut times = Vec::with_capacity(o.latency_count);
-    for i in 0..o.latency_count {
-        let began = Instant::now();
-        check_daemon(&table, i).await?;
-        times.push(began.elapsed());
-    }
-    table.shutdown().await;
-    Ok(times)
-}
-
 // ---------------------------------------------------- straight to slapd
 
 async fn connect(url: &str) -> Result<Ldap> {
@@ -249,7 +180,7 @@ async fn check_search(ldap: &mut Ldap, n: usize) -> Result<()> {
     }
 }
 
-async fn server_throughput(url: &str, connections: usize, o: &Options) -> Result<f64> {
+async fn server_throughput(url: &str, connections: usize, o: &Load) -> Result<f64> {
     let mut conns = Vec::with_capacity(connections);
     for _ in 0..connections {
         conns.push(connect(url).await?);
@@ -277,7 +208,7 @@ async fn server_throughput(url: &str, connections: usize, o: &Options) -> Result
     Ok(o.count as f64 / elapsed.as_secs_f64())
 }
 
-async fn server_latency(url: &str, o: &Options) -> Result<Vec<Duration>> {
+async fn server_latency(url: &str, o: &Load) -> Result<Vec<Duration>> {
     let mut ldap = connect(url).await?;
     let mut times = Vec::with_capacity(o.latency_count);
     for i in 0..o.latency_count {
@@ -376,7 +307,7 @@ fn top(rows: &[Row], comm: &str, n: usize) -> String {
         .join(", ")
 }
 
-fn profile(raw_cmd: &mut Command, dir: &Path, o: &Options) -> Result<()> {
+fn profile(raw_cmd: &mut Command, dir: &Path, o: &Load) -> Result<()> {
     let data = dir.join("perf.data");
     let perf = perf_start(&data)?;
     let run = roundtrip::throughput(raw_cmd, o.count, o.window);
@@ -408,14 +339,6 @@ fn profile(raw_cmd: &mut Command, dir: &Path, o: &Options) -> Result<()> {
     Ok(())
 }
 
-// ------------------------------------------------------------------ report
-
-fn percentile(times: &mut [Duration], q: f64) -> f64 {
-    times.sort();
-    let at = ((times.len() - 1) as f64 * q).round() as usize;
-    times[at].as_secs_f64() * 1e6
-}
-
 fn main() -> Result<()> {
     let o = options()?;
     let program = Path::new(env!("CARGO_BIN_EXE_table-ldap"));
@@ -431,50 +354,38 @@ fn main() -> Result<()> {
         cmd.arg(&config).env("RUST_LOG", "warn");
         cmd
     };
-    let command = format!("{} {}", program.display(), config.display());
+    // The backend connects on its first request: not part of the runs.
+    let daemon = DaemonLookups::new(
+        "ldap",
+        format!("{} {}", program.display(), config.display()),
+        STANDARD_KEYS,
+    )
+    .warm_up();
+    let load = o.load;
     println!(
         "{} lookups with {} in flight, {} one at a time; {} + 10 entries; {} cores",
-        o.count,
-        o.window,
-        o.latency_count,
+        load.count,
+        load.window,
+        load.latency_count,
         o.entries,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 
-    let raw = roundtrip::throughput(&mut raw_cmd(), o.count, o.window)?;
-    let mut raw_times = roundtrip::latencies(&mut raw_cmd(), o.latency_count)?;
-    println!(
-        "raw round trip: {raw:.0} lookups/s; one at a time p50 {:.1} us, p99 {:.1} us",
-        percentile(&mut raw_times, 0.5),
-        percentile(&mut raw_times, 0.99)
-    );
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let (rate, loaded_p99) = rt.block_on(daemon_throughput(&command, &o))?;
-    let mut times = rt.block_on(daemon_latency(&command, &o))?;
-    println!(
-        "through the daemon: {rate:.0} lookups/s ({:.1}% of raw), p99 {} us under load; \
-         one at a time p50 {:.1} us, p99 {:.1} us",
-        100.0 * rate / raw,
-        loaded_p99.map_or_else(|| "?".to_owned(), |p| p.to_string()),
-        percentile(&mut times, 0.5),
-        percentile(&mut times, 0.99)
-    );
+    let raw = roundtrip::throughput(&mut raw_cmd(), load.count, load.window)?;
+    let mut raw_times = roundtrip::latencies(&mut raw_cmd(), load.latency_count)?;
+    let rt = bench::current_thread()?;
+    let rate = daemon.compare_with_raw(&rt, &load, raw, &mut raw_times)?;
 
     let url = slapd.url();
-    let single = rt.block_on(server_throughput(&url, 1, &o))?;
-    let server = rt.block_on(server_throughput(&url, o.connections, &o))?;
-    let mut server_times = rt.block_on(server_latency(&url, &o))?;
+    let single = rt.block_on(server_throughput(&url, 1, &load))?;
+    let server = rt.block_on(server_throughput(&url, o.connections, &load))?;
+    let mut server_times = rt.block_on(server_latency(&url, &load))?;
     println!(
         "server (ldap3 client, {} searches in flight): one connection {single:.0} searches/s, \
-         {} connections {server:.0} searches/s; one at a time p50 {:.1} us, p99 {:.1} us",
-        o.window,
+         {} connections {server:.0} searches/s; {}",
+        load.window,
         o.connections,
-        percentile(&mut server_times, 0.5),
-        percentile(&mut server_times, 0.99)
+        latency_summary(&mut server_times)
     );
     println!(
         "raw / server on one connection: {:.1}%, on {}: {:.1}%; through the daemon / server \
@@ -487,7 +398,7 @@ fn main() -> Result<()> {
     );
 
     if o.perf {
-        profile(&mut raw_cmd(), slapd.dir(), &o)?;
+        profile(&mut raw_cmd(), slapd.dir(), &load)?;
     }
     Ok(())
 }

@@ -38,56 +38,42 @@ mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use pg::{fixture_config, load_fixture, PgServer};
-use smtpd::proc::Spec;
-use smtpd::table::{ProcExecTable, Service, Table, TABLE_REQUEST_TIMEOUT};
-use smtpd_conformance::roundtrip::{self, expected, STANDARD_KEYS};
+use smtpd::table::bench::{self, DaemonLookups, Load};
+use smtpd_conformance::roundtrip::{self, STANDARD_KEYS};
 
 type Result<T> = std::result::Result<T, String>;
 
 struct Options {
-    count: usize,
-    window: usize,
-    latency_count: usize,
+    load: Load,
     seconds: u32,
 }
 
 fn options() -> Result<Options> {
-    let mut o = Options {
+    let mut load = Load {
         count: 100_000,
         window: 1_000,
         latency_count: 5_000,
-        seconds: 10,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
-            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match arg.as_str() {
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
-            "--count" => o.count = number("--count")?,
-            "--window" => o.window = number("--window")?,
-            "--latency-count" => o.latency_count = number("--latency-count")?,
+    let mut seconds = 10;
+    bench::parse_args(std::env::args().skip(1), &mut load, |arg, number| {
+        match arg {
             "--seconds" => {
-                o.seconds = u32::try_from(number("--seconds")?).map_err(|e| e.to_string())?;
+                seconds = u32::try_from(number("--seconds")?).map_err(|e| e.to_string())?;
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Ok(false),
         }
-    }
-    if o.window == 0 || o.count < o.window || o.latency_count == 0 || o.seconds == 0 {
+        Ok(true)
+    })?;
+    if load.window == 0 || load.count < load.window || load.latency_count == 0 || seconds == 0 {
         return Err(
             "--window, --latency-count, --seconds must be positive, --count at least --window"
                 .into(),
         );
     }
-    o.count -= o.count % o.window;
-    Ok(o)
+    load.whole_windows();
+    Ok(Options { load, seconds })
 }
 
 fn workspace() -> PathBuf {
@@ -109,64 +95,6 @@ fn program() -> Result<PathBuf> {
             program.display()
         ))
     }
-}
-
-// ------------------------------------------------------ through the daemon
-
-async fn daemon_table(command: &str) -> Result<Arc<ProcExecTable>> {
-    let spec = Spec::new("pg", command.to_owned(), "/", TABLE_REQUEST_TIMEOUT);
-    ProcExecTable::start("pg", format!("proc-exec {command:?}"), spec)
-        .await
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
-async fn check_daemon(table: &ProcExecTable, n: usize) -> Result<()> {
-    let (key, found) = expected(n);
-    match table.lookup(Service::Alias, key).await {
-        Ok(value) if value.is_some() == found => Ok(()),
-        Ok(value) => Err(format!("{key}: wrong answer {value:?}")),
-        Err(e) => Err(format!("{key}: {e}")),
-    }
-}
-
-async fn daemon_throughput(command: &str, o: &Options) -> Result<(f64, Option<u64>)> {
-    let table = daemon_table(command).await?;
-    let per_task = o.count / o.window;
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..o.window)
-        .map(|w| {
-            let table = Arc::clone(&table);
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    check_daemon(&table, w * per_task + i).await?;
-                }
-                Ok::<_, String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    let elapsed = began.elapsed();
-    let stats = table.proc_stats().ok_or("no counters")?;
-    if stats.errors != 0 || stats.restarts != 0 {
-        return Err(format!("failures through the supervisor: {stats:?}"));
-    }
-    table.shutdown().await;
-    Ok((o.count as f64 / elapsed.as_secs_f64(), stats.p99_micros))
-}
-
-async fn daemon_latency(command: &str, o: &Options) -> Result<Vec<Duration>> {
-    let table = daemon_table(command).await?;
-    let mut times = Vec::with_capacity(o.latency_count);
-    for i in 0..o.latency_count {
-        let began = Instant::now();
-        check_daemon(&table, i).await?;
-        times.push(began.elapsed());
-    }
-    table.shutdown().await;
-    Ok(times)
 }
 
 // ---------------------------------------------------------------- pgbench
@@ -222,14 +150,6 @@ fn selects() -> Vec<String> {
         .collect()
 }
 
-// ------------------------------------------------------------------ report
-
-fn percentile(times: &mut [Duration], q: f64) -> f64 {
-    times.sort();
-    let at = ((times.len() - 1) as f64 * q).round() as usize;
-    times[at].as_secs_f64() * 1e6
-}
-
 fn main() -> Result<()> {
     let o = options()?;
     let program = program()?;
@@ -242,38 +162,25 @@ fn main() -> Result<()> {
         cmd.arg(&config);
         cmd
     };
-    let command = format!("{} {}", program.display(), config.display());
+    let daemon = DaemonLookups::new(
+        "pg",
+        format!("{} {}", program.display(), config.display()),
+        STANDARD_KEYS,
+    );
+    let load = o.load;
     println!(
         "{} lookups with {} in flight, {} one at a time; pgbench {} s; {} cores",
-        o.count,
-        o.window,
-        o.latency_count,
+        load.count,
+        load.window,
+        load.latency_count,
         o.seconds,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 
-    let raw = roundtrip::throughput(&mut raw_cmd(), o.count, o.window)?;
-    let mut raw_times = roundtrip::latencies(&mut raw_cmd(), o.latency_count)?;
-    println!(
-        "raw round trip: {raw:.0} lookups/s; one at a time p50 {:.1} us, p99 {:.1} us",
-        percentile(&mut raw_times, 0.5),
-        percentile(&mut raw_times, 0.99)
-    );
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let (rate, loaded_p99) = rt.block_on(daemon_throughput(&command, &o))?;
-    let mut times = rt.block_on(daemon_latency(&command, &o))?;
-    println!(
-        "through the daemon: {rate:.0} lookups/s ({:.1}% of raw), p99 {} us under load; \
-         one at a time p50 {:.1} us, p99 {:.1} us",
-        100.0 * rate / raw,
-        loaded_p99.map_or_else(|| "?".to_owned(), |p| p.to_string()),
-        percentile(&mut times, 0.5),
-        percentile(&mut times, 0.99)
-    );
+    let raw = roundtrip::throughput(&mut raw_cmd(), load.count, load.window)?;
+    let mut raw_times = roundtrip::latencies(&mut raw_cmd(), load.latency_count)?;
+    let rt = bench::current_thread()?;
+    let rate = daemon.compare_with_raw(&rt, &load, raw, &mut raw_times)?;
 
     let lines = selects();
     let script = format!("\\startpipeline\n{}\\endpipeline\n", lines.concat());

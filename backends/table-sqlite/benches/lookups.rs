@@ -33,52 +33,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use smtpd::proc::Spec;
-use smtpd::table::{ProcExecTable, Service, Table, TABLE_REQUEST_TIMEOUT};
-use smtpd_conformance::roundtrip::{self, expected};
+use smtpd::table::bench::{self, median, percentile, DaemonLookups, Load};
+use smtpd_conformance::roundtrip::{self, STANDARD_KEYS};
 use smtpd_sdk::tablefile::TableFile;
 
 type Result<T> = std::result::Result<T, String>;
-
-struct Options {
-    count: usize,
-    window: usize,
-    latency_count: usize,
-    rounds: usize,
-}
-
-fn options() -> Result<Options> {
-    let mut o = Options {
-        count: 200_000,
-        window: 1_000,
-        latency_count: 10_000,
-        rounds: 3,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
-            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|e| format!("{name} {v}: {e}"))
-        };
-        match arg.as_str() {
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
-            "--count" => o.count = number("--count")?,
-            "--window" => o.window = number("--window")?,
-            "--latency-count" => o.latency_count = number("--latency-count")?,
-            "--rounds" => o.rounds = number("--rounds")?,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if o.window == 0 || o.count < o.window || o.rounds == 0 {
-        return Err("--window and --rounds must be positive, --count at least --window".into());
-    }
-    o.count -= o.count % o.window;
-    Ok(o)
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -131,94 +91,33 @@ fn sqlite_config(dir: &Path) -> Result<PathBuf> {
     Ok(config)
 }
 
-async fn daemon_table(command: &str) -> Result<Arc<ProcExecTable>> {
-    let spec = Spec::new("standard", command.to_owned(), "/", TABLE_REQUEST_TIMEOUT);
-    ProcExecTable::start("standard", format!("proc-exec {command:?}"), spec)
-        .await
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
-async fn lookup(table: &ProcExecTable, n: usize) -> Result<()> {
-    let (key, found) = expected(n);
-    match table.lookup(Service::Alias, key).await {
-        Ok(value) if value.is_some() == found => Ok(()),
-        Ok(value) => Err(format!("{key}: wrong answer {value:?}")),
-        Err(e) => Err(format!("{key}: {e}")),
-    }
-}
-
-/// Lookups per second with `--window` in flight, and the supervisor's p99.
-async fn daemon_throughput(command: &str, o: &Options) -> Result<(f64, Option<u64>)> {
-    let table = daemon_table(command).await?;
-    let per_task = o.count / o.window;
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..o.window)
-        .map(|w| {
-            let table = Arc::clone(&table);
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    lookup(&table, w * per_task + i).await?;
-                }
-                Ok::<_, String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    let elapsed = began.elapsed();
-    let stats = table.proc_stats().ok_or("no counters")?;
-    if stats.errors != 0 || stats.restarts != 0 {
-        return Err(format!("failures through the supervisor: {stats:?}"));
-    }
-    table.shutdown().await;
-    Ok((o.count as f64 / elapsed.as_secs_f64(), stats.p99_micros))
-}
-
-async fn daemon_latency(command: &str, o: &Options) -> Result<Vec<Duration>> {
-    let table = daemon_table(command).await?;
-    let mut times = Vec::with_capacity(o.latency_count);
-    for i in 0..o.latency_count {
-        let began = Instant::now();
-        lookup(&table, i).await?;
-        times.push(began.elapsed());
-    }
-    table.shutdown().await;
-    Ok(times)
-}
-
-fn percentile(times: &mut [Duration], q: f64) -> f64 {
-    times.sort();
-    let at = ((times.len() - 1) as f64 * q).round() as usize;
-    times[at].as_secs_f64() * 1e6
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// One round for one backend: raw rate, daemon rate, daemon p99 under load,
 /// one-at-a-time p50 and p99 through the daemon.
-fn round(
-    rt: &tokio::runtime::Runtime,
-    program: &Path,
-    arg: &Path,
-    o: &Options,
-) -> Result<[f64; 5]> {
+fn round(rt: &tokio::runtime::Runtime, program: &Path, arg: &Path, o: &Load) -> Result<[f64; 5]> {
     let mut raw_cmd = Command::new(program);
     raw_cmd.arg(arg);
     let raw = roundtrip::throughput(&mut raw_cmd, o.count, o.window)?;
-    let command = format!("{} {}", program.display(), arg.display());
-    let (rate, loaded) = rt.block_on(daemon_throughput(&command, o))?;
-    let mut times = rt.block_on(daemon_latency(&command, o))?;
-    let (p50, p99) = if times.is_empty() {
+    let daemon = DaemonLookups::new(
+        "standard",
+        format!("{} {}", program.display(), arg.display()),
+        STANDARD_KEYS,
+    );
+    let mut m = daemon.measure(rt, o)?;
+    let (p50, p99) = if m.times.is_empty() {
         (0.0, 0.0)
     } else {
-        (percentile(&mut times, 0.50), percentile(&mut times, 0.99))
+        (
+            percentile(&mut m.times, 0.50),
+            percentile(&mut m.times, 0.99),
+        )
     };
-    Ok([raw, rate, loaded.map_or(f64::NAN, |p| p as f64), p50, p99])
+    Ok([
+        raw,
+        m.rate,
+        m.loaded_p99.map_or(f64::NAN, |p| p as f64),
+        p50,
+        p99,
+    ])
 }
 
 fn show(name: &str, m: &[f64; 5]) -> String {
@@ -235,7 +134,11 @@ fn show(name: &str, m: &[f64; 5]) -> String {
 }
 
 fn main() -> Result<()> {
-    let o = options()?;
+    let (o, round_count) = bench::parse_rounds(
+        std::env::args().skip(1),
+        Load::new(200_000, 1_000, 10_000),
+        3,
+    )?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let backends = [
         ("table-static", release("table-static")?, fixture()),
@@ -245,10 +148,7 @@ fn main() -> Result<()> {
             sqlite_config(dir.path())?,
         ),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = bench::current_thread()?;
     println!(
         "{} lookups with {} in flight, then {} one at a time; {} cores",
         o.count,
@@ -258,7 +158,7 @@ fn main() -> Result<()> {
     );
     for (name, program, arg) in &backends {
         let mut rounds = Vec::new();
-        for n in 1..=o.rounds {
+        for n in 1..=round_count {
             let m = round(&rt, program, arg, &o)?;
             println!("  round {n}: {}", show(name, &m));
             rounds.push(m);
@@ -267,7 +167,7 @@ fn main() -> Result<()> {
             .map(|i| median(rounds.iter().map(|r| r[i]).collect()))
             .collect();
         let medians: [f64; 5] = medians.try_into().map_err(|_| "five measures")?;
-        println!("median of {} rounds: {}", o.rounds, show(name, &medians));
+        println!("median of {round_count} rounds: {}", show(name, &medians));
     }
     Ok(())
 }

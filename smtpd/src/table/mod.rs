@@ -14,6 +14,7 @@
 //! Every failure is an [`Error`], and every `Error` is temporary: callers
 //! turn it into a 4xx reply or a later retry, never into a 5xx or a miss.
 
+pub mod bench;
 mod build;
 mod matching;
 pub mod proc_exec;
