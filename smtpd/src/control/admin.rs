@@ -12,7 +12,7 @@
 //! [`crate::intake::Gate`]; the log filter is [`crate::log`]'s.
 
 use std::io;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
@@ -22,7 +22,7 @@ use super::protocol::{self, Agent, Answer, PauseStatus, Request, RunState, Targe
 use super::server::Context;
 use super::stats;
 use crate::queue::envelope::Envelope;
-use crate::queue::{EvpId, MsgId, MAX_READ_LENGTH};
+use crate::queue::{unix_now, EvpId, MsgId, MAX_READ_LENGTH};
 use crate::scheduler::{self, Control, DeliveryType, Listed, Phase};
 
 /// Bytes per [`Answer::Data`] line: escaped as JSON, even a chunk of
@@ -259,10 +259,4 @@ async fn switch(context: &Context, agent: Agent, pause: bool) -> Result<Vec<Answ
     let done = if pause { "paused" } else { "resumed" };
     tracing::info!("{} {done}", agent.name());
     Ok(Vec::new())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

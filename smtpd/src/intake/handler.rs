@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -25,7 +25,7 @@ use crate::delivery::expand::{Delivery, Expander, Failure};
 use crate::dns::PeerName;
 use crate::log::SessionLog;
 use crate::queue::envelope::{self as qenv, Flags, MailAddr};
-use crate::queue::{self, MsgId};
+use crate::queue::{self, unix_now, MsgId};
 use crate::rules::{self, Address};
 use crate::scheduler::driver;
 use crate::smtp::conn::{BoxStream, Handler};
@@ -725,13 +725,6 @@ fn mail_addr(mailbox: &Mailbox) -> MailAddr {
             .map(ToString::to_string)
             .unwrap_or_default(),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -217,25 +217,9 @@ mod tests {
 
     fn listener(address: ListenAddress, family: Option<AddressFamily>) -> Listener {
         Listener {
-            address,
             family,
             port: 25,
-            tls: Default::default(),
-            verify_client: false,
-            pkis: Vec::new(),
-            ca: None,
-            ciphers: None,
-            protocols: None,
-            auth: None,
-            filter: None,
-            hostname: None,
-            hostnames: None,
-            mask_src: false,
-            received_auth: false,
-            no_dsn: false,
-            proxy_v2: false,
-            senders: None,
-            tag: None,
+            ..Listener::new(address)
         }
     }
 

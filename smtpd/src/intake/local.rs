@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::handler::{IntakeHandler, ListenerContext};
 use super::source::Source;
 use super::{Error, LiveSessions, Shared};
-use crate::config::{ListenAddress, Listener, ListenerTls};
+use crate::config::{ListenAddress, Listener};
 use crate::dns::{Fcrdns, PeerName};
 use crate::smtp::conn::{self, BoxStream, ConnConfig, Handler};
 use crate::smtp::Session;
@@ -36,25 +36,11 @@ impl LocalListener {
     pub(super) fn new(shared: Arc<Shared>, sessions: LiveSessions) -> Result<Self, Error> {
         let socket = &shared.config.socket;
         let listener = Listener {
-            address: ListenAddress::Name("socket".to_owned()),
-            family: None,
-            port: 0,
-            tls: ListenerTls::None,
-            verify_client: false,
-            pkis: Vec::new(),
-            ca: None,
-            ciphers: None,
-            protocols: None,
-            auth: None,
             filter: socket.filter,
-            hostname: None,
-            hostnames: None,
             mask_src: socket.mask_src,
-            received_auth: false,
             no_dsn: socket.no_dsn,
-            proxy_v2: false,
-            senders: None,
             tag: socket.tag.clone(),
+            ..Listener::new(ListenAddress::Name("socket".to_owned()))
         };
         let context = ListenerContext::new(&shared, &listener)?.into_local();
         Ok(Self {

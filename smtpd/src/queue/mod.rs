@@ -26,6 +26,14 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 pub use smtpd_sdk::proto::{EvpId, MsgId};
 
+/// The time now in Unix seconds, as envelopes record it (`ctime`,
+/// `last-try`) and the scheduler counts it.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The largest envelope blob a backend stores, in bytes (SPEC.md 4.5).
 pub const MAX_ENVELOPE_SIZE: usize = 48 * 1024;
 

@@ -54,7 +54,7 @@ use crate::log::{self, Attempt};
 use crate::queue::envelope::{
     Bounce, Envelope, Flags, Kind, MailAddr, Mda, Notify, Source, Status,
 };
-use crate::queue::{self, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
+use crate::queue::{self, unix_now, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
 use crate::rules::{self, Address};
 use crate::table::Tables;
 
@@ -870,13 +870,6 @@ async fn sleep_for(duration: Option<Duration>) {
         Some(duration) => tokio::time::sleep(duration).await,
         None => std::future::pending().await,
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A random number for MIME boundaries.

@@ -207,27 +207,7 @@ impl Checker<'_> {
     pub(super) fn listen(&mut self, iface: &Value, opts: &[Spanned<ListenOpt>]) {
         let address = self.listen_address(iface);
         let valid = address.is_some();
-        let mut listener = Listener {
-            address: address.unwrap_or(ListenAddress::Name(String::new())),
-            family: None,
-            port: 0,
-            tls: ListenerTls::None,
-            verify_client: false,
-            pkis: Vec::new(),
-            ca: None,
-            ciphers: None,
-            protocols: None,
-            auth: None,
-            filter: None,
-            hostname: None,
-            hostnames: None,
-            mask_src: false,
-            received_auth: false,
-            no_dsn: false,
-            proxy_v2: false,
-            senders: None,
-            tag: None,
-        };
+        let mut listener = Listener::new(address.unwrap_or(ListenAddress::Name(String::new())));
         let mut seen = HashSet::new();
         let mut port = None;
         let (mut tls_at, mut auth_at, mut pki_at) = (None, None, None);

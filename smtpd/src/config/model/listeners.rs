@@ -98,6 +98,34 @@ pub struct Listener {
     pub tag: Option<String>,
 }
 
+impl Listener {
+    /// A listener on `address` with no option set: port 0 (the checker
+    /// fills in the default), no TLS, no AUTH, no filter, no tag.
+    pub fn new(address: ListenAddress) -> Self {
+        Self {
+            address,
+            family: None,
+            port: 0,
+            tls: ListenerTls::None,
+            verify_client: false,
+            pkis: Vec::new(),
+            ca: None,
+            ciphers: None,
+            protocols: None,
+            auth: None,
+            filter: None,
+            hostname: None,
+            hostnames: None,
+            mask_src: false,
+            received_auth: false,
+            no_dsn: false,
+            proxy_v2: false,
+            senders: None,
+            tag: None,
+        }
+    }
+}
+
 /// What a listener binds to. Names are resolved when binding: an interface
 /// or interface group (all its addresses), else a host name (all its A and
 /// AAAA records).
