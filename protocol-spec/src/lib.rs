@@ -8,11 +8,14 @@
 //! - [`vectors`]: the reader of the vector file format (files, cases,
 //!   exchanges, placeholders) and the family rules that match a backend's
 //!   answers to a case's expected lines.
+//! - [`locate`]: the workspace, the standard fixture and the runner
+//!   binary, for backend crates' tests.
 //! - [`roundtrip`]: a table backend driven raw over its pipes, pipelined
 //!   and one request at a time, for benchmarks.
 //! - [`wire`]: every line of the three families through the one codec,
 //!   `smtpd_sdk::proto`, sorted by direction.
 
+pub mod locate;
 pub mod roundtrip;
 pub mod vectors;
 pub mod wire;

@@ -59,21 +59,9 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The runner binary, built next to ours (`cargo build` first if absent).
+/// The runner binary, next to this crate's binary.
 fn runner() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_table-ldap"))
-        .parent()
-        .expect("target dir")
-        .join("smtpd-conformance");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "smtpd-conformance"])
-            .current_dir(workspace())
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building smtpd-conformance failed");
-    }
-    bin
+    smtpd_conformance::locate::runner_next_to(Path::new(env!("CARGO_BIN_EXE_table-ldap")))
 }
 
 fn fixture_ldif() -> String {

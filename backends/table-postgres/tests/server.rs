@@ -68,26 +68,9 @@ impl Drop for Scratch {
 
 /// The built conformance runner, built when missing.
 fn runner() -> PathBuf {
-    // target/PROFILE/deps/server-HASH
+    // target/PROFILE/deps/server-HASH: the runner is in target/PROFILE.
     let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().unwrap().parent().unwrap();
-    let runner = profile.join("smtpd-conformance");
-    if !runner.exists() {
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.args([
-            "build",
-            "-p",
-            "smtpd-conformance",
-            "--bin",
-            "smtpd-conformance",
-        ]);
-        if profile.file_name().is_some_and(|p| p == "release") {
-            cargo.arg("--release");
-        }
-        let status = cargo.current_dir(workspace()).status().unwrap();
-        assert!(status.success(), "building smtpd-conformance failed");
-    }
-    runner
+    smtpd_conformance::locate::runner_next_to(exe.parent().unwrap())
 }
 
 // ------------------------------------------------------------ the backend

@@ -16,23 +16,9 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The runner binary, next to this crate's binary; built when missing
-/// (`cargo test --workspace` has already built it).
+/// The runner binary, next to this crate's binary.
 fn runner() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_table-sqlite"))
-        .parent()
-        .expect("the binary has a directory")
-        .to_path_buf();
-    let runner = dir.join("smtpd-conformance");
-    if !runner.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "smtpd-conformance"])
-            .current_dir(workspace())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "cargo build -p smtpd-conformance failed");
-    }
-    runner
+    smtpd_conformance::locate::runner_next_to(Path::new(env!("CARGO_BIN_EXE_table-sqlite")))
 }
 
 /// The fixture in one table `kv(k, v)`, in file order (rowid), and a
