@@ -110,6 +110,17 @@ fn queue_op() -> impl Strategy<Value = queue::Op> {
         evpid().prop_map(|evpid| Op::EnvelopeLoad { evpid }),
         evpid().prop_map(|evpid| Op::EnvelopeDelete { evpid }),
         evpid().prop_map(|after| Op::EnvelopeWalk { after }),
+        (evpid(), "[A-Za-z0-9._:-]{1,64}", 1u64..=86_400).prop_map(|(evpid, instance, seconds)| {
+            Op::EnvelopeClaim {
+                evpid,
+                instance,
+                seconds,
+            }
+        }),
+        (evpid(), "[A-Za-z0-9._:-]{1,64}")
+            .prop_map(|(evpid, instance)| Op::EnvelopeRelease { evpid, instance }),
+        (evpid(), "[A-Za-z0-9._:-]{1,64}")
+            .prop_map(|(after, instance)| Op::EnvelopeWalkFree { after, instance }),
     ]
 }
 
@@ -131,6 +142,7 @@ fn queue_response() -> impl Strategy<Value = queue::Response> {
         (evpid(), blob(1)).prop_map(|(e, d)| QueueResult::Walked(e, d)),
         Just(QueueResult::NotFound),
         Just(QueueResult::Done),
+        Just(QueueResult::Busy),
         proptest::option::of(last_field()).prop_map(QueueResult::Error),
     ];
     let op = proptest::sample::select(OpKind::ALL.to_vec());

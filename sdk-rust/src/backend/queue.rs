@@ -7,7 +7,8 @@
 //! state-changing operation promises that the change is durable.
 //!
 //! [`run`] answers the handshake with one `register|CAPABILITY` line per
-//! capability of [`Queue::capabilities`] (none is defined in 0.1), then
+//! capability of [`Queue::capabilities`] (`lease`, [`LEASE_CAPABILITY`],
+//! for a store several daemons share: SPEC.md 4.12), then
 //! serves requests concurrently. Operations left at their default, unknown
 //! operations, requests with bad arguments and handlers that return an
 //! [`Error`] are answered `error` (a temporary failure for the daemon).
@@ -20,11 +21,23 @@ use tokio_util::codec::FramedRead;
 use super::engine::{self, Ctx, Event};
 use super::{handshake, stdio};
 use crate::codec::LineCodec;
+pub use crate::proto::queue::LEASE_CAPABILITY;
 use crate::proto::queue::{Op, QueueResult, Register, Request, Response, VERSION};
 use crate::proto::Line;
 
 pub use super::{Config, Error, RunError};
 pub use crate::proto::{EvpId, MsgId, QueueId};
+
+/// The outcome of [`Queue::envelope_claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The lease is the caller's until the asked time (`ok`).
+    Granted,
+    /// Another instance holds an unexpired lease (`busy`).
+    Busy,
+    /// No such committed envelope (`not-found`).
+    NotFound,
+}
 
 /// A queue backend. Every operation defaults to "unsupported", answered
 /// `error`.
@@ -36,8 +49,9 @@ pub use crate::proto::{EvpId, MsgId, QueueId};
 // no `Send` bound; `async fn` keeps implementations plain.
 #[allow(async_fn_in_trait)]
 pub trait Queue {
-    /// Capabilities to register (`register|NAME`); none is defined in
-    /// protocol 0.1 and the daemon ignores names it does not know.
+    /// Capabilities to register (`register|NAME`): [`LEASE_CAPABILITY`]
+    /// when the lease operations below are implemented; the daemon ignores
+    /// names it does not know.
     fn capabilities(&self) -> Vec<String> {
         Vec::new()
     }
@@ -128,6 +142,37 @@ pub trait Queue {
     /// is zero to start), or `None` when there is none left (`done`).
     async fn envelope_walk(&self, after: EvpId) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
         let _ = after;
+        Err(Error::Unsupported)
+    }
+
+    /// Capability `lease`: leases a committed envelope to `instance` for
+    /// `seconds` from now when nobody else holds an unexpired lease on it
+    /// (a claim by the holder extends its lease). Durable when granted.
+    async fn envelope_claim(
+        &self,
+        evpid: EvpId,
+        instance: &str,
+        seconds: u64,
+    ) -> Result<Claim, Error> {
+        let _ = (evpid, instance, seconds);
+        Err(Error::Unsupported)
+    }
+
+    /// Capability `lease`: ends `instance`'s lease on an envelope; nothing
+    /// when another instance or nobody holds it, or it is gone.
+    async fn envelope_release(&self, evpid: EvpId, instance: &str) -> Result<(), Error> {
+        let _ = (evpid, instance);
+        Err(Error::Unsupported)
+    }
+
+    /// Capability `lease`: like [`Queue::envelope_walk`], skipping the
+    /// envelopes another instance holds an unexpired lease on.
+    async fn envelope_walk_free(
+        &self,
+        after: EvpId,
+        instance: &str,
+    ) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
+        let _ = (after, instance);
         Err(Error::Unsupported)
     }
 }
@@ -227,6 +272,30 @@ async fn answer<Q: Queue>(queue: &Q, req: Request) -> Response {
                 QueueResult::Walked(id, data)
             })
         }),
+        Op::EnvelopeClaim {
+            evpid,
+            instance,
+            seconds,
+        } => queue
+            .envelope_claim(*evpid, instance, *seconds)
+            .await
+            .map(|claim| match claim {
+                Claim::Granted => QueueResult::Ok,
+                Claim::Busy => QueueResult::Busy,
+                Claim::NotFound => QueueResult::NotFound,
+            }),
+        Op::EnvelopeRelease { evpid, instance } => queue
+            .envelope_release(*evpid, instance)
+            .await
+            .map(|()| QueueResult::Ok),
+        Op::EnvelopeWalkFree { after, instance } => queue
+            .envelope_walk_free(*after, instance)
+            .await
+            .map(|next| {
+                next.map_or(QueueResult::Done, |(id, data)| {
+                    QueueResult::Walked(id, data)
+                })
+            }),
     };
     let result = result.unwrap_or_else(|e| {
         if e != Error::Unsupported {

@@ -8,6 +8,13 @@
 //! Binary data (message chunks, envelopes) travels as standard base64 with
 //! padding. An `ok` to any state-changing request means the change is
 //! durable.
+//!
+//! A backend whose store is shared by several daemons registers the
+//! optional [`LEASE_CAPABILITY`]; the daemon then claims each envelope
+//! (`envelope-claim`) before delivering it, releases it after a temporary
+//! failure (`envelope-release`) and walks only the envelopes no other
+//! daemon holds (`envelope-walk-free`). Backends without it never see
+//! those operations.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -23,6 +30,26 @@ pub const VERSION: &str = "0.1";
 
 /// The largest chunk the daemon writes or asks for by default, in bytes.
 pub const DEFAULT_CHUNK_SIZE: usize = 32 * 1024;
+
+/// The capability (`register|lease`) of a backend whose store several
+/// daemons share: it serves the lease operations (SPEC.md 4.12).
+pub const LEASE_CAPABILITY: &str = "lease";
+
+/// The longest lease a claim may ask for, in seconds (one day).
+pub const MAX_LEASE_SECONDS: u64 = 86_400;
+
+/// The longest daemon instance id, in bytes.
+pub const MAX_INSTANCE_LEN: usize = 64;
+
+/// True when `id` is a valid daemon instance id: 1 to
+/// [`MAX_INSTANCE_LEN`] ASCII letters, digits, `.`, `_`, `-` or `:`.
+pub fn is_instance_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_INSTANCE_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
 
 keywords!(
     /// The operation of a request, without its arguments.
@@ -49,10 +76,27 @@ keywords!(
         EnvelopeDelete = "envelope-delete",
         /// The next committed envelope after a given id.
         EnvelopeWalk = "envelope-walk",
+        /// Lease an envelope to a daemon instance, or extend its lease
+        /// (capability `lease`).
+        EnvelopeClaim = "envelope-claim",
+        /// Give a lease back (capability `lease`).
+        EnvelopeRelease = "envelope-release",
+        /// The next committed envelope after a given id that no other
+        /// instance holds (capability `lease`).
+        EnvelopeWalkFree = "envelope-walk-free",
     }
 );
 
 impl OpKind {
+    /// True for the operations of the `lease` capability, which only a
+    /// backend that registered it is sent.
+    pub fn needs_lease(self) -> bool {
+        matches!(
+            self,
+            Self::EnvelopeClaim | Self::EnvelopeRelease | Self::EnvelopeWalkFree
+        )
+    }
+
     /// The first field of the answer, e.g. `message-create-result`.
     pub fn result_name(self) -> String {
         format!("{}-result", self.name())
@@ -173,6 +217,29 @@ pub enum Op {
         /// Answer with the smallest committed envelope id above this one.
         after: EvpId,
     },
+    /// `envelope-claim|EVPID|INSTANCE|SECONDS`.
+    EnvelopeClaim {
+        /// The envelope.
+        evpid: EvpId,
+        /// The daemon instance asking ([`is_instance_id`]).
+        instance: String,
+        /// How long the lease lasts from now, 1 to [`MAX_LEASE_SECONDS`].
+        seconds: u64,
+    },
+    /// `envelope-release|EVPID|INSTANCE`.
+    EnvelopeRelease {
+        /// The envelope.
+        evpid: EvpId,
+        /// The daemon instance giving its lease back.
+        instance: String,
+    },
+    /// `envelope-walk-free|AFTER|INSTANCE`.
+    EnvelopeWalkFree {
+        /// Answer with the smallest free envelope id above this one.
+        after: EvpId,
+        /// The daemon instance walking: its own leases count as free.
+        instance: String,
+    },
 }
 
 impl Op {
@@ -190,6 +257,9 @@ impl Op {
             Self::EnvelopeLoad { .. } => OpKind::EnvelopeLoad,
             Self::EnvelopeDelete { .. } => OpKind::EnvelopeDelete,
             Self::EnvelopeWalk { .. } => OpKind::EnvelopeWalk,
+            Self::EnvelopeClaim { .. } => OpKind::EnvelopeClaim,
+            Self::EnvelopeRelease { .. } => OpKind::EnvelopeRelease,
+            Self::EnvelopeWalkFree { .. } => OpKind::EnvelopeWalkFree,
         }
     }
 }
@@ -229,6 +299,24 @@ fn evpid(c: &mut Cursor<'_>, allow_zero: bool) -> Result<EvpId, ParseError> {
         Some(0) if allow_zero => Ok(EvpId(0)),
         Some(v) if v >> 32 != 0 && v & 0xffff_ffff != 0 => Ok(EvpId(v)),
         _ => Err(c.error(Problem::Invalid, "envelope id", FORM)),
+    }
+}
+
+fn instance(c: &mut Cursor<'_>) -> Result<String, ParseError> {
+    const FORM: &str = "1 to 64 letters, digits, '.', '_', '-' or ':'";
+    let raw = c.text("instance id", FORM)?;
+    if is_instance_id(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(c.error(Problem::Invalid, "instance id", FORM))
+    }
+}
+
+fn lease_seconds(c: &mut Cursor<'_>) -> Result<u64, ParseError> {
+    const FORM: &str = "a number of seconds from 1 to 86400";
+    match number(c, "lease seconds")? {
+        s @ 1..=MAX_LEASE_SECONDS => Ok(s),
+        _ => Err(c.error(Problem::Invalid, "lease seconds", FORM)),
     }
 }
 
@@ -297,6 +385,25 @@ impl Line for Request {
                 });
             }
         }
+        if let Op::EnvelopeClaim { instance, .. }
+        | Op::EnvelopeRelease { instance, .. }
+        | Op::EnvelopeWalkFree { instance, .. } = &self.op
+        {
+            if !is_instance_id(instance) {
+                return Err(FormatError {
+                    field: "instance id",
+                    reason: "must be 1 to 64 letters, digits, '.', '_', '-' or ':'",
+                });
+            }
+        }
+        if let Op::EnvelopeClaim { seconds, .. } = &self.op {
+            if !(1..=MAX_LEASE_SECONDS).contains(seconds) {
+                return Err(FormatError {
+                    field: "lease seconds",
+                    reason: "must be from 1 to 86400",
+                });
+            }
+        }
         let mut w = Writer::new(out);
         w.raw(b"queue").raw(VERSION.as_bytes());
         w.separator_then(|out| self.timestamp.write(out));
@@ -342,6 +449,21 @@ impl Line for Request {
             }
             Op::EnvelopeWalk { after } => {
                 w.hex(after.0, EvpId::WIDTH);
+            }
+            Op::EnvelopeClaim {
+                evpid,
+                instance,
+                seconds,
+            } => {
+                w.hex(evpid.0, EvpId::WIDTH)
+                    .raw(instance.as_bytes())
+                    .decimal(*seconds);
+            }
+            Op::EnvelopeRelease { evpid, instance } => {
+                w.hex(evpid.0, EvpId::WIDTH).raw(instance.as_bytes());
+            }
+            Op::EnvelopeWalkFree { after, instance } => {
+                w.hex(after.0, EvpId::WIDTH).raw(instance.as_bytes());
             }
         }
         w.end();
@@ -390,6 +512,19 @@ fn parse_op(c: &mut Cursor<'_>, kind: OpKind) -> Result<Op, ParseError> {
         OpKind::EnvelopeWalk => Op::EnvelopeWalk {
             after: evpid(c, true)?,
         },
+        OpKind::EnvelopeClaim => Op::EnvelopeClaim {
+            evpid: evpid(c, false)?,
+            instance: instance(c)?,
+            seconds: lease_seconds(c)?,
+        },
+        OpKind::EnvelopeRelease => Op::EnvelopeRelease {
+            evpid: evpid(c, false)?,
+            instance: instance(c)?,
+        },
+        OpKind::EnvelopeWalkFree => Op::EnvelopeWalkFree {
+            after: evpid(c, true)?,
+            instance: instance(c)?,
+        },
     })
 }
 
@@ -408,8 +543,11 @@ pub enum QueueResult {
     Walked(EvpId, Vec<u8>),
     /// `not-found`.
     NotFound,
-    /// `done`, to envelope-walk: no envelope left.
+    /// `done`, to envelope-walk and envelope-walk-free: no envelope left.
     Done,
+    /// `busy`, to envelope-claim: another instance holds an unexpired
+    /// lease on the envelope.
+    Busy,
     /// `error[|MESSAGE]`: a temporary failure.
     Error(Option<String>),
 }
@@ -441,16 +579,25 @@ impl Response {
                     | K::MessageCorrupt
                     | K::EnvelopeUpdate
                     | K::EnvelopeDelete
+                    | K::EnvelopeClaim
+                    | K::EnvelopeRelease
             ),
             QueueResult::Data(d) => {
                 op == K::MessageRead || (op == K::EnvelopeLoad && !d.is_empty())
             }
-            QueueResult::Walked(_, d) => op == K::EnvelopeWalk && !d.is_empty(),
-            QueueResult::Done => op == K::EnvelopeWalk,
+            QueueResult::Walked(_, d) => {
+                matches!(op, K::EnvelopeWalk | K::EnvelopeWalkFree) && !d.is_empty()
+            }
+            QueueResult::Done => matches!(op, K::EnvelopeWalk | K::EnvelopeWalkFree),
+            QueueResult::Busy => op == K::EnvelopeClaim,
             QueueResult::NotFound => {
                 matches!(
                     op,
-                    K::MessageRead | K::MessageCorrupt | K::EnvelopeUpdate | K::EnvelopeLoad
+                    K::MessageRead
+                        | K::MessageCorrupt
+                        | K::EnvelopeUpdate
+                        | K::EnvelopeLoad
+                        | K::EnvelopeClaim
                 )
             }
         }
@@ -468,20 +615,22 @@ impl Line for Response {
             .ok_or_else(|| c.error(Problem::Unknown, "result type", TYPE))?;
         let raw = c.field("request id", QID_FORM)?;
         let id = parse_qid(&c, raw)?;
-        let status = c.field("status", "ok, found, not-found, done or error")?;
+        const STATUSES: &str = "ok, found, not-found, done, busy or error";
+        let status = c.field("status", STATUSES)?;
         let result = match status {
             b"ok" => match op {
                 OpKind::MessageCreate => QueueResult::Created(msgid(&mut c)?),
                 OpKind::EnvelopeCreate => QueueResult::EnvelopeCreated(evpid(&mut c, false)?),
                 _ => QueueResult::Ok,
             },
-            b"found" if op == OpKind::EnvelopeWalk => {
+            b"found" if matches!(op, OpKind::EnvelopeWalk | OpKind::EnvelopeWalkFree) => {
                 let id = evpid(&mut c, false)?;
                 QueueResult::Walked(id, nonempty_base64(&mut c, "data")?)
             }
             b"found" => QueueResult::Data(base64(&mut c, "data")?),
             b"not-found" => QueueResult::NotFound,
             b"done" => QueueResult::Done,
+            b"busy" => QueueResult::Busy,
             b"error" => {
                 let message = c
                     .opt_last()
@@ -489,13 +638,7 @@ impl Line for Response {
                     .transpose()?;
                 QueueResult::Error(message.map(str::to_owned))
             }
-            _ => {
-                return Err(c.error(
-                    Problem::Invalid,
-                    "status",
-                    "ok, found, not-found, done or error",
-                ))
-            }
+            _ => return Err(c.error(Problem::Invalid, "status", STATUSES)),
         };
         c.finish("status")?;
         if !Self::is_valid_for(op, &result) {
@@ -544,6 +687,9 @@ impl Line for Response {
             }
             QueueResult::Done => {
                 w.raw(b"done");
+            }
+            QueueResult::Busy => {
+                w.raw(b"busy");
             }
             QueueResult::Error(None) => {
                 w.raw(b"error");

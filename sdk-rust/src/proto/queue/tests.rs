@@ -113,3 +113,93 @@ fn unknown_operations_can_still_be_answered() {
             .unwrap_err();
     assert_eq!(err.reply_to.unwrap().op, "envelope-load");
 }
+
+#[test]
+fn lease_requests_round_trip() {
+    for args in [
+        "envelope-claim|0000000000000001|0badcafe00000001|mx1.example.org:4f2a|60",
+        "envelope-claim|0000000000000001|0badcafe00000001|a|86400",
+        "envelope-release|0000000000000002|0badcafe00000001|mx1.example.org:4f2a",
+        "envelope-walk-free|0000000000000003|0000000000000000|mx1.example.org:4f2a",
+    ] {
+        round_trip::<Request>(&format!("queue|0.1|{TS}|{args}"));
+    }
+    let r: Request = round_trip(&format!(
+        "queue|0.1|{TS}|envelope-claim|0000000000000001|0badcafe00000001|mx-1_a.b|30"
+    ));
+    assert_eq!(
+        r.op,
+        Op::EnvelopeClaim {
+            evpid: EvpId(0x0bad_cafe_0000_0001),
+            instance: "mx-1_a.b".into(),
+            seconds: 30
+        }
+    );
+    assert!(r.op.kind().needs_lease());
+    assert!(!OpKind::EnvelopeWalk.needs_lease());
+}
+
+#[test]
+fn lease_answers_round_trip() {
+    for line in [
+        "envelope-claim-result|0000000000000001|ok",
+        "envelope-claim-result|0000000000000001|busy",
+        "envelope-claim-result|0000000000000001|not-found",
+        "envelope-claim-result|0000000000000001|error|database down",
+        "envelope-release-result|0000000000000002|ok",
+        "envelope-walk-free-result|0000000000000003|found|0badcafe00000001|dmVyc2lvbjogMQ==",
+        "envelope-walk-free-result|0000000000000003|done",
+    ] {
+        round_trip::<Response>(line);
+    }
+    for line in [
+        "envelope-walk-result|0000000000000001|busy",
+        "envelope-release-result|0000000000000002|busy",
+        "envelope-release-result|0000000000000002|not-found",
+        "envelope-claim-result|0000000000000001|busy|someone",
+        "envelope-claim-result|0000000000000001|done",
+        "envelope-walk-free-result|0000000000000003|ok",
+    ] {
+        assert!(Response::parse(line.as_bytes()).is_err(), "{line}");
+    }
+}
+
+#[test]
+fn bad_lease_requests_are_refused() {
+    for args in [
+        "envelope-claim|0000000000000001|0badcafe00000001|mx1|0",
+        "envelope-claim|0000000000000001|0badcafe00000001|mx1|86401",
+        "envelope-claim|0000000000000001|0badcafe00000001||60",
+        "envelope-claim|0000000000000001|0badcafe00000001|mx 1|60",
+        "envelope-claim|0000000000000001|0badcafe00000001|mx1",
+        "envelope-claim|0000000000000001|0000000000000000|mx1|60",
+        "envelope-release|0000000000000002|0badcafe00000001",
+        "envelope-release|0000000000000002|0badcafe00000001|mx1|60",
+        "envelope-walk-free|0000000000000003|0000000000000000",
+        "envelope-walk-free|0000000000000003|0000000000000000|m/x",
+    ] {
+        let err = Request::parse(format!("queue|0.1|{TS}|{args}").as_bytes()).unwrap_err();
+        assert!(err.reply_to.is_some(), "{args}: the error can be answered");
+    }
+    let long = "x".repeat(MAX_INSTANCE_LEN + 1);
+    assert!(!is_instance_id(&long));
+    assert!(is_instance_id(&long[1..]));
+    let bad = Request {
+        timestamp: Timestamp::parse(TS.as_bytes()).unwrap(),
+        id: QueueId(1),
+        op: Op::EnvelopeRelease {
+            evpid: EvpId(0x0bad_cafe_0000_0001),
+            instance: "a|b".into(),
+        },
+    };
+    assert!(bad.to_line().is_err(), "a | in an instance id is refused");
+    let bad = Request {
+        op: Op::EnvelopeClaim {
+            evpid: EvpId(0x0bad_cafe_0000_0001),
+            instance: "a".into(),
+            seconds: 0,
+        },
+        ..bad
+    };
+    assert!(bad.to_line().is_err(), "a lease of 0 s is refused");
+}
