@@ -19,6 +19,7 @@
 
 pub mod envelope;
 pub mod fs;
+pub mod proc_exec;
 
 use std::io;
 use std::path::PathBuf;
@@ -242,6 +243,19 @@ pub trait QueueBackend: Send + Sync {
     /// The committed envelope with the smallest id strictly above `after`
     /// (zero to start), with its content; `None` when there is none left.
     async fn envelope_walk(&self, after: EvpId) -> Result<Option<(EvpId, Vec<u8>)>, Error>;
+
+    /// A counter that moves on each time the store comes back after it was
+    /// unavailable (a proc-exec backend restarted, or answering again after
+    /// failures): the scheduler then walks the envelopes again (SPEC.md
+    /// 4.9). `None` for a store that is never away (the fs queue). A layer
+    /// above a backend passes its backend's on.
+    fn recoveries(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Stops what the store runs (a proc-exec backend's program), once
+    /// intake and the scheduler are done with it. A layer passes it on.
+    async fn shutdown(&self) {}
 }
 
 #[cfg(test)]
