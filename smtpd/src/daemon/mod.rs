@@ -11,10 +11,13 @@
 //! control socket is closed and removed, and every table is shut down
 //! (children see their stdin close and exit) before [`run`] returns.
 //!
-//! After the tables, it opens the fs queue (`DATA/spool` in the data
-//! directory; [`ROOT_SPOOL`] as root unless `--data-dir` named another
-//! data directory than the default, so that test daemons run as root
-//! keep apart) and starts SMTP intake ([`crate::intake`]):
+//! After the tables, it opens the queue: a `queue proc-exec` program is
+//! started like the table programs (as `_smtpd` when root) and stopped
+//! last, after intake and the scheduler; otherwise the fs queue
+//! (`DATA/spool` in the data directory; [`ROOT_SPOOL`] as root unless
+//! `--data-dir` named another data directory than the default, so that
+//! test daemons run as root keep apart). Then it starts SMTP intake
+//! ([`crate::intake`]):
 //! every `listen on` address is bound and logged as `listening on
 //! ADDR:PORT`. At shutdown intake stops accepting before the tables stop.
 //! The control socket also hands local submissions (`sendmail`) to
@@ -45,7 +48,7 @@ mod signals;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::control::{self, BindError, ControlSocket};
 use crate::delivery::expand::{ExpansionFiles, SystemFiles};
 use crate::delivery::local::{self, LocalAgent, LocalSettings};
@@ -53,6 +56,8 @@ use crate::dns;
 use crate::enqueue::offline::OFFLINE_DIR;
 use crate::intake;
 use crate::privsep;
+use crate::proc::{self, Spec};
+use crate::queue::proc_exec::{ProcExecQueue, QUEUE_REQUEST_TIMEOUT};
 use crate::queue::{self, fs::FsQueue, QueueBackend};
 use crate::scheduler;
 use crate::table::{self, BuildError, BuildOptions};
@@ -117,6 +122,9 @@ pub enum Error {
     /// The queue cannot be opened.
     #[error(transparent)]
     Queue(#[from] queue::Error),
+    /// The `queue proc-exec` program cannot be started.
+    #[error("cannot start the queue: {0}")]
+    QueueStart(proc::StartError),
     /// A listener cannot be started.
     #[error(transparent)]
     Intake(#[from] intake::Error),
@@ -186,7 +194,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         }
     };
     let offline = spool.join(OFFLINE_DIR);
-    let queue = match open_queue(spool.clone()).await {
+    let queue = match open_queue(config, &build, spool.clone()).await {
         Ok(queue) => queue,
         Err(e) => {
             tables.shutdown().await;
@@ -293,7 +301,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         daemon_uid: control::effective_uid(),
         local: Some(intake.local()),
         scheduler,
-        queue,
+        queue: Arc::clone(&queue),
         gate: intake.gate(),
         started: std::time::SystemTime::now(),
     };
@@ -309,6 +317,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
     if let Err(e) = scheduler {
         tracing::warn!("scheduler: {e}");
     }
+    queue.shutdown().await;
     tables.shutdown().await;
     drop(pidfile);
     tracing::info!("smtpd exiting");
@@ -333,8 +342,29 @@ fn give_spool(spool: &std::path::Path, identity: privsep::Identity) -> std::io::
     Ok(())
 }
 
-/// Opens the fs queue at `spool`.
-async fn open_queue(spool: PathBuf) -> Result<Arc<dyn QueueBackend>, Error> {
+/// Opens the queue: the fs queue at `spool`, or starts the `queue
+/// proc-exec` program (as the tables' user) and waits for its handshake.
+async fn open_queue(
+    config: &Config,
+    build: &BuildOptions,
+    spool: PathBuf,
+) -> Result<Arc<dyn QueueBackend>, Error> {
+    if let config::QueueBackend::ProcExec(command) = &config.queue.backend {
+        let mut spec = Spec::new(
+            "queue",
+            command.command.clone(),
+            &build.backends_dir,
+            QUEUE_REQUEST_TIMEOUT,
+        );
+        spec.user = command.user.clone().or_else(|| build.user.clone());
+        spec.group.clone_from(&command.group);
+        spec.chroot.clone_from(&command.chroot);
+        spec.handshake_timeout = build.handshake_timeout;
+        let queue = ProcExecQueue::start(spec)
+            .await
+            .map_err(Error::QueueStart)?;
+        return Ok(Arc::new(queue));
+    }
     let queue = tokio::task::spawn_blocking(move || FsQueue::open(spool))
         .await
         .map_err(|e| queue::Error::Task {
