@@ -4,7 +4,12 @@
 //!
 //! At start it walks every envelope of the queue (`envelope walk`), so
 //! that whatever was acknowledged before a restart or a `kill -9` is
-//! tried again; a message without envelopes left is deleted. Then it
+//! tried again; a message without envelopes left is deleted. It walks
+//! again, adding only what it does not know, when a walk failed (after
+//! [`REWALK_DELAY`]) and whenever the queue reports that it came back
+//! ([`QueueBackend::recoveries`]: a proc-exec backend restarted); the
+//! envelopes delivered while their deletion failed are deleted again
+//! first, and never scheduled twice. Then it
 //! waits for the earliest of: envelopes committed by intake
 //! ([`Handle::committed`]), a control request, a delivery that ended, or
 //! the next time something is due. Due envelopes are handed out by
@@ -35,7 +40,7 @@
 //! between a delivery and the deletion, the envelope is delivered again
 //! after restart (at least once, as in every MTA).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,6 +65,9 @@ use crate::table::Tables;
 
 /// How long a stopping driver waits for deliveries in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long after a failed walk of the queue the next one starts.
+pub const REWALK_DELAY: Duration = Duration::from_secs(5);
 
 /// The error line of relayed envelopes until relaying exists.
 const NO_RELAY: &str = "451 4.3.0 Relaying is not available on this server";
@@ -221,6 +229,11 @@ pub struct Driver {
     stats: Stats,
     /// How `.forward` and include files are read for bounce recipients.
     files: Arc<dyn ExpansionFiles>,
+    /// Envelopes done with whose deletion failed: deleted again before
+    /// the next walk, never scheduled again.
+    undeleted: HashSet<EvpId>,
+    /// When to walk the queue again after a failed walk.
+    rewalk_at: Option<tokio::time::Instant>,
 }
 
 impl Driver {
@@ -246,6 +259,8 @@ impl Driver {
             inflight_since: HashMap::new(),
             stats: Stats::default(),
             files: Arc::new(SystemFiles),
+            undeleted: HashSet::new(),
+            rewalk_at: None,
         }
     }
 
@@ -260,6 +275,7 @@ impl Driver {
     /// flight get [`DRAIN_TIMEOUT`] to end.
     pub async fn run(mut self, inbox: Inbox, stop: impl std::future::Future<Output = ()>) {
         let Inbox(mut rx) = inbox;
+        let mut recoveries = self.queue.recoveries();
         self.load().await;
         tokio::pin!(stop);
         loop {
@@ -282,6 +298,8 @@ impl Driver {
                     }
                 }
                 () = sleep_for(sleep) => {}
+                () = recovered(recoveries.as_mut()) => self.load().await,
+                () = sleep_until(self.rewalk_at) => self.load().await,
             }
         }
         let drain = async {
@@ -298,12 +316,18 @@ impl Driver {
         }
     }
 
-    /// Schedules every envelope of the queue.
+    /// Schedules every envelope of the queue it does not know yet; on
+    /// failure, walks again after [`REWALK_DELAY`].
     async fn load(&mut self) {
+        self.rewalk_at = None;
+        for evpid in std::mem::take(&mut self.undeleted) {
+            self.delete(evpid).await;
+        }
         let mut after = EvpId::new(MsgId(0), 0);
         let mut loaded = 0usize;
         loop {
             match self.queue.envelope_walk(after).await {
+                Ok(Some((evpid, _))) if self.is_known(evpid) => after = evpid,
                 Ok(Some((evpid, bytes))) => {
                     after = evpid;
                     match Envelope::parse(&bytes, Some(evpid)) {
@@ -319,6 +343,7 @@ impl Driver {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!("scheduler: envelope walk: {e}");
+                    self.rewalk_at = Some(tokio::time::Instant::now() + REWALK_DELAY);
                     break;
                 }
             }
@@ -326,6 +351,12 @@ impl Driver {
         if loaded > 0 {
             tracing::info!("scheduler: {loaded} envelope(s) loaded from the queue");
         }
+    }
+
+    /// Whether a walk must skip the envelope: scheduled already, or done
+    /// with and waiting for its deletion.
+    fn is_known(&self, evpid: EvpId) -> bool {
+        self.ramqueue.get(evpid).is_some() || self.undeleted.contains(&evpid)
     }
 
     /// Adds an envelope to the scheduler.
@@ -802,6 +833,10 @@ impl Driver {
     async fn delete(&mut self, evpid: EvpId) {
         if let Err(e) = self.queue.envelope_delete(evpid).await {
             tracing::warn!("evp:{evpid}: cannot delete envelope: {e}");
+            self.undeleted.insert(evpid);
+            if self.rewalk_at.is_none() {
+                self.rewalk_at = Some(tokio::time::Instant::now() + REWALK_DELAY);
+            }
             return;
         }
         self.release(evpid.msgid()).await;
@@ -863,6 +898,23 @@ fn until(at: u64) -> Duration {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     Duration::from_secs(at).saturating_sub(now)
+}
+
+/// Resolves when the queue came back, never when it cannot go away.
+async fn recovered(recoveries: Option<&mut tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = recoveries {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_for(duration: Option<Duration>) {
