@@ -308,6 +308,7 @@ fn dispatch<F: Family>(family: &F, link: &Link<F>, line: &[u8], name: &str) {
                     .complete(&key, Err(Failure::Malformed(reason)));
             }
         }
+        Decoded::Handled => {}
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct Link<F: Family> {
     outbox: Padded<Mutex<Outbox>>,
     /// Wakes the writer.
     pub(crate) wake_writer: Notify,
+    /// Wakes paced senders: the writer wrote a batch, or the link closed.
+    room: Notify,
     max_buffered: usize,
     open: AtomicBool,
     epoch: AtomicU64,
@@ -79,6 +81,7 @@ impl<F: Family> Link<F> {
                 closing: true,
             })),
             wake_writer: Notify::new(),
+            room: Notify::new(),
             max_buffered: spec.max_buffered,
             open: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -130,6 +133,7 @@ impl<F: Family> Link<F> {
         outbox.closing = true;
         drop(outbox);
         self.inflight.close(reason);
+        self.room.notify_waiters();
     }
 
     /// Whether a child takes requests.
@@ -199,6 +203,25 @@ impl<F: Family> Link<F> {
     /// For the writer: what it took is written.
     pub(crate) fn written(&self) {
         self.outbox().writing = 0;
+        self.room.notify_waiters();
+    }
+
+    /// Waits until at most half the buffer limit waits for the child (or
+    /// the link closed), so that a stream of lines goes no faster than the
+    /// child reads it.
+    pub(crate) async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let outbox = self.outbox();
+                if outbox.closing || outbox.lines.len() + outbox.writing <= self.max_buffered / 2 {
+                    return;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// For the reader: the child wrote one more line.

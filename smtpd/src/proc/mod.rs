@@ -120,6 +120,9 @@ pub enum Decoded<K, A> {
         /// What was wrong, without the line itself.
         reason: String,
     },
+    /// A line the family dealt with itself, answering no request (a
+    /// filter's data-line, handed to its session's stream).
+    Handled,
 }
 
 /// What to run and how.

@@ -137,6 +137,38 @@ impl<F: Family> Supervisor<F> {
         result
     }
 
+    /// Sends a line that has no answer (a filter's report event, a
+    /// data-line whose output comes back on its own). Every error is
+    /// temporary.
+    pub fn send<L: Line>(&self, line: &L) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        if !shared.link.is_open() {
+            return Err(shared.unavailable());
+        }
+        shared.link.send(line).map_err(|e| shared.send_error(e))
+    }
+
+    /// [`Supervisor::send`], once the child has read enough of what waits
+    /// for it: at most half the buffer limit is left waiting, so a long
+    /// stream of lines keeps the memory it uses bounded.
+    pub async fn send_paced<L: Line>(&self, line: &L) -> Result<(), Error> {
+        self.handle.shared.link.room().await;
+        self.send(line)
+    }
+
+    /// Counts a request made with [`Supervisor::send`] and answered on its
+    /// own, with its latency when measured, for `smtpctl show filters`.
+    pub fn count(&self, latency: Option<Duration>, failed: bool) {
+        let counters = &self.handle.shared.counters;
+        counters.request();
+        if let Some(latency) = latency {
+            counters.answered_in(latency);
+        }
+        if failed {
+            counters.error();
+        }
+    }
+
     /// What the running child registered, if a child runs.
     pub fn registration(&self) -> Option<Arc<F::Registration>> {
         self.handle.shared.link.registration()
@@ -189,6 +221,18 @@ impl<F: Family> Shared<F> {
         });
     }
 
+    fn send_error(&self, e: SendError) -> Error {
+        let backend = self.spec.name.clone();
+        match e {
+            SendError::Overloaded => Error::Overloaded {
+                backend,
+                limit: self.spec.max_buffered,
+            },
+            SendError::Closed => self.unavailable(),
+            SendError::Format(reason) => Error::Unsendable { backend, reason },
+        }
+    }
+
     fn unavailable(&self) -> Error {
         let reason = match &*self.state.borrow() {
             State::Down { reason } => format!("{reason}; waiting for a restart"),
@@ -223,17 +267,7 @@ impl<F: Family> Shared<F> {
                     },
                 })?;
         let sent = sample.then(Instant::now);
-        link.send(request).map_err(|e| match e {
-            SendError::Overloaded => Error::Overloaded {
-                backend: backend(),
-                limit: self.spec.max_buffered,
-            },
-            SendError::Closed => self.unavailable(),
-            SendError::Format(reason) => Error::Unsendable {
-                backend: backend(),
-                reason,
-            },
-        })?;
+        link.send(request).map_err(|e| self.send_error(e))?;
         // The sweeper fails the request when its time is up.
         match ticket.answer().await {
             Ok(answer) => {
