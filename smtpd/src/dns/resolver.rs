@@ -163,9 +163,20 @@ impl Resolver {
     /// preferences in the nameserver's order); empty when it has none, in
     /// which case mail goes to the domain's own address (RFC 5321 5.1).
     pub async fn lookup_mx(&self, domain: &str) -> Result<Vec<Mx>, Error> {
-        let found = self
-            .query(absolute(domain)?, RecordType::MX, &format!("MX {domain}"))
-            .await?;
+        Ok(self.lookup_domain_mx(domain).await?.unwrap_or_default())
+    }
+
+    /// The mail exchangers of `domain` as [`Resolver::lookup_mx`] finds
+    /// them, or `None` when the domain does not exist (NXDOMAIN): relaying
+    /// fails permanently then, and tries the domain's own address when it
+    /// exists without MX records.
+    pub async fn lookup_domain_mx(&self, domain: &str) -> Result<Option<Vec<Mx>>, Error> {
+        let Some(found) = self
+            .query_answer(absolute(domain)?, RecordType::MX, &format!("MX {domain}"))
+            .await?
+        else {
+            return Ok(None);
+        };
         let mut exchangers: Vec<Mx> = found
             .into_iter()
             .filter_map(|rdata| match rdata {
@@ -177,7 +188,7 @@ impl Resolver {
             })
             .collect();
         exchangers.sort_by_key(|mx| mx.preference);
-        Ok(exchangers)
+        Ok(Some(exchangers))
     }
 
     /// The addresses of `name` of one type, A or AAAA.
@@ -200,6 +211,20 @@ impl Resolver {
     /// does not exist), or why there is no answer. `text` names the query
     /// in errors.
     async fn query(&self, name: Name, kind: RecordType, text: &str) -> Result<Vec<RData>, Error> {
+        Ok(self
+            .query_answer(name, kind, text)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// As [`Resolver::query`], with `None` when the name does not exist
+    /// (NXDOMAIN) rather than existing without records of the type.
+    async fn query_answer(
+        &self,
+        name: Name,
+        kind: RecordType,
+        text: &str,
+    ) -> Result<Option<Vec<RData>>, Error> {
         let Some(client) = &self.client else {
             return Err(Error::Offline {
                 query: text.to_owned(),
@@ -223,17 +248,24 @@ impl Resolver {
         match response {
             // Through a CNAME the answer holds the chain: keep the records
             // of the type asked.
-            Ok(response) => Ok(response
-                .answers()
-                .iter()
-                .filter(|record| record.record_type() == kind)
-                .map(|record| record.data().clone())
-                .collect()),
+            Ok(response) if response.response_code() == ResponseCode::NXDomain => Ok(None),
+            Ok(response) => Ok(Some(
+                response
+                    .answers()
+                    .iter()
+                    .filter(|record| record.record_type() == kind)
+                    .map(|record| record.data().clone())
+                    .collect(),
+            )),
             Err(e) => match e.kind() {
                 ProtoErrorKind::NoRecordsFound {
-                    response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                    response_code: ResponseCode::NXDomain,
                     ..
-                } => Ok(Vec::new()),
+                } => Ok(None),
+                ProtoErrorKind::NoRecordsFound {
+                    response_code: ResponseCode::NoError,
+                    ..
+                } => Ok(Some(Vec::new())),
                 ProtoErrorKind::Timeout => Err(timeout()),
                 _ => Err(Error::Failed {
                     query: text.to_owned(),

@@ -24,6 +24,29 @@ pub enum Attempt<'a> {
 /// Logs the end of a delivery attempt of `envelope` at the Unix second
 /// `now`: `mda delivery` for a local delivery, `mta delivery` else.
 pub fn delivery(envelope: &Envelope, attempt: Attempt<'_>, now: u64) {
+    delivery_via(envelope, attempt, now, None, "-");
+}
+
+/// Logs the end of a relay attempt of `envelope` at `now`, made from the
+/// local address `source` (if one was chosen) to `relay` (`NAME [ADDR]`,
+/// or `-` when no connection was made): 7.8's `mta delivery` line.
+pub fn relay_delivery(
+    envelope: &Envelope,
+    attempt: Attempt<'_>,
+    now: u64,
+    source: Option<&str>,
+    relay: &str,
+) {
+    delivery_via(envelope, attempt, now, source, relay);
+}
+
+fn delivery_via(
+    envelope: &Envelope,
+    attempt: Attempt<'_>,
+    now: u64,
+    source: Option<&str>,
+    relay: &str,
+) {
     let evpid = envelope.id.unwrap_or(EvpId(0));
     let local = matches!(envelope.kind, Kind::Mda(_));
     // mda.c says `Error (reason)` for a failed delivery agent; mta.c the
@@ -63,8 +86,8 @@ pub fn delivery(envelope: &Envelope, attempt: Attempt<'_>, now: u64) {
         Kind::Mta | Kind::Bounce(_) => Event::MtaDelivery {
             session,
             delivery,
-            source: None,
-            relay: "-",
+            source,
+            relay,
         },
     });
 }

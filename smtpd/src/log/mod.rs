@@ -21,7 +21,7 @@ mod output;
 mod session;
 mod syslog;
 
-pub use delivery::{bounce_injected, delivery, expired, removed, Attempt};
+pub use delivery::{bounce_injected, delivery, expired, relay_delivery, removed, Attempt};
 pub use event::{
     escape, AuthResult, Delay, Delivery, DeliveryResult, Event, QueueAction, Reason, SessionId,
 };
