@@ -9,7 +9,7 @@ use std::time::Duration;
 use smtpd_conformance::vectors::Family;
 use smtpd_conformance::wire::{parse_registration, Registration};
 use smtpd_sdk::proto::filter::{self, EventKind, Phase, Subsystem};
-use smtpd_sdk::proto::{table, ConfigLine, Line};
+use smtpd_sdk::proto::{queue, table, ConfigLine, Line};
 use tokio::time::Instant;
 
 use super::backend::{Backend, Next};
@@ -59,6 +59,13 @@ impl Registered {
             })
             .collect();
         set.into_iter().collect()
+    }
+
+    /// True when a queue backend registered `capability`.
+    pub(crate) fn has_capability(&self, capability: &str) -> bool {
+        self.lines.iter().any(
+            |r| matches!(r, Registration::Queue(queue::Register::Capability(c)) if c == capability),
+        )
     }
 
     /// True when the filter registered `phase`.
@@ -212,6 +219,14 @@ mod tests {
         assert!(all.has_report(Subsystem::SmtpIn, Some(EventKind::TxBegin)));
         assert!(all.has_report(Subsystem::SmtpIn, None));
         assert_eq!(all.describe(), "registered report|smtp-in|*");
+    }
+
+    #[test]
+    fn queue_capabilities() {
+        let r = registered(Family::Queue, &["register|lease", "register|other"]);
+        assert!(r.has_capability("lease"));
+        assert!(!r.has_capability("compress"));
+        assert!(!registered(Family::Queue, &[]).has_capability("lease"));
     }
 
     #[test]

@@ -6,15 +6,19 @@
 //! when `--fixture NAME` says the backend was loaded with it. Handshake and
 //! codec-only cases are left to the codecs. Filter cases whose requests use
 //! a phase the backend did not register are skipped (the daemon never sends
-//! those), and report events it did not register are not sent. Each
+//! those), and report events it did not register are not sent; queue cases
+//! using a lease operation are skipped unless the backend registered
+//! `lease`. Each
 //! exchange must pass the tracker's protocol checks and then match the
 //! case's `<` lines; a case stops at its first failing exchange. After the
 //! last exchange the backend's stdin is closed, and whatever it still
 //! writes must answer something.
 
+use smtpd_conformance::vectors::Family;
 use smtpd_conformance::vectors::{match_answers, Captures, Case, Mismatch, VectorFile};
 use smtpd_conformance::wire::{parse_request, Request};
 use smtpd_sdk::proto::filter::Input;
+use smtpd_sdk::proto::queue::{OpKind, LEASE_CAPABILITY};
 
 use super::handshake::Registered;
 use super::report::{show, Failure, Report};
@@ -83,6 +87,20 @@ fn skip_reason(settings: &Settings, registered: &Registered, case: &Case) -> Opt
     }
     for exchange in case.exchanges() {
         for sent in &exchange.sent {
+            if settings.family == Family::Queue {
+                // The line may hold placeholders: only its operation is read.
+                let op = sent.text.split(|&b| b == b'|').nth(3);
+                let kind = op.and_then(OpKind::from_name);
+                if kind.is_some_and(OpKind::needs_lease)
+                    && !registered.has_capability(LEASE_CAPABILITY)
+                {
+                    let name = kind.map_or("", OpKind::name);
+                    return Some(format!(
+                        "the backend did not register {LEASE_CAPABILITY} ({name} needs it)"
+                    ));
+                }
+                continue;
+            }
             let Ok(Request::Filter(Input::Filter(request))) =
                 parse_request(settings.family, &sent.text)
             else {

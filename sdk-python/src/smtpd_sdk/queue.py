@@ -22,6 +22,18 @@ callbacks as keyword arguments):
                                        or None when there is none
 =====================================  =========================================
 
+A backend whose store several daemons share registers ``capabilities=["lease"]``
+and adds the lease operations (SPEC.md 4.12):
+
+============================================  ==================================
+``envelope_claim(evpid, instance, seconds)``  ``"ok"``, ``"busy"`` (another
+                                              instance holds a live lease) or
+                                              ``"not-found"``
+``envelope_release(evpid, instance)``         end ``instance``'s lease
+``envelope_walk_free(after, instance)``       like ``envelope_walk``, skipping
+                                              envelopes others hold
+============================================  ==================================
+
 An operation without a callback, a callback that raises and a result that
 cannot be sent are answered ``error`` (a temporary failure); a raised
 :class:`~smtpd_sdk.BackendError` gives its message without a traceback.
@@ -91,7 +103,11 @@ def _response(req: Request, result: Any) -> Response:
         if result is None:
             return Response(op, rid, "not-found")
         return Response(op, rid, "found", data=bytes(result))
-    if op == "envelope-walk":
+    if op == "envelope-claim":
+        if result not in ("ok", "busy", "not-found"):
+            raise ValueError("envelope_claim must return 'ok', 'busy' or 'not-found'")
+        return Response(op, rid, result)
+    if op in ("envelope-walk", "envelope-walk-free"):
         if result is None:
             return Response(op, rid, "done")
         evpid, data = result
@@ -114,8 +130,8 @@ def run(
 
     Callbacks are the keyword arguments named after operations
     (``message_create=...``), else ``backend``'s methods of those names.
-    ``capabilities`` are registered before ``register|ready`` (none is
-    defined in 0.1). Returns at end of input; exits with status 1 when the
+    ``capabilities`` are registered before ``register|ready`` (``"lease"``
+    with the lease operations). Returns at end of input; exits with status 1 when the
     daemon announces another protocol version.
     """
     core = QueueCore(_handlers(backend, handlers), capabilities)

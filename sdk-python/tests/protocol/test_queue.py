@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from smtpd_sdk.protocol import FormatError, ParseError, Timestamp
-from smtpd_sdk.protocol.queue import Register, Request, Response, arguments, parse_backend_line, parse_daemon_line
+from smtpd_sdk.protocol.queue import (
+    LEASE_OPERATIONS,
+    MAX_INSTANCE_LEN,
+    Register,
+    Request,
+    Response,
+    arguments,
+    is_instance_id,
+    parse_backend_line,
+    parse_daemon_line,
+)
 
 TS = b"1731000001.000412"
 
@@ -186,3 +196,82 @@ def test_either_side_dispatches() -> None:
     assert isinstance(parse_daemon_line(b"queue|0.1|%s|message-create|0000000000000001" % TS), Request)
     assert isinstance(parse_backend_line(b"register|ready"), Register)
     assert isinstance(parse_backend_line(b"message-delete-result|0000000000000005|ok"), Response)
+
+
+LEASE_REQUESTS = [
+    b"envelope-claim|0000000000000001|0badcafe00000001|mx1.example.org:4f2a|60",
+    b"envelope-claim|0000000000000001|0badcafe00000001|a|86400",
+    b"envelope-release|0000000000000002|0badcafe00000001|mx1.example.org:4f2a",
+    b"envelope-walk-free|0000000000000003|0000000000000000|mx1.example.org:4f2a",
+]
+
+
+@pytest.mark.parametrize("args", LEASE_REQUESTS)
+def test_lease_requests_round_trip(args: bytes) -> None:
+    line = b"queue|0.1|%s|%s" % (TS, args)
+    assert Request.parse(line).format() == line + b"\n"
+
+
+def test_lease_request_fields() -> None:
+    r = Request.parse(b"queue|0.1|%s|envelope-claim|0000000000000001|0badcafe00000001|mx-1_a.b|30" % TS)
+    assert (r.op, r.evpid, r.instance, r.seconds) == ("envelope-claim", 0x0BADCAFE00000001, "mx-1_a.b", 30)
+    assert r.op in LEASE_OPERATIONS
+    w = Request.parse(b"queue|0.1|%s|envelope-walk-free|0000000000000003|0000000000000000|mx1" % TS)
+    assert (w.after, w.instance) == (0, "mx1")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        b"envelope-claim|0000000000000001|0badcafe00000001|mx1|0",
+        b"envelope-claim|0000000000000001|0badcafe00000001|mx1|86401",
+        b"envelope-claim|0000000000000001|0badcafe00000001||60",
+        b"envelope-claim|0000000000000001|0badcafe00000001|mx 1|60",
+        b"envelope-claim|0000000000000001|0badcafe00000001|mx1",
+        b"envelope-release|0000000000000002|0badcafe00000001",
+        b"envelope-walk-free|0000000000000003|0000000000000000|m/x",
+    ],
+)
+def test_bad_lease_requests_are_refused_and_answerable(args: bytes) -> None:
+    with pytest.raises(ParseError) as e:
+        Request.parse(b"queue|0.1|%s|%s" % (TS, args))
+    assert e.value.reply_to is not None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"envelope-claim-result|0000000000000001|ok",
+        b"envelope-claim-result|0000000000000001|busy",
+        b"envelope-claim-result|0000000000000001|not-found",
+        b"envelope-release-result|0000000000000002|ok",
+        b"envelope-walk-free-result|0000000000000003|found|0badcafe00000001|dmVyc2lvbjogMQ==",
+        b"envelope-walk-free-result|0000000000000003|done",
+    ],
+)
+def test_lease_answers_round_trip(line: bytes) -> None:
+    assert Response.parse(line).format() == line + b"\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"envelope-walk-result|0000000000000001|busy",
+        b"envelope-release-result|0000000000000002|busy",
+        b"envelope-claim-result|0000000000000001|busy|someone",
+        b"envelope-walk-free-result|0000000000000003|ok",
+    ],
+)
+def test_bad_lease_answers_are_refused(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        Response.parse(line)
+
+
+def test_lease_formatting_refuses_forged_fields() -> None:
+    ts = Request.parse(b"queue|0.1|%s|envelope-walk|000000000000000b|0000000000000000" % TS).timestamp
+    with pytest.raises(FormatError):
+        Request(ts, "envelope-release", 1, evpid=0x0BADCAFE00000001, instance="a|b").format()
+    with pytest.raises(FormatError):
+        Request(ts, "envelope-claim", 1, evpid=0x0BADCAFE00000001, instance="a", seconds=0).format()
+    assert is_instance_id("x" * MAX_INSTANCE_LEN)
+    assert not is_instance_id("x" * (MAX_INSTANCE_LEN + 1))

@@ -9,7 +9,12 @@ be read, and reading at or past the end gives empty data. Envelopes belong to a 
 and are visible (loaded, updated, walked) once it is committed; walking
 returns the envelope with the smallest id above a given one, then ``done``.
 Deleting a message deletes its envelopes, and a corrupt message is moved
-aside with them.
+aside with them; deleting the last envelope of a committed message deletes
+the message.
+
+It registers ``lease`` (SPEC.md 4.12), as a store shared by several daemons
+would: an envelope claimed by one instance is ``busy`` for the others until
+the lease expires or is released, and ``envelope-walk-free`` skips it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import asyncio
 import bisect
 import random
 import sys
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 from smtpd_sdk import BackendError, aio, queue
+from smtpd_sdk.protocol.queue import LEASE_CAPABILITY
 
 
 class Message:
@@ -42,6 +49,8 @@ class MemoryQueue:
         self.envelopes: Dict[int, bytes] = {}
         self.corrupt: Dict[int, Tuple[Message, Dict[int, bytes]]] = {}
         self._sorted: Optional[List[int]] = None
+        # evpid -> (instance, expiry on the monotonic clock)
+        self.leases: Dict[int, Tuple[str, float]] = {}
 
     def _message(self, msgid: int) -> Message:
         message = self.messages.get(msgid)
@@ -129,8 +138,37 @@ class MemoryQueue:
         return self.envelopes[evpid] if self._visible(evpid) else None
 
     def envelope_delete(self, evpid: int) -> None:
+        self.leases.pop(evpid, None)
         if self.envelopes.pop(evpid, None) is not None:
             self._sorted = None
+            msgid = evpid >> 32
+            message = self.messages.get(msgid)
+            if message is not None and message.committed and not any(e >> 32 == msgid for e in self.envelopes):
+                del self.messages[msgid]
+
+    def _held_by_other(self, evpid: int, instance: str) -> bool:
+        lease = self.leases.get(evpid)
+        return lease is not None and lease[0] != instance and lease[1] > time.monotonic()
+
+    def envelope_claim(self, evpid: int, instance: str, seconds: int) -> str:
+        if not self._visible(evpid):
+            return "not-found"
+        if self._held_by_other(evpid, instance):
+            return "busy"
+        self.leases[evpid] = (instance, time.monotonic() + seconds)
+        return "ok"
+
+    def envelope_release(self, evpid: int, instance: str) -> None:
+        lease = self.leases.get(evpid)
+        if lease is not None and lease[0] == instance:
+            del self.leases[evpid]
+
+    def envelope_walk_free(self, after: int, instance: str) -> Optional[Tuple[int, bytes]]:
+        while True:
+            found = self.envelope_walk(after)
+            if found is None or not self._held_by_other(found[0], instance):
+                return found
+            after = found[0]
 
     def envelope_walk(self, after: int) -> Optional[Tuple[int, bytes]]:
         if self._sorted is None:
@@ -169,9 +207,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     store = MemoryQueue()
     if args.asyncio:
-        asyncio.run(aio.run_queue(AsyncMemoryQueue(store)))
+        asyncio.run(aio.run_queue(AsyncMemoryQueue(store), capabilities=[LEASE_CAPABILITY]))
     else:
-        queue.run(store)
+        queue.run(store, capabilities=[LEASE_CAPABILITY])
     return 0
 
 

@@ -10,6 +10,10 @@ padding; :class:`Request` and :class:`Response` hold it decoded, as bytes.
 An ``ok`` to a state-changing request means the change is durable. Request
 ids are 16 lower-case hex digits, message ids 8 (never zero), envelope ids
 16 (upper half the message id, lower half never zero); all kept as ``int``.
+
+A backend whose store several daemons share registers :data:`LEASE_CAPABILITY`
+and serves ``envelope-claim`` (answered ``ok``, ``busy`` or ``not-found``),
+``envelope-release`` and ``envelope-walk-free`` (SPEC.md 4.12).
 """
 
 from __future__ import annotations
@@ -29,6 +33,29 @@ VERSION = "0.1"
 DEFAULT_CHUNK_SIZE = 32 * 1024
 """The largest chunk the daemon writes or asks for by default, in bytes."""
 
+LEASE_CAPABILITY = "lease"
+"""The capability of a backend whose store several daemons share."""
+
+MAX_LEASE_SECONDS = 86400
+"""The longest lease a claim may ask for, in seconds."""
+
+MAX_INSTANCE_LEN = 64
+"""The longest daemon instance id, in bytes."""
+
+LEASE_OPERATIONS = ("envelope-claim", "envelope-release", "envelope-walk-free")
+"""The operations sent only to a backend that registered ``lease``."""
+
+_INSTANCE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:")
+
+
+def is_instance_id(value: object) -> bool:
+    """True for a valid daemon instance id: 1 to 64 ASCII letters, digits,
+    ``.``, ``_``, ``-`` or ``:``."""
+    if not isinstance(value, str):
+        return False
+    raw = value.encode("utf-8")
+    return 0 < len(raw) <= MAX_INSTANCE_LEN and all(b in _INSTANCE_CHARS for b in raw)
+
 OPERATIONS = (
     "message-create",
     "message-write",
@@ -41,10 +68,13 @@ OPERATIONS = (
     "envelope-load",
     "envelope-delete",
     "envelope-walk",
+    "envelope-claim",
+    "envelope-release",
+    "envelope-walk-free",
 )
 """Every operation, in protocol order."""
 
-STATUSES = ("ok", "found", "not-found", "done", "error")
+STATUSES = ("ok", "found", "not-found", "done", "busy", "error")
 """Every answer status."""
 
 # The arguments of each operation, in wire order.
@@ -60,18 +90,24 @@ _ARGS = {
     "envelope-load": ("evpid",),
     "envelope-delete": ("evpid",),
     "envelope-walk": ("after",),
+    "envelope-claim": ("evpid", "instance", "seconds"),
+    "envelope-release": ("evpid", "instance"),
+    "envelope-walk-free": ("after", "instance"),
 }
 _RESULT_OPS = {(op + "-result").encode(): op for op in OPERATIONS}
 _QID_FORM = "16 lower-case hex digits"
 _MSGID_FORM = "8 lower-case hex digits, not all zero"
 _EVPID_FORM = "16 lower-case hex digits, both halves non-zero"
 _B64_FORM = "standard base64 with padding"
-_STATUS_FORM = "ok, found, not-found, done or error"
+_STATUS_FORM = "ok, found, not-found, done, busy or error"
+_INSTANCE_FORM = "1 to 64 letters, digits, '.', '_', '-' or ':'"
+_SECONDS_FORM = "a number of seconds from 1 to 86400"
 
 
 class Register(NamedTuple):
     """``register|CAPABILITY``, or ``register|ready`` when ``capability`` is
-    None. No capability is defined in 0.1; the daemon ignores unknown ones."""
+    None. 0.1 defines one capability, :data:`LEASE_CAPABILITY`; the daemon
+    ignores unknown ones."""
 
     capability: Optional[str] = None
 
@@ -136,7 +172,9 @@ class Request(NamedTuple):
     Only the arguments of ``op`` are set (see :func:`arguments`):
     ``msgid``, ``evpid`` (``envelope-update``/``load``/``delete``), ``after``
     (``envelope-walk``, 0 for the start), ``offset``, ``size`` (commit),
-    ``length`` (read) and ``data`` (write, envelope create and update).
+    ``length`` (read) and ``data`` (write, envelope create and update);
+    ``instance`` (the daemon instance id) and ``seconds`` (the lease) for
+    the lease operations.
     """
 
     timestamp: Timestamp
@@ -149,6 +187,8 @@ class Request(NamedTuple):
     size: Optional[int] = None
     length: Optional[int] = None
     data: Optional[bytes] = None
+    instance: Optional[str] = None
+    seconds: Optional[int] = None
 
     @classmethod
     def parse(cls, line: bytes) -> Request:
@@ -209,6 +249,17 @@ def _parse_args(c: Cursor, op: str) -> dict:
             args[name] = _evpid(c, allow_zero=True)
         elif name == "data":
             args[name] = _b64decode(c, "data")
+        elif name == "instance":
+            raw = c.field("instance id", _INSTANCE_FORM)
+            text = raw.decode("utf-8", "replace")
+            if not is_instance_id(text):
+                raise c.error(Problem.INVALID, "instance id", _INSTANCE_FORM)
+            args[name] = text
+        elif name == "seconds":
+            value = parse_decimal(c.field("lease seconds", _SECONDS_FORM))
+            if value is None or not 1 <= value <= MAX_LEASE_SECONDS:
+                raise c.error(Problem.INVALID, "lease seconds", _SECONDS_FORM)
+            args[name] = value
         else:
             args[name] = _number(c, name)
     if op in _NONEMPTY_DATA and not args["data"]:
@@ -231,6 +282,14 @@ def _put_arg(op: str, name: str, value: object) -> bytes:
         if op in _NONEMPTY_DATA and not value:
             raise FormatError("data", "must hold at least one byte")
         return base64.b64encode(value)
+    if name == "instance":
+        if not is_instance_id(value):
+            raise FormatError("instance id", "must be " + _INSTANCE_FORM)
+        return cast(str, value).encode("ascii")
+    if name == "seconds":
+        if not (isinstance(value, int) and 1 <= value <= MAX_LEASE_SECONDS):
+            raise FormatError("lease seconds", "must be from 1 to 86400")
+        return b"%d" % value
     if not is_u64(value):
         raise FormatError(name, "must be an int of 64 bits")
     return b"%d" % cast(int, value)
@@ -255,11 +314,13 @@ def is_valid_answer(op: str, status: str, response: Response) -> bool:
             "message-corrupt",
             "envelope-update",
             "envelope-delete",
+            "envelope-claim",
+            "envelope-release",
         )
     if status == "found":
         if r.data is None or r.msgid is not None:
             return False
-        if op == "envelope-walk":
+        if op in ("envelope-walk", "envelope-walk-free"):
             return r.evpid is not None and len(r.data) > 0
         if r.evpid is not None:
             return False
@@ -267,8 +328,10 @@ def is_valid_answer(op: str, status: str, response: Response) -> bool:
     if r.msgid is not None or r.evpid is not None or r.data is not None:
         return False
     if status == "not-found":
-        return op in ("message-read", "message-corrupt", "envelope-update", "envelope-load")
-    return status == "done" and op == "envelope-walk"
+        return op in ("message-read", "message-corrupt", "envelope-update", "envelope-load", "envelope-claim")
+    if status == "busy":
+        return op == "envelope-claim"
+    return status == "done" and op in ("envelope-walk", "envelope-walk-free")
 
 
 class Response(NamedTuple):
@@ -277,7 +340,8 @@ class Response(NamedTuple):
     - ``ok``: ``msgid`` set for message-create, ``evpid`` for envelope-create;
     - ``found``: ``data`` (message-read, empty at the end; envelope-load),
       plus ``evpid`` for envelope-walk;
-    - ``not-found``, ``done`` (envelope-walk: nothing left);
+    - ``not-found``, ``done`` (envelope-walk and envelope-walk-free: nothing
+      left), ``busy`` (envelope-claim: another instance holds the lease);
     - ``error``: ``message`` optional.
     """
 
@@ -307,14 +371,14 @@ class Response(NamedTuple):
             elif op == "envelope-create":
                 fields["evpid"] = _evpid(c)
         elif status == "found":
-            if op == "envelope-walk":
+            if op in ("envelope-walk", "envelope-walk-free"):
                 fields["evpid"] = _evpid(c)
             fields["data"] = _b64decode(c, "data")
         elif status == "error":
             rest = c.opt_last()
             if rest is not None:
                 fields["message"] = decode(rest)
-        elif status not in ("not-found", "done"):
+        elif status not in ("not-found", "done", "busy"):
             raise c.error(Problem.INVALID, "status", _STATUS_FORM)
         c.finish("status")
         response = cls(op, request_id, status, **fields)
