@@ -61,7 +61,7 @@ pub(super) async fn matches(
         }
     }
     if let Some(auth) = &rule.auth {
-        if !authenticated(auth, envelope, ask).await? {
+        if !authenticated(auth, envelope.auth_user.as_deref(), tables).await? {
             return Ok(false);
         }
     }
@@ -118,6 +118,18 @@ impl Ask<'_> {
             .await?;
         Ok(found != criterion.negated)
     }
+}
+
+/// `key` checked in the table of `criterion` with `service` (`regex` when
+/// written with `regex`), negated if written with `!`: the test of every
+/// table criterion, shared with the built-in filters' conditions.
+pub(crate) async fn table_criterion(
+    criterion: &Criterion<TableMatch>,
+    service: Service,
+    key: &str,
+    tables: &Tables,
+) -> Result<bool, Error> {
+    Ask { tables }.criterion(criterion, service, key).await
 }
 
 fn service_of(test: TableMatch, service: Service) -> Service {
@@ -183,14 +195,15 @@ async fn destination(
 }
 
 /// `auth` and `auth [regex] <t>`: false for a session that did not
-/// authenticate; with a table, the user name is checked as a mail address
-/// when it holds `@`, else as a string.
-async fn authenticated(
+/// authenticate (`user` is `None`); with a table, the user name is checked
+/// as a mail address when it holds `@`, else as a string. Built-in filters
+/// test their `auth` condition with it too.
+pub(crate) async fn authenticated(
     auth: &Criterion<Option<TableMatch>>,
-    envelope: &Envelope,
-    ask: Ask<'_>,
+    user: Option<&str>,
+    tables: &Tables,
 ) -> Result<bool, Error> {
-    let found = match (&envelope.auth_user, auth.test) {
+    let found = match (user, auth.test) {
         (None, _) => false,
         (Some(_), None) => true,
         (Some(user), Some(t)) => {
@@ -199,7 +212,9 @@ async fn authenticated(
             } else {
                 Service::String
             };
-            ask.check(t.table, service_of(t, service), user).await?
+            Ask { tables }
+                .check(t.table, service_of(t, service), user)
+                .await?
         }
     };
     Ok(found != auth.negated)

@@ -36,6 +36,7 @@ mod envelope;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use criteria::{authenticated, table_criterion};
 pub use envelope::{Address, Envelope, Source};
 
 use crate::config::{ActionId, Rule, Verdict};
