@@ -58,6 +58,11 @@ conform filter standard.filter "$py" -m smtpd_sdk.examples.filter_guard --asynci
 conform queue none "$py" -m smtpd_sdk.examples.queue_memory
 conform queue none "$py" -m smtpd_sdk.examples.queue_memory --asyncio
 conform table standard.table protocol-spec/examples/table-shell.sh "$fixtures/standard.table"
+# queue-sqlite keeps its file between runs; each case wants an empty queue.
+qdir=$(mktemp -d)
+printf 'dbpath %s/queue.sqlite\n' "$qdir" >"$qdir/queue.conf"
+conform queue none sh -c "rm -f '$qdir'/queue.sqlite*; exec target/debug/queue-sqlite '$qdir/queue.conf'"
+rm -rf "$qdir"
 
 if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
   step "fuzz smoke run (${FUZZ_SECONDS:-10}s per target)"
