@@ -19,7 +19,7 @@ fn spec(command: String) -> Spec {
 
 async fn memory_queue() -> ProcExecQueue {
     let command = format!(
-        "env PYTHONPATH={} python3 -m smtpd_sdk.examples.queue_memory",
+        "/usr/bin/env PYTHONPATH={} python3 -m smtpd_sdk.examples.queue_memory",
         sdk_python().display()
     );
     ProcExecQueue::start(spec(command)).await.expect("start")
@@ -161,7 +161,7 @@ async fn a_message_goes_through_a_real_backend_in_chunks() {
 #[tokio::test]
 async fn a_backend_error_is_a_temporary_failure_naming_the_backend() {
     // Answers every request `error|disk full`, keeping its id.
-    let script = r#"sh -c 'while read -r l; do [ "$l" = config\|ready ] && break; done
+    let script = r#"/bin/sh -c 'while read -r l; do [ "$l" = config\|ready ] && break; done
 echo register\|ready
 while IFS="|" read -r q v ts op id rest; do echo "$op-result|$id|error|disk full"; done'"#;
     let q = ProcExecQueue::start(spec(script.to_owned()))
@@ -178,7 +178,7 @@ async fn answers_that_do_not_fit_the_request_are_refused() {
     // Answers message-create with a message id, envelope-create with an
     // envelope of another message, and anything else with a result of
     // another operation.
-    let script = r#"sh -c 'while read -r l; do [ "$l" = config\|ready ] && break; done
+    let script = r#"/bin/sh -c 'while read -r l; do [ "$l" = config\|ready ] && break; done
 echo register\|ready
 while IFS="|" read -r q v ts op id rest; do case $op in
 message-create) echo "$op-result|$id|ok|0badcafe";;
@@ -213,7 +213,7 @@ esac; done'"#;
 #[tokio::test]
 async fn a_dead_backend_fails_requests_and_its_return_is_announced() {
     // Passes the handshake, then dies at its first request.
-    let script = r#"sh -c 'while read -r l; do [ "$l" = config\|ready ] && break; done
+    let script = r#"/bin/sh -c 'while read -r l; do [ "$l" = config\|ready ] && break; done
 echo register\|ready
 read -r l; exit 3'"#;
     let q = ProcExecQueue::start(spec(script.to_owned()))
