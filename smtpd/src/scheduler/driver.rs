@@ -209,6 +209,21 @@ pub struct Inbox(mpsc::UnboundedReceiver<Request>);
 struct Finished {
     envelope: Envelope,
     result: LocalResult,
+    /// The agent logged the attempt itself (the MTA, which knows the
+    /// relay and source address).
+    logged: bool,
+}
+
+/// The relay agent the driver hands due `mta` envelopes to
+/// ([`crate::mta::Mta`]).
+pub trait Relayer: Send + Sync {
+    /// Takes a due envelope; the receiver gets its outcome, the attempt
+    /// already logged. It may wait for the next [`Relayer::flush`].
+    fn submit(&self, envelope: Envelope) -> oneshot::Receiver<LocalResult>;
+
+    /// Everything due in this turn was submitted: start the deliveries
+    /// (envelopes of one message to one destination share a transaction).
+    fn flush(&self);
 }
 
 /// The driver task's state.
@@ -234,6 +249,9 @@ pub struct Driver {
     undeleted: HashSet<EvpId>,
     /// When to walk the queue again after a failed walk.
     rewalk_at: Option<tokio::time::Instant>,
+    /// Where relayed envelopes go; without one, each attempt fails
+    /// temporarily.
+    relayer: Option<Arc<dyn Relayer>>,
 }
 
 impl Driver {
@@ -261,7 +279,14 @@ impl Driver {
             files: Arc::new(SystemFiles),
             undeleted: HashSet::new(),
             rewalk_at: None,
+            relayer: None,
         }
+    }
+
+    /// Relays `mta` envelopes through `relayer`.
+    pub fn relayer(mut self, relayer: Arc<dyn Relayer>) -> Self {
+        self.relayer = Some(relayer);
+        self
     }
 
     /// Reads `.forward` and include files with `files` (the privileged
@@ -282,6 +307,9 @@ impl Driver {
             let now = unix_now();
             for job in self.ramqueue.due(now) {
                 self.start(job, now).await;
+            }
+            if let Some(relayer) = &self.relayer {
+                relayer.flush();
             }
             let wakeup = self.ramqueue.next_wakeup(now);
             let sleep = wakeup.map(until);
@@ -519,15 +547,49 @@ impl Driver {
                 self.deliveries.spawn(async move {
                     let _slot = slots.acquire_owned().await;
                     let result = agent.deliver(&envelope).await;
-                    (evpid, Finished { envelope, result })
+                    let logged = false;
+                    (
+                        evpid,
+                        Finished {
+                            envelope,
+                            result,
+                            logged,
+                        },
+                    )
                 });
             }
             Task::Deliver(DeliveryType::Mta) => {
                 self.stats.started += 1;
                 self.inflight_since.insert(evpid, now);
+                let Some(relayer) = &self.relayer else {
+                    self.deliveries.spawn(async move {
+                        let result = LocalResult::Temporary(NO_RELAY.to_owned());
+                        let logged = false;
+                        (
+                            evpid,
+                            Finished {
+                                envelope,
+                                result,
+                                logged,
+                            },
+                        )
+                    });
+                    return;
+                };
+                let outcome = relayer.submit(envelope.clone());
                 self.deliveries.spawn(async move {
-                    let result = LocalResult::Temporary(NO_RELAY.to_owned());
-                    (evpid, Finished { envelope, result })
+                    let (result, logged) = match outcome.await {
+                        Ok(result) => (result, true),
+                        Err(_) => (LocalResult::Temporary(NO_RELAY.to_owned()), false),
+                    };
+                    (
+                        evpid,
+                        Finished {
+                            envelope,
+                            result,
+                            logged,
+                        },
+                    )
                 });
             }
             Task::Deliver(DeliveryType::Bounce) => {
@@ -572,7 +634,13 @@ impl Driver {
         let Finished {
             mut envelope,
             result,
+            logged,
         } = finished;
+        let log = |envelope: &Envelope, attempt: Attempt<'_>, now: u64| {
+            if !logged {
+                log::delivery(envelope, attempt, now);
+            }
+        };
         self.inflight_since.remove(&evpid);
         if let Kind::Mda(_) = envelope.kind {
             self.stats.mda_inflight = self.stats.mda_inflight.saturating_sub(1);
@@ -581,7 +649,7 @@ impl Driver {
         match result {
             LocalResult::Delivered => {
                 self.stats.delivered += 1;
-                log::delivery(&envelope, Attempt::Delivered, now);
+                log(&envelope, Attempt::Delivered, now);
                 envelope.set_errorline("Delivered");
                 envelope.status = Some(Status { class: 2, code: 0 });
                 if envelope.dsn_notify.0 & Notify::SUCCESS != 0 {
@@ -591,12 +659,12 @@ impl Driver {
                 let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
             }
             LocalResult::Temporary(reason) => {
-                log::delivery(&envelope, Attempt::TempFail(&reason), now);
+                log(&envelope, Attempt::TempFail(&reason), now);
                 self.tempfail(evpid, envelope, &reason, now).await;
             }
             LocalResult::Permanent(reason) => {
                 self.stats.permfail += 1;
-                log::delivery(&envelope, Attempt::PermFail(&reason), now);
+                log(&envelope, Attempt::PermFail(&reason), now);
                 envelope.set_errorline(&reason);
                 envelope.status = Some(Status { class: 5, code: 0 });
                 self.bounce(&envelope, Bounce::Failed, now).await;
@@ -605,7 +673,7 @@ impl Driver {
             }
             LocalResult::Loop => {
                 self.stats.loops += 1;
-                log::delivery(&envelope, Attempt::Loop, now);
+                log(&envelope, Attempt::Loop, now);
                 mark_loop(&mut envelope);
                 self.bounce(&envelope, Bounce::Failed, now).await;
                 self.delete(evpid).await;

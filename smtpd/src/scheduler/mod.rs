@@ -28,7 +28,7 @@ pub mod retry;
 pub mod state;
 
 pub use bounce::{bounce_envelope, group, Action, BounceGroup, BounceMessage, NoBounce, Report};
-pub use driver::{Answer, Control, Driver, Handle, Inbox, Listed, Stats};
+pub use driver::{Answer, Control, Driver, Handle, Inbox, Listed, Relayer, Stats};
 pub use retry::{Attempt, DeliveryType, Next, RetryPolicy, Warning};
 pub use state::{EnvelopeState, Job, Outcome, Phase, Ramqueue, StateError, Target, Task};
 
