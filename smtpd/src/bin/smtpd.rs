@@ -69,6 +69,10 @@ struct Args {
     /// unless given, `[IPv6]:PORT`).
     #[arg(long = "nameserver", value_name = "IP[:PORT]", value_parser = dns::parse_nameserver)]
     nameservers: Vec<SocketAddr>,
+    /// How long a filter process may take to answer a request, in seconds;
+    /// past it the session gets a temporary failure.
+    #[arg(long, value_name = "seconds", default_value_t = smtpd::filter::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    filter_timeout: u64,
     /// Where `mbox` deliveries append (`DIR/USER`).
     #[arg(long, value_name = "dir", default_value = smtpd::delivery::local::DEFAULT_MAILBOX_DIR)]
     mailbox_dir: PathBuf,
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         mailbox_dir: args.mailbox_dir,
         privsep,
         pidfile,
+        filter_timeout: std::time::Duration::from_secs(args.filter_timeout),
     };
     // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's
     // blocking pool for disk work: on small machines a second worker only

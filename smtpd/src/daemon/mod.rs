@@ -99,6 +99,9 @@ pub struct Options {
     /// The pid file to write, if any ([`pidfile_path`] is the default of a
     /// detached daemon).
     pub pidfile: Option<PathBuf>,
+    /// How long a filter process may take to answer
+    /// ([`crate::filter::DEFAULT_TIMEOUT`] by default).
+    pub filter_timeout: std::time::Duration,
 }
 
 /// Why the daemon could not start, or stopped badly.
@@ -119,6 +122,9 @@ pub enum Error {
     /// A table cannot be started.
     #[error(transparent)]
     Tables(#[from] BuildError),
+    /// A filter process cannot be started.
+    #[error(transparent)]
+    Filters(#[from] proc::StartError),
     /// The queue cannot be opened.
     #[error(transparent)]
     Queue(#[from] queue::Error),
@@ -186,6 +192,15 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         ..BuildOptions::default()
     };
     let tables = table::build(config, &build).await?;
+    // After the tables, as OpenSMTPD; dropped (so stopped) on any early
+    // return below.
+    let filters = match start_filters(config, &tables, options, &build).await {
+        Ok(filters) => filters,
+        Err(e) => {
+            tables.shutdown().await;
+            return Err(e.into());
+        }
+    };
     let spool = match spool_path(root, options) {
         Some(spool) => spool,
         None => {
@@ -259,6 +274,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         resolver,
         scheduler: scheduler.clone(),
         files,
+        filters: filters.clone(),
     };
     let mut intake = match intake::start(Arc::new(shared)).await {
         Ok(intake) => intake,
@@ -318,10 +334,32 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         tracing::warn!("scheduler: {e}");
     }
     queue.shutdown().await;
+    filters.shutdown().await;
     tables.shutdown().await;
     drop(pidfile);
     tracing::info!("smtpd exiting");
     Ok(())
+}
+
+/// Starts the filter processes of `config`, as the tables' user.
+async fn start_filters(
+    config: &Config,
+    tables: &table::Tables,
+    options: &Options,
+    build: &BuildOptions,
+) -> Result<crate::filter::Filters, proc::StartError> {
+    let admd = config.admd.clone().unwrap_or_else(|| {
+        table::static_table::LocalHost::detect()
+            .map(|host| host.server_name)
+            .unwrap_or_else(|_| "localhost".to_owned())
+    });
+    let start = crate::filter::StartOptions {
+        backends_dir: options.backends_dir.clone(),
+        user: build.user.clone(),
+        timeout: options.filter_timeout,
+        admd,
+    };
+    crate::filter::Filters::start(config, tables.clone(), &start).await
 }
 
 /// Gives the spool to `identity`: everything in it, but the files of the

@@ -8,6 +8,14 @@
 //! (`type: mda` for a local action, `mta` for a relay), and the message is
 //! committed; only then does the session answer 250. Any queue failure
 //! drops the message and answers the queue's 4xx (452 for a full disk).
+//!
+//! On a listener with `filter NAME` the session's filters
+//! ([`crate::filter::SessionFilters`], state in `filtered.rs`) are asked
+//! at each phase; when some of them filter `data-line`, the message (the
+//! `Received:` header first, `X-Spam: Yes` before it for junk) goes
+//! through them line by line and what comes back is what is written, as
+//! if the client had sent it; the `commit` phase runs once the message
+//! came back whole, before the queue's commit.
 
 use std::io;
 use std::sync::Arc;
@@ -15,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::filtered::FilterState;
 use super::headers::MissingHeaders;
 use super::hops::Hops;
 use super::masquerade::Masquerade;
@@ -22,19 +31,22 @@ use super::source::Source;
 use super::{date, hostnames, senders, Error, Shared};
 use crate::config::{Listener, ListenerTls};
 use crate::delivery::expand::{Delivery, Expander, Failure};
-use crate::dns::PeerName;
+use crate::dns::{Fcrdns, PeerName};
+use crate::filter::builtin::Facts as FilterFacts;
+use crate::filter::{SessionFilters, Verdict};
 use crate::log::SessionLog;
 use crate::queue::envelope::{self as qenv, Flags, MailAddr};
 use crate::queue::{self, unix_now, MsgId};
 use crate::rules::{self, Address};
 use crate::scheduler::driver;
-use crate::smtp::conn::{BoxStream, Handler};
+use crate::smtp::conn::{BoxStream, Handler, Notice};
 use crate::smtp::tls::ServerTls;
 use crate::smtp::{
     credentials, AuthMode, Credentials, Enhanced, Limits, MailFrom, Mailbox, Notify, RcptTo,
     Received, Reply, Ret, ReversePath, Session, SessionConfig, TlsInfo, TlsMode, Transaction,
 };
 use crate::table::Service;
+use smtpd_sdk::proto::filter::Phase;
 
 /// How long a client has to finish a TLS handshake.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,6 +146,11 @@ impl ListenerContext {
         }
     }
 
+    /// The listener's filter, if it has one.
+    pub(super) fn filter(&self) -> Option<crate::config::FilterId> {
+        self.listener.filter
+    }
+
     /// The listener's port.
     pub(super) fn port(&self) -> u16 {
         self.listener.port
@@ -191,6 +208,8 @@ pub struct IntakeHandler {
     message: Option<Message>,
     /// The session's event lines.
     log: SessionLog,
+    /// The listener's filters, if it has any.
+    filters: Option<FilterState>,
 }
 
 impl IntakeHandler {
@@ -213,6 +232,98 @@ impl IntakeHandler {
             deliveries: Vec::new(),
             message: None,
             log: SessionLog::new(),
+            filters: None,
+        }
+    }
+
+    /// This handler with the session's filters (`src` and `dest` as
+    /// `link-connect` reports them); its `link-connect` is sent.
+    pub(super) fn with_filters(
+        mut self,
+        filters: SessionFilters,
+        src: String,
+        dest: String,
+    ) -> Self {
+        self.filters = Some(FilterState::new(filters, &self.peer_name, src, dest));
+        self
+    }
+
+    /// The session ended: its filters hear of it (`link-disconnect`).
+    pub fn session_ended(&mut self) {
+        if let Some(filters) = &mut self.filters {
+            filters.ended();
+        }
+    }
+
+    /// One line of the message as the client (or the data-line filters)
+    /// sent it, unstuffed: the loop cut, masquerading, then the queue.
+    async fn take_line(&mut self, line: &[u8]) -> Result<(), Reply> {
+        let Some(message) = self.message.as_mut() else {
+            return Ok(());
+        };
+        if message.hops.line(line).is_err() {
+            return Err(Reply::loop_detected());
+        }
+        let masquerade = message.masquerade.as_mut().filter(|m| !m.passes());
+        match masquerade.map(|m| m.line(line)) {
+            Some(released) => {
+                for line in released {
+                    self.write_line(&line).await?;
+                }
+                Ok(())
+            }
+            None => self.write_line(line).await,
+        }
+    }
+
+    /// One line out of the data-line filters: still stuffed; `.` ends the
+    /// message (true).
+    async fn take_filtered(&mut self, line: &[u8]) -> Result<bool, Reply> {
+        if line == b"." {
+            return Ok(true);
+        }
+        let line = line.strip_prefix(b".").unwrap_or(line);
+        self.take_line(line).await.map(|()| false)
+    }
+
+    /// Ends the message's data-line stream: sends `.` and writes what
+    /// comes back up to the filters' own `.`.
+    async fn finish_stream(&mut self) -> Result<(), Reply> {
+        let Some(mut stream) = self.filters.as_mut().and_then(|f| f.stream.take()) else {
+            return Ok(());
+        };
+        stream.send(b".").await?;
+        loop {
+            let line = stream.next().await?;
+            if self.take_filtered(&line).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The `commit` phase, once the message came back whole.
+    async fn filter_commit(&mut self, session_facts: &Facts) -> Result<(), Reply> {
+        let Some(state) = self.filters.as_mut() else {
+            return Ok(());
+        };
+        let src = self.source.rules();
+        let facts = FilterFacts {
+            src,
+            rdns: self.peer_name.rdns.as_deref(),
+            fcrdns: self.peer_name.fcrdns == Fcrdns::Pass,
+            helo: Some(session_facts.helo.as_str()),
+            auth_user: session_facts.user.as_deref(),
+            mail_from: None,
+            rcpt_to: None,
+        };
+        match state.filters.phase(Phase::Commit, "", &facts).await {
+            Verdict::Proceed => Ok(()),
+            Verdict::Reject(reply) => Err(reply),
+            Verdict::Disconnect(reply) => {
+                state.closing = true;
+                Err(reply)
+            }
+            Verdict::Rewrite(_) => Err(Reply::bare(501, "5.5.4 Invalid command arguments")),
         }
     }
 
@@ -445,6 +556,9 @@ impl IntakeHandler {
             }
         }
         self.shared.queue.message_commit(msgid, size).await?;
+        if let Some(filters) = &self.filters {
+            filters.envelopes(created.iter().map(|(evpid, _)| *evpid));
+        }
         let per_recipient = self.deliveries.iter().map(Vec::len);
         (self.log).message(msgid, size, self.facts.esmtp, &created, per_recipient);
         self.shared.scheduler.committed(created);
@@ -531,7 +645,29 @@ impl Handler for IntakeHandler {
             },
             date: date::rfc5322(unix_now()),
         };
-        for line in received.lines() {
+        let mut lines = received.lines();
+        if let Some(state) = self.filters.as_mut() {
+            match state.filters.start_data() {
+                Ok(stream) => state.stream = stream,
+                Err(reply) => {
+                    self.abort_message().await;
+                    return Err(reply);
+                }
+            }
+            if state.filters.is_junk() {
+                lines.insert(0, "X-Spam: Yes".to_owned());
+            }
+            if let Some(stream) = state.stream.as_mut() {
+                for line in &lines {
+                    if let Err(reply) = stream.send(line.as_bytes()).await {
+                        self.abort_message().await;
+                        return Err(reply);
+                    }
+                }
+                return Ok(());
+            }
+        }
+        for line in lines {
             if let Err(e) = self.push_line(line.as_bytes()).await {
                 self.abort_message().await;
                 return Err(queue_reply(&e));
@@ -541,25 +677,35 @@ impl Handler for IntakeHandler {
     }
 
     async fn data_line(&mut self, line: &[u8]) -> Result<(), Reply> {
-        let Some(message) = self.message.as_mut() else {
-            return Ok(());
+        let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.as_mut()) else {
+            return self.take_line(line).await;
         };
-        if message.hops.line(line).is_err() {
-            return Err(Reply::loop_detected());
-        }
-        let masquerade = message.masquerade.as_mut().filter(|m| !m.passes());
-        match masquerade.map(|m| m.line(line)) {
-            Some(released) => {
-                for line in released {
-                    self.write_line(&line).await?;
-                }
-                Ok(())
+        // The line as the client sent it: dot-stuffed.
+        let stuffed;
+        let line = match line.first() {
+            Some(b'.') => {
+                stuffed = [b".", line].concat();
+                &stuffed
             }
-            None => self.write_line(line).await,
+            _ => line,
+        };
+        stream.send(line).await?;
+        let mut out = Vec::new();
+        while let Some(line) = stream.try_next() {
+            out.push(line);
         }
+        for line in out {
+            if self.take_filtered(&line).await? {
+                return Err(Reply::bare(451, "4.7.0 Filter ended the message early"));
+            }
+        }
+        Ok(())
     }
 
     async fn abort_message(&mut self) {
+        if let Some(state) = self.filters.as_mut() {
+            state.stream = None;
+        }
         if let Some(message) = self.message.take() {
             if let Err(e) = self.shared.queue.message_delete(message.msgid).await {
                 tracing::warn!("cannot drop message {}: {e}", message.msgid);
@@ -568,6 +714,17 @@ impl Handler for IntakeHandler {
     }
 
     async fn commit(&mut self, tx: &Transaction, _size: u64) -> Result<String, Reply> {
+        if self.filters.is_some() {
+            let facts = self.facts.clone();
+            let filtered = match self.finish_stream().await {
+                Ok(()) => self.filter_commit(&facts).await,
+                Err(reply) => Err(reply),
+            };
+            if let Err(reply) = filtered {
+                self.abort_message().await;
+                return Err(reply);
+            }
+        }
         let held = match self.message.as_mut().and_then(|m| m.masquerade.as_mut()) {
             Some(masquerade) => masquerade.finish(),
             None => Vec::new(),
@@ -588,9 +745,16 @@ impl Handler for IntakeHandler {
                 return Err(queue_reply(&e));
             }
         }
+        let size = self
+            .message
+            .as_ref()
+            .map_or(0, |m| m.written + m.buffer.len() as u64);
         match self.finish(tx).await {
             Ok(msgid) => {
                 self.message = None;
+                if let Some(state) = self.filters.as_mut() {
+                    state.committing = Some(size);
+                }
                 tracing::debug!(
                     "message {msgid} accepted from {} for {} recipient(s)",
                     self.source,
@@ -609,6 +773,9 @@ impl Handler for IntakeHandler {
     async fn authenticate(&mut self, credentials: &Credentials) -> Result<bool, Reply> {
         let verdict = self.check_credentials(credentials).await;
         self.log.authentication(&credentials.user, &verdict);
+        if let Some(filters) = &self.filters {
+            filters.authenticated(&credentials.user, &verdict);
+        }
         verdict
     }
 
@@ -618,6 +785,59 @@ impl Handler for IntakeHandler {
 
     fn replied(&mut self, command: Option<&[u8]>, reply: &Reply) {
         self.log.replied(command, reply);
+    }
+
+    fn filtered(&self) -> bool {
+        self.filters.is_some()
+    }
+
+    async fn filter(&mut self, session: &Session, phase: Phase, param: &str) -> Verdict {
+        let Some(state) = self.filters.as_mut() else {
+            return Verdict::Proceed;
+        };
+        let helo = session.helo().map(ToString::to_string);
+        let mail_from = session
+            .transaction()
+            .map(|tx| senders::sender_text(&tx.mail.sender));
+        let param = match phase {
+            // `RDNS|SRC`, the address bare (`192.0.2.7`, `[2001:db8::7]`).
+            Phase::Connect => format!(
+                "{}|{}",
+                self.peer_name.rdns_or_unknown(),
+                match &self.source {
+                    Source::Ip(std::net::IpAddr::V4(ip)) => ip.to_string(),
+                    Source::Ip(ip) => format!("[{ip}]"),
+                    Source::Local { .. } => "local".to_owned(),
+                }
+            ),
+            _ => param.to_owned(),
+        };
+        let facts = FilterFacts {
+            src: self.source.rules(),
+            rdns: self.peer_name.rdns.as_deref(),
+            fcrdns: self.peer_name.fcrdns == Fcrdns::Pass,
+            helo: match phase {
+                Phase::Helo | Phase::Ehlo => Some(param.as_str()),
+                _ => helo.as_deref(),
+            },
+            auth_user: session.user(),
+            mail_from: match phase {
+                Phase::MailFrom => Some(param.as_str()),
+                _ => mail_from.as_deref(),
+            },
+            rcpt_to: (phase == Phase::RcptTo).then_some(param.as_str()),
+        };
+        state.filters.phase(phase, &param, &facts).await
+    }
+
+    fn notice(&mut self, session: &Session, notice: Notice<'_>) {
+        if let Some(filters) = &mut self.filters {
+            filters.notice(session, notice, self.tls.as_ref());
+        }
+    }
+
+    fn closing(&self) -> bool {
+        self.filters.as_ref().is_some_and(|f| f.closing)
     }
 }
 

@@ -162,6 +162,7 @@ impl Fixture {
         );
         let shared = Arc::new(Shared {
             config: Arc::new(config),
+            filters: crate::filter::Filters::none(tables.clone()),
             tables,
             queue: Arc::clone(&queue) as Arc<dyn QueueBackend>,
             server_name: "mx.test".to_owned(),

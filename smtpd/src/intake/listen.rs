@@ -173,8 +173,20 @@ async fn serve(
     );
     let host = name.rdns_or_unknown().to_owned();
     let config = context.session_config_for(&shared, local.ip()).await;
+    let filters = context.filter().and_then(|f| shared.filters.session(f));
     let mut handler = IntakeHandler::new(shared, Arc::clone(&context), ip, name)
         .with_session_config(Arc::clone(&config));
+    if let Some(filters) = filters {
+        let src = SocketAddr::new(
+            ip,
+            if ip == peer.ip().to_canonical() {
+                peer.port()
+            } else {
+                0
+            },
+        );
+        handler = handler.with_filters(filters, src.to_string(), local.to_string());
+    }
     let log = handler.log();
     log.connected(Some(ip), &host);
     let mut stream: BoxStream = Box::new(stream);
@@ -192,6 +204,7 @@ async fn serve(
     let outcome = conn::run_draining(stream, session, &mut handler, config, drain).await;
     // Whatever ended the session, a message not committed is dropped.
     handler.abort_message().await;
+    handler.session_ended();
     log.disconnected(&outcome);
     Ok(())
 }

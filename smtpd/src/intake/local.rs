@@ -72,6 +72,11 @@ impl LocalListener {
             source.clone(),
             name,
         );
+        if let Some(filters) = (self.context.filter()).and_then(|f| self.shared.filters.session(f))
+        {
+            let socket = "unix:/var/run/smtpd.sock".to_owned();
+            handler = handler.with_filters(filters, socket.clone(), socket);
+        }
         let log = handler.log();
         log.connected(None, &self.host_name());
         let session = Session::new(self.context.session_config(), &source.peer().to_string());
@@ -79,6 +84,7 @@ impl LocalListener {
         let outcome = conn::run_draining(stream, session, &mut handler, config, drain).await;
         // Whatever ended the session, a message not committed is dropped.
         handler.abort_message().await;
+        handler.session_ended();
         log.disconnected(&outcome);
     }
 }

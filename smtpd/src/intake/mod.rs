@@ -35,11 +35,17 @@
 //! rewrites `From:` (`masquerade.rs`). Every message is cut at 100
 //! `Received:` headers (`hops.rs`).
 //!
-//! Not done here yet: filters, and AUTH against system accounts (a
+//! A listener with `filter NAME` gives each session its filters
+//! ([`crate::filter::Filters::session`]): phases, reports and the
+//! data-line stream run through the handler (`filtered.rs`); a listener
+//! without one pays nothing for them.
+//!
+//! Not done here yet: AUTH against system accounts (a
 //! listener's `auth` without a table refuses every login).
 
 pub(crate) mod date;
 mod drain;
+mod filtered;
 mod gate;
 mod handler;
 mod headers;
@@ -89,6 +95,8 @@ pub struct Shared {
     /// How expansion reads `.forward` and include files (through the
     /// privileged helper when the daemon was started as root).
     pub files: Arc<dyn crate::delivery::expand::ExpansionFiles>,
+    /// The filter processes and chains.
+    pub filters: crate::filter::Filters,
 }
 
 /// Why intake could not start.

@@ -18,6 +18,14 @@
 //! gets `421` and ends, one inside a transaction may finish it (the next
 //! command but QUIT gets `421`), and at [`Drain::Close`] every session
 //! gets `421` and ends, a message in progress dropped.
+//!
+//! Filters: when [`Handler::filtered`] says the session has some, each
+//! command that parses is put to [`Handler::filter`] at its phase before
+//! the session runs it (the connection before the greeting), and the
+//! handler hears of each client line and of TLS and timeouts
+//! ([`Handler::notice`]) for the report stream. A rewrite re-parses the
+//! command with the new parameter, so it is validated again. Without
+//! filters none of this runs.
 
 use std::io;
 use std::time::Duration;
@@ -28,12 +36,38 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
+use smtpd_sdk::proto::filter::Phase;
+
+use super::address::ReversePath;
 use super::auth::Credentials;
 use super::codec::{DataEnd, Frame, LineCodec};
-use super::command::{MailFrom, RcptTo};
+use super::command::{Command, MailFrom, RcptTo};
 use super::reply::Reply;
 use super::session::{Session, Step, Transaction};
+use crate::filter::Verdict;
 use crate::log;
+
+/// What the connection tells a filtered session's handler, for the
+/// filters' report stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice<'a> {
+    /// The greeting went out.
+    Greeting(&'a Reply),
+    /// A client line, as logs may show it (credentials masked); `.` for
+    /// the end of a message.
+    Command(&'a [u8]),
+    /// TLS is established.
+    Tls,
+    /// The client was silent too long.
+    Timeout,
+    /// A reply went out; `command` as for [`Handler::replied`].
+    Replied {
+        /// The client's line it answers, as logs may show it.
+        command: Option<&'a [u8]>,
+        /// The reply.
+        reply: &'a Reply,
+    },
+}
 
 /// A byte stream a session can run on (TCP, TLS, unix socket, duplex).
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -87,6 +121,30 @@ pub trait Handler: Send {
     /// nothing; intake logs the 4xx and 5xx ones.
     fn replied(&mut self, command: Option<&[u8]>, reply: &Reply) {
         let _ = (command, reply);
+    }
+
+    /// Whether filters watch this session; when false (the default) none
+    /// of the filter hooks is called.
+    fn filtered(&self) -> bool {
+        false
+    }
+
+    /// A filter phase: the chain's verdict on the command about to run,
+    /// whose parameter is `param`.
+    async fn filter(&mut self, session: &Session, phase: Phase, param: &str) -> Verdict {
+        let _ = (session, phase, param);
+        Verdict::Proceed
+    }
+
+    /// Something the filters' report stream tells of.
+    fn notice(&mut self, session: &Session, notice: Notice<'_>) {
+        let _ = (session, notice);
+    }
+
+    /// Whether the session is to end after the reply just made (a filter
+    /// said `disconnect` where the session could not).
+    fn closing(&self) -> bool {
+        false
     }
 }
 
@@ -153,6 +211,8 @@ struct Conn<'h, H: Handler> {
     drain: Option<watch::Receiver<Drain>>,
     /// The stage of the shutdown seen last.
     stage: Drain,
+    /// Whether filters watch the session.
+    filtered: bool,
 }
 
 /// What ended a wait for input.
@@ -205,7 +265,9 @@ impl<'h, H: Handler> Conn<'h, H> {
         drain: Option<watch::Receiver<Drain>>,
     ) -> Self {
         let stage = drain.as_ref().map_or(Drain::Serve, |rx| *rx.borrow());
+        let filtered = handler.filtered();
         Self {
+            filtered,
             session,
             handler,
             config,
@@ -224,7 +286,24 @@ impl<'h, H: Handler> Conn<'h, H> {
                 .await?;
             return Ok(Outcome::Shutdown);
         }
-        framed.send(&self.session.greeting()).await?;
+        if self.filtered {
+            match self.handler.filter(&self.session, Phase::Connect, "").await {
+                Verdict::Proceed | Verdict::Rewrite(_) => {}
+                // 7.8 keeps a session rejected at connect open, answering
+                // 503 to everything; it is closed here.
+                Verdict::Reject(reply) | Verdict::Disconnect(reply) => {
+                    self.handler.replied(None, &reply);
+                    framed.send(&reply).await?;
+                    return Ok(Outcome::Closed);
+                }
+            }
+        }
+        let greeting = self.session.greeting();
+        framed.send(&greeting).await?;
+        if self.filtered {
+            self.handler
+                .notice(&self.session, Notice::Greeting(&greeting));
+        }
         loop {
             let in_data = framed.codec().in_data();
             let limit = match in_data {
@@ -259,6 +338,9 @@ impl<'h, H: Handler> Conn<'h, H> {
                     if in_data {
                         self.handler.abort_message().await;
                     }
+                    if self.filtered {
+                        self.handler.notice(&self.session, Notice::Timeout);
+                    }
                     framed
                         .send(&Reply::timeout(self.session.hostname()))
                         .await?;
@@ -290,7 +372,12 @@ impl<'h, H: Handler> Conn<'h, H> {
             let Some(step) = self.on_frame(frame).await else {
                 continue;
             };
-            let step = self.resolve(step).await;
+            let mut step = self.resolve(step).await;
+            if self.filtered && self.handler.closing() {
+                if let Step::Reply(reply) = step {
+                    step = Step::Close(reply);
+                }
+            }
             tracing::debug!(">>> {}", step_reply(&step));
             if let Step::Reply(reply)
             | Step::Close(reply)
@@ -298,6 +385,11 @@ impl<'h, H: Handler> Conn<'h, H> {
             | Step::StartData(reply) = &step
             {
                 self.handler.replied(self.command.as_deref(), reply);
+                if self.filtered {
+                    let command = self.command.as_deref();
+                    let notice = Notice::Replied { command, reply };
+                    self.handler.notice(&self.session, notice);
+                }
             }
             match step {
                 Step::Reply(reply) => {
@@ -323,6 +415,9 @@ impl<'h, H: Handler> Conn<'h, H> {
                     }
                     let stream = self.handler.start_tls(framed.into_parts().io).await?;
                     self.session.tls_established();
+                    if self.filtered {
+                        self.handler.notice(&self.session, Notice::Tls);
+                    }
                     framed = Framed::new(stream, LineCodec::new(self.config.max_line));
                 }
                 // `resolve` answers every request.
@@ -346,7 +441,14 @@ impl<'h, H: Handler> Conn<'h, H> {
         match frame {
             Frame::Line(line) => {
                 tracing::debug!("<<< {}", loggable(&line, self.session.in_auth_exchange()));
-                self.command = Some(log::shown_command(&line, self.session.auth_stage()));
+                let shown = log::shown_command(&line, self.session.auth_stage());
+                if self.filtered {
+                    self.handler.notice(&self.session, Notice::Command(&shown));
+                }
+                self.command = Some(shown);
+                if self.filtered && !self.session.in_auth_exchange() {
+                    return Some(self.filter_line(&line).await);
+                }
                 Some(self.session.on_line(&line))
             }
             Frame::Invalid(error) => {
@@ -362,11 +464,35 @@ impl<'h, H: Handler> Conn<'h, H> {
                 None
             }
             Frame::DataEnd(end) => {
+                if self.filtered {
+                    self.handler.notice(&self.session, Notice::Command(b"."));
+                }
                 if !matches!(end, DataEnd::Complete { .. }) {
                     self.handler.abort_message().await;
                 }
                 Some(self.session.on_data_end(end))
             }
+        }
+    }
+
+    /// The session's step for a command line, once the filters had their
+    /// say.
+    async fn filter_line(&mut self, line: &[u8]) -> Step {
+        let command = match Command::parse(line) {
+            Ok(command) => command,
+            Err(error) => return Step::Reply(Reply::from(&error)),
+        };
+        let Some((phase, param)) = filter_point(&command, line) else {
+            return self.session.on_command(command);
+        };
+        match self.handler.filter(&self.session, phase, &param).await {
+            Verdict::Proceed => self.session.on_command(command),
+            Verdict::Reject(reply) => Step::Reply(reply),
+            Verdict::Disconnect(reply) => Step::Close(reply),
+            Verdict::Rewrite(value) => match Command::parse(&rewritten(phase, &value)) {
+                Ok(command) => self.session.on_command(command),
+                Err(error) => Step::Reply(Reply::from(&error)),
+            },
         }
     }
 
@@ -407,6 +533,45 @@ impl<'h, H: Handler> Conn<'h, H> {
             }
         }
     }
+}
+
+/// The filter phase of a command and its parameter as filters get it
+/// (protocols.md section 2.5); `None` for commands never filtered.
+fn filter_point(command: &Command, line: &[u8]) -> Option<(Phase, String)> {
+    Some(match command {
+        Command::Helo(domain) => (Phase::Helo, domain.to_string()),
+        Command::Ehlo(domain) => (Phase::Ehlo, domain.to_string()),
+        Command::Mail(mail) => (
+            Phase::MailFrom,
+            match &mail.sender {
+                ReversePath::Null => String::new(),
+                ReversePath::Mailbox(mailbox) => mailbox.to_string(),
+            },
+        ),
+        Command::Rcpt(rcpt) => (Phase::RcptTo, rcpt.recipient.to_string()),
+        Command::Auth(_) => {
+            let args = line.get(5..).unwrap_or_default();
+            (Phase::Auth, String::from_utf8_lossy(args).trim().to_owned())
+        }
+        Command::StartTls => (Phase::StartTls, String::new()),
+        Command::Data => (Phase::Data, String::new()),
+        Command::Rset => (Phase::Rset, String::new()),
+        Command::Quit => (Phase::Quit, String::new()),
+        Command::Noop => (Phase::Noop, String::new()),
+        Command::Help | Command::Vrfy(_) | Command::Expn(_) => return None,
+    })
+}
+
+/// The command line a filter's rewrite makes: the command with the new
+/// parameter (commands without one then fail their syntax check, as in
+/// OpenSMTPD).
+fn rewritten(phase: Phase, value: &str) -> Vec<u8> {
+    let head = match phase {
+        Phase::MailFrom => "MAIL FROM:".to_owned(),
+        Phase::RcptTo => "RCPT TO:".to_owned(),
+        other => format!("{} ", other.name().to_ascii_uppercase()),
+    };
+    format!("{head}{value}").into_bytes()
 }
 
 /// The first line of a step's reply, for the debug log.

@@ -1,0 +1,322 @@
+//! One inbound session's filters: the chain walked at each phase, the
+//! report events sent to the chain's processes, and the message's
+//! data-line stream.
+//!
+//! [`SessionFilters::phase`] walks the chain in order through the members
+//! that filter the phase (built-in filters through [`builtin::evaluate`],
+//! processes through their supervisor, one request outstanding), stops at
+//! the first decision that is not `proceed`, and reports the outcome
+//! (`filter-response`). Beyond OpenSMTPD: a process that is down, dies
+//! with the request in flight, does not answer within its timeout or
+//! answers a malformed line gives a temporary failure (421 and the end of
+//! the session at connect, helo and ehlo; 451 elsewhere), never a lost
+//! message. A `report` decision, from a built-in or a proc filter, emits
+//! `filter-report` and goes on with the next filter (7.8 would run the
+//! command with the report's text as its parameter, a bug not copied).
+//!
+//! [`SessionFilters::report`] sends one smtp-in event to every process of
+//! the chain that registered for it. [`DataStream`] carries the message
+//! through the processes that filter `data-line`, one after the other.
+
+use std::sync::Arc;
+
+use smtpd_sdk::proto::filter::{
+    Decision, Event, EventKind, Input, Phase, Report, Request, Subsystem,
+};
+use smtpd_sdk::proto::{SessionId, Timestamp};
+
+use super::builtin::{self, Facts, Outcome};
+use super::chain::{response_phase, wire_phase, Chain, MemberKind};
+use super::stream::DataStream;
+use super::Inner;
+use crate::smtp::Reply;
+
+/// What the chain decided about a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Run the command.
+    Proceed,
+    /// Refuse it with this reply.
+    Reject(Reply),
+    /// Refuse it with this reply and close the session.
+    Disconnect(Reply),
+    /// Run it with this parameter instead.
+    Rewrite(String),
+}
+
+/// A filter's reply text as a [`Reply`], after 7.8's check (a text that is
+/// no 4xx/5xx reply becomes `421 Internal server error`); whether the
+/// session then closes (any 421).
+pub fn filter_reply(text: &str) -> (Reply, bool) {
+    let (checked, close) = builtin::checked_reply(text);
+    let code = checked
+        .get(..3)
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(421);
+    let rest = checked.get(4..).unwrap_or("");
+    (Reply::bare(code, rest), close)
+}
+
+/// The reply when a filter could not decide: 421 (and the end of the
+/// session) before the client identified itself, 451 after.
+fn unavailable(phase: Phase) -> Verdict {
+    match phase {
+        Phase::Connect | Phase::Helo | Phase::Ehlo => Verdict::Disconnect(Reply::bare(
+            421,
+            "4.7.0 Filter unavailable, try again later",
+        )),
+        _ => Verdict::Reject(Reply::bare(
+            451,
+            "4.7.0 Filter unavailable, try again later",
+        )),
+    }
+}
+
+/// One session's filters.
+pub struct SessionFilters {
+    pub(super) inner: Arc<Inner>,
+    pub(super) chain: Arc<Chain>,
+    pub(super) id: SessionId,
+    junk: bool,
+}
+
+impl std::fmt::Debug for SessionFilters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionFilters")
+            .field("id", &self.id)
+            .field("junk", &self.junk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionFilters {
+    pub(super) fn new(inner: Arc<Inner>, chain: Arc<Chain>, id: SessionId) -> Self {
+        Self {
+            inner,
+            chain,
+            id,
+            junk: false,
+        }
+    }
+
+    /// The session's id on the filter wire.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Whether a filter said `junk` (the message gets `X-Spam: Yes`).
+    pub fn is_junk(&self) -> bool {
+        self.junk
+    }
+
+    /// Forgets `junk` at the end of a transaction.
+    pub fn reset_junk(&mut self) {
+        self.junk = false;
+    }
+
+    /// Whether some process of the chain wants `event`; lets callers skip
+    /// building events nobody reads.
+    pub fn wants(&self, event: EventKind) -> bool {
+        self.chain.procs.iter().any(|&p| {
+            self.inner.procs[p]
+                .registration()
+                .is_some_and(|r| r.reports(Subsystem::SmtpIn, event))
+        })
+    }
+
+    /// Sends `event` to every process of the chain that registered for it.
+    pub fn report(&self, event: Event) {
+        let Some(kind) = event.kind() else {
+            return;
+        };
+        let mut line = None;
+        for &p in &self.chain.procs {
+            let proc = &self.inner.procs[p];
+            if !proc
+                .registration()
+                .is_some_and(|r| r.reports(Subsystem::SmtpIn, kind))
+            {
+                continue;
+            }
+            let line = line.get_or_insert_with(|| {
+                Input::Report(Report {
+                    timestamp: Timestamp::now(),
+                    subsystem: Subsystem::SmtpIn,
+                    session: self.id,
+                    event: event.clone(),
+                })
+            });
+            if let Err(e) = proc.supervisor().send(line) {
+                tracing::debug!("report {} to filter {}: {e}", kind.name(), proc.name());
+            }
+        }
+    }
+
+    /// Runs the chain for `phase` with the command's parameter.
+    pub async fn phase(&mut self, phase: Phase, param: &str, facts: &Facts<'_>) -> Verdict {
+        let verdict = self.walk(phase, param, facts).await;
+        let (response, param) = match &verdict {
+            Verdict::Proceed if self.junk && phase != Phase::Commit => ("junk", None),
+            Verdict::Proceed => ("proceed", None),
+            Verdict::Reject(reply) => ("reject", Some(reply.to_string())),
+            Verdict::Disconnect(reply) => ("disconnect", Some(reply.to_string())),
+            Verdict::Rewrite(value) => ("rewrite", Some(value.clone())),
+        };
+        self.report(Event::FilterResponse {
+            phase: response_phase(phase).to_owned(),
+            response: response.to_owned(),
+            param,
+        });
+        verdict
+    }
+
+    async fn walk(&mut self, phase: Phase, param: &str, facts: &Facts<'_>) -> Verdict {
+        let chain = Arc::clone(&self.chain);
+        for (index, member) in chain.members.iter().enumerate() {
+            let outcome = match &member.kind {
+                MemberKind::Builtin(filter) => {
+                    if wire_phase(builtin::run_phase(filter)) != phase {
+                        continue;
+                    }
+                    match builtin::evaluate(filter, facts, &self.inner.tables).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            tracing::warn!("filter {}: {e}", member.name);
+                            return unavailable(phase);
+                        }
+                    }
+                }
+                MemberKind::Proc(p) => match self.ask(*p, index, phase, param).await {
+                    Some(Some(outcome)) => outcome,
+                    Some(None) => continue,
+                    None => return unavailable(phase),
+                },
+            };
+            match outcome {
+                Outcome::Proceed => {}
+                Outcome::Bypass => return Verdict::Proceed,
+                Outcome::Report(message) => self.report(Event::FilterReport {
+                    kind: match member.kind {
+                        MemberKind::Builtin(_) => "builtin",
+                        MemberKind::Proc(_) => "proc",
+                    }
+                    .to_owned(),
+                    name: member.name.clone(),
+                    message,
+                }),
+                Outcome::Junk if phase == Phase::Commit => {
+                    // Fatal in 7.8; too late to add the header here.
+                    tracing::warn!("filter {}: junk at commit, ignored", member.name);
+                }
+                Outcome::Junk => {
+                    self.junk = true;
+                    return Verdict::Proceed;
+                }
+                Outcome::Reject(text) => {
+                    let (reply, close) = filter_reply(&text);
+                    return match close {
+                        true => Verdict::Disconnect(reply),
+                        false => Verdict::Reject(reply),
+                    };
+                }
+                Outcome::Disconnect(text) => return Verdict::Disconnect(filter_reply(&text).0),
+                Outcome::Rewrite(value) => return Verdict::Rewrite(value),
+            }
+        }
+        Verdict::Proceed
+    }
+
+    /// Asks process `p`, member `index` of the chain: `Some(None)` when it
+    /// does not filter `phase`, `None` when it could not answer.
+    async fn ask(
+        &self,
+        p: usize,
+        index: usize,
+        phase: Phase,
+        param: &str,
+    ) -> Option<Option<Outcome>> {
+        let proc = &self.inner.procs[p];
+        let Some(registration) = proc.registration() else {
+            tracing::warn!("filter {} is down, {} refused for now", proc.name(), phase);
+            return None;
+        };
+        if !registration.filters(phase) {
+            return Some(None);
+        }
+        let token = self.chain.token(index, phase);
+        let request = Input::Filter(Request {
+            timestamp: Timestamp::now(),
+            phase,
+            session: self.id,
+            token,
+            param: param.as_bytes().to_vec(),
+        });
+        match proc.supervisor().call((self.id, token), &request).await {
+            Ok(decision) => Some(Some(match decision {
+                Decision::Proceed => Outcome::Proceed,
+                Decision::Junk => Outcome::Junk,
+                Decision::Reject(r) => Outcome::Reject(r),
+                Decision::Disconnect(r) => Outcome::Disconnect(r),
+                Decision::Rewrite(v) => Outcome::Rewrite(v),
+                Decision::Report(t) => Outcome::Report(t),
+            })),
+            Err(e) => {
+                tracing::warn!("filter {}: {phase}: {e}", proc.name());
+                None
+            }
+        }
+    }
+
+    /// Starts the message's data-line stream through the chain's processes
+    /// that filter `data-line`; `None` when none does (lines then go
+    /// straight to the queue). Fails (451) when one of them is down.
+    pub fn start_data(&self) -> Result<Option<DataStream>, Reply> {
+        let mut stages = Vec::new();
+        for (index, member) in self.chain.members.iter().enumerate() {
+            let MemberKind::Proc(p) = member.kind else {
+                continue;
+            };
+            let proc = &self.inner.procs[p];
+            match proc.registration() {
+                Some(r) if r.filters(Phase::DataLine) => {
+                    stages.push((proc.clone(), self.chain.token(index, Phase::DataLine)));
+                }
+                Some(_) => {}
+                None => {
+                    tracing::warn!("filter {} is down, DATA refused for now", proc.name());
+                    return Err(Reply::bare(
+                        451,
+                        "4.7.0 Filter unavailable, try again later",
+                    ));
+                }
+            }
+        }
+        Ok((!stages.is_empty()).then(|| DataStream::start(self.id, stages)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_replies_are_checked_as_7_8_checks_them() {
+        let (reply, close) = filter_reply("550 5.7.1 No thanks");
+        assert_eq!(reply.to_string(), "550 5.7.1 No thanks");
+        assert!(!close);
+        let (reply, close) = filter_reply("421 4.7.0 Go away");
+        assert_eq!(reply.to_string(), "421 4.7.0 Go away");
+        assert!(close);
+        let (reply, close) = filter_reply("250 fine");
+        assert_eq!(reply.to_string(), "421 Internal server error");
+        assert!(close);
+    }
+
+    #[test]
+    fn unavailable_filters_give_421_before_helo_and_451_after() {
+        assert!(matches!(unavailable(Phase::Connect), Verdict::Disconnect(r) if r.code() == 421));
+        assert!(matches!(unavailable(Phase::Ehlo), Verdict::Disconnect(r) if r.code() == 421));
+        assert!(matches!(unavailable(Phase::MailFrom), Verdict::Reject(r) if r.code() == 451));
+        assert!(matches!(unavailable(Phase::Commit), Verdict::Reject(r) if r.code() == 451));
+    }
+}

@@ -1,0 +1,253 @@
+//! What a session on a listener with `filter NAME` adds to its handler:
+//! the facts the chain's built-in filters test, and the smtp-in report
+//! events in OpenSMTPD 7.8's order and format (protocols.md section 2.4),
+//! derived from what the connection tells the handler (client lines,
+//! replies, TLS, timeouts).
+//!
+//! The transaction's id in `tx-*` events is drawn at MAIL FROM (the queue
+//! message is created only at DATA); `tx-envelope` carries the queued
+//! envelopes' ids.
+
+use smtpd_sdk::proto::filter::{AuthResult, Event, EventKind, Fcrdns, TxResult};
+use smtpd_sdk::proto::{EvpId, MsgId, Timestamp};
+
+use crate::dns::{self, PeerName};
+use crate::filter::{DataStream, SessionFilters};
+use crate::smtp::conn::Notice;
+use crate::smtp::{Reply, Session, TlsInfo};
+
+/// A filtered session's filter state.
+#[derive(Debug)]
+pub(super) struct FilterState {
+    pub(super) filters: SessionFilters,
+    /// The message's data-line stream, between DATA and its end.
+    pub(super) stream: Option<DataStream>,
+    /// The transaction's id in reports, from MAIL FROM to its end.
+    msgid: Option<MsgId>,
+    /// The size of the message being committed, until the reply.
+    pub(super) committing: Option<u64>,
+    /// A filter said `disconnect` at commit.
+    pub(super) closing: bool,
+}
+
+/// The text between `<` and `>` of a command, as 7.8 reports addresses.
+fn bracketed(command: &[u8]) -> String {
+    let text = String::from_utf8_lossy(command);
+    match (text.find('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close => text[open + 1..close].to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn tx_result(reply: &Reply) -> TxResult {
+    match reply.code() {
+        0..=399 => TxResult::Ok,
+        400..=499 => TxResult::Tempfail,
+        _ => TxResult::Permfail,
+    }
+}
+
+/// A fresh transaction id: 8 hex digits, never zero.
+fn fresh_msgid() -> MsgId {
+    let now = Timestamp::now();
+    let mixed = (now.secs as u32 ^ now.micros.rotate_left(12)).wrapping_mul(2_654_435_761);
+    MsgId(mixed.max(1))
+}
+
+/// A user name as 7.8 reports it: vis(3)-like, whitespace and
+/// non-printable characters escaped.
+fn visible(user: &str) -> String {
+    user.bytes()
+        .flat_map(|b| match b {
+            b'!'..=b'~' if b != b'\\' => vec![b as char],
+            _ => format!("\\{b:03o}").chars().collect(),
+        })
+        .collect()
+}
+
+impl FilterState {
+    /// The state of a new session, its `link-connect` sent: `src` and
+    /// `dest` are `ADDR:PORT` (`unix:...` on the local socket).
+    pub(super) fn new(filters: SessionFilters, name: &PeerName, src: String, dest: String) -> Self {
+        filters.report(Event::LinkConnect {
+            rdns: name.rdns_or_unknown().to_owned(),
+            fcrdns: match name.fcrdns {
+                dns::Fcrdns::Pass => Fcrdns::Pass,
+                dns::Fcrdns::Fail => Fcrdns::Fail,
+                dns::Fcrdns::Error => Fcrdns::Error,
+            },
+            src,
+            dest,
+        });
+        Self {
+            filters,
+            stream: None,
+            msgid: None,
+            committing: None,
+            closing: false,
+        }
+    }
+
+    /// What the connection told the handler.
+    pub(super) fn notice(&mut self, session: &Session, notice: Notice<'_>, tls: Option<&TlsInfo>) {
+        match notice {
+            Notice::Greeting(reply) => {
+                self.protocol_server(reply);
+                self.filters.report(Event::LinkGreeting {
+                    hostname: session.hostname().to_owned(),
+                });
+            }
+            Notice::Command(line) => {
+                if self.filters.wants(EventKind::ProtocolClient) {
+                    self.filters.report(Event::ProtocolClient {
+                        line: String::from_utf8_lossy(line).into_owned(),
+                    });
+                }
+            }
+            Notice::Tls => {
+                if let Some(tls) = tls {
+                    self.filters.report(Event::LinkTls {
+                        info: format!("{}:{}:{}", tls.version, tls.cipher, tls.bits),
+                    });
+                }
+            }
+            Notice::Timeout => self.filters.report(Event::Timeout),
+            Notice::Replied { command, reply } => self.replied(session, command, reply),
+        }
+    }
+
+    fn protocol_server(&self, reply: &Reply) {
+        if !self.filters.wants(EventKind::ProtocolServer) {
+            return;
+        }
+        for line in reply.to_string().split("\r\n") {
+            self.filters.report(Event::ProtocolServer {
+                line: line.to_owned(),
+            });
+        }
+    }
+
+    /// A reply went out for `command` (as logs show it).
+    fn replied(&mut self, session: &Session, command: Option<&[u8]>, reply: &Reply) {
+        self.protocol_server(reply);
+        if let Some(size) = self.committing.take() {
+            self.end_transaction(reply.code() == 250, Some(size));
+            return;
+        }
+        let Some(command) = command else {
+            return;
+        };
+        let verb = command
+            .split(|&b| b == b' ' || b == b':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let ok = reply.is_positive();
+        match verb.as_slice() {
+            b"HELO" | b"EHLO" if ok => self.filters.report(Event::LinkIdentify {
+                method: String::from_utf8_lossy(&verb).into_owned(),
+                identity: session.helo().map(ToString::to_string).unwrap_or_default(),
+            }),
+            b"MAIL" if ok => {
+                let msgid = fresh_msgid();
+                self.msgid = Some(msgid);
+                self.filters.report(Event::TxBegin { msgid });
+                self.filters.report(Event::TxMail {
+                    msgid,
+                    result: TxResult::Ok,
+                    address: bracketed(command),
+                });
+            }
+            b"RCPT" => {
+                if let Some(msgid) = self.msgid {
+                    self.filters.report(Event::TxRcpt {
+                        msgid,
+                        result: tx_result(reply),
+                        address: bracketed(command),
+                    });
+                }
+            }
+            b"DATA" => {
+                if let Some(msgid) = self.msgid {
+                    self.filters.report(Event::TxData {
+                        msgid,
+                        result: tx_result(reply),
+                    });
+                    if !ok && session.transaction().is_none() {
+                        self.end_transaction(false, None);
+                    }
+                }
+            }
+            b"RSET" if ok => self.end_transaction(false, None),
+            _ => {}
+        }
+    }
+
+    /// The queued envelopes of the message being committed.
+    pub(super) fn envelopes(&self, ids: impl Iterator<Item = EvpId>) {
+        let Some(msgid) = self.msgid else {
+            return;
+        };
+        for id in ids {
+            self.filters.report(Event::TxEnvelope { msgid, evpid: id });
+        }
+    }
+
+    /// AUTH ended.
+    pub(super) fn authenticated(&self, user: &str, verdict: &Result<bool, Reply>) {
+        self.filters.report(Event::LinkAuth {
+            result: match verdict {
+                Ok(true) => AuthResult::Pass,
+                Ok(false) => AuthResult::Fail,
+                Err(_) => AuthResult::Error,
+            },
+            username: visible(user),
+        });
+    }
+
+    /// Ends the open transaction, if any: committed (`tx-commit` with its
+    /// size) or rolled back; then `tx-reset`.
+    fn end_transaction(&mut self, committed: bool, size: Option<u64>) {
+        self.stream = None;
+        self.filters.reset_junk();
+        let Some(msgid) = self.msgid.take() else {
+            return;
+        };
+        match (committed, size) {
+            (true, Some(size)) => self.filters.report(Event::TxCommit { msgid, size }),
+            _ => self.filters.report(Event::TxRollback { msgid }),
+        }
+        self.filters.report(Event::TxReset { msgid });
+    }
+
+    /// The session ended.
+    pub(super) fn ended(&mut self) {
+        self.end_transaction(false, None);
+        self.filters.report(Event::LinkDisconnect);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_the_bracketed_text() {
+        assert_eq!(bracketed(b"MAIL FROM:<a@b.c> SIZE=10"), "a@b.c");
+        assert_eq!(bracketed(b"RCPT TO:<>"), "");
+        assert_eq!(bracketed(b"MAIL FROM:a@b"), "");
+    }
+
+    #[test]
+    fn user_names_are_escaped() {
+        assert_eq!(visible("alice"), "alice");
+        assert_eq!(visible("a b\n"), "a\\040b\\012");
+    }
+
+    #[test]
+    fn results_follow_the_reply_class() {
+        assert_eq!(tx_result(&Reply::ok()), TxResult::Ok);
+        assert_eq!(tx_result(&Reply::temporary_failure()), TxResult::Tempfail);
+        assert_eq!(tx_result(&Reply::bad_sequence()), TxResult::Permfail);
+    }
+}
