@@ -10,6 +10,10 @@
 //! compression and encryption layers and the SMTP intake and scheduler sit
 //! above this trait and never see where the bytes live.
 //!
+//! [`layers`] holds `queue compression` and `queue encryption`, a
+//! [`QueueBackend`] wrapping any other, which the daemon puts above the
+//! backend it opened.
+//!
 //! [`envelope`] holds the envelope type and its human-readable, versioned
 //! serialisation (OpenSMTPD's ASCII format), which is what the daemon
 //! stores in envelope blobs.
@@ -19,6 +23,7 @@
 
 pub mod envelope;
 pub mod fs;
+pub mod layers;
 pub mod proc_exec;
 
 use std::io;
@@ -129,6 +134,16 @@ pub enum Error {
         /// The backend's name.
         backend: String,
         /// What happened, with the backend's message if it gave one.
+        reason: String,
+    },
+    /// The queue holds blobs written with other layers or another key
+    /// than configured (`queue compression`, `queue encryption`): the
+    /// daemon refuses to start.
+    #[error("queue {backend}: {reason}")]
+    Layers {
+        /// The backend's name.
+        backend: String,
+        /// What does not match, and what to do.
         reason: String,
     },
     /// A blocking task of the queue could not finish (the runtime is
@@ -299,6 +314,10 @@ mod tests {
             },
             Error::Task {
                 reason: "cancelled".into(),
+            },
+            Error::Layers {
+                backend: "fs".into(),
+                reason: "sealed with another key".into(),
             },
         ];
         for e in &errors {
