@@ -3,7 +3,9 @@
 //! Command line as OpenSMTPD's: `smtpd [-dnv] [-D macro=value] [-f file]`,
 //! plus `--data-dir`, `--control-socket`, `--user`, `--backends-dir`, and
 //! the resolver's `--resolv-conf` and `--nameserver`, and `--mailbox-dir`
-//! (where `mbox` deliveries go, `/var/mail`). Called as `smtpd
+//! (where `mbox` deliveries go, `/var/mail`), and `--queue-key-file` (the
+//! queue encryption key, also taken from `SMTPD_QUEUE_KEY`, read before
+//! detaching: `smtpd::queue::layers::key`). Called as `smtpd
 //! mail.maildir|mail.local|mail.mboxfile ...` it is the delivery helper
 //! the daemon runs as a mailbox's owner (`smtpd::delivery::helper`).
 //! The configuration is loaded and checked first; every error is printed
@@ -80,6 +82,11 @@ struct Args {
     /// DIR/smtpd.pid in the data directory; none with -d unless given].
     #[arg(long, value_name = "path")]
     pidfile: Option<PathBuf>,
+    /// The queue encryption key (`queue encryption`): the first line of
+    /// this file, which other users may not read; else the
+    /// SMTPD_QUEUE_KEY environment variable, else smtpd.conf's form.
+    #[arg(long, value_name = "path")]
+    queue_key_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +117,19 @@ fn main() -> ExitCode {
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
     }
+    // The key is read now, while standard input and the terminal are
+    // still this process's.
+    let queue_key = match smtpd::queue::layers::resolve(
+        loaded.config.queue.encryption.as_ref(),
+        args.queue_key_file.as_deref(),
+        std::env::var_os(smtpd::queue::layers::KEY_ENV),
+    ) {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("smtpd: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // Without -d: into the background now, before any thread exists; this
     // process waits for the daemon to start and exits with its status.
     let mut ready = None;
@@ -151,6 +171,7 @@ fn main() -> ExitCode {
         mailbox_dir: args.mailbox_dir,
         privsep,
         pidfile,
+        queue_key,
         filter_timeout: std::time::Duration::from_secs(args.filter_timeout),
     };
     // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's

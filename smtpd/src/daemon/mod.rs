@@ -16,7 +16,9 @@
 //! last, after intake and the scheduler; otherwise the fs queue
 //! (`DATA/spool` in the data directory; [`ROOT_SPOOL`] as root unless
 //! `--data-dir` named another data directory than the default, so that
-//! test daemons run as root keep apart). Then it starts SMTP intake
+//! test daemons run as root keep apart), behind `queue compression` and
+//! `queue encryption` ([`queue::layers::open`], which refuses a queue
+//! written with another key or other layers). Then it starts SMTP intake
 //! ([`crate::intake`]):
 //! every `listen on` address is bound and logged as `listening on
 //! ADDR:PORT`. At shutdown intake stops accepting before the tables stop.
@@ -102,6 +104,10 @@ pub struct Options {
     /// How long a filter process may take to answer
     /// ([`crate::filter::DEFAULT_TIMEOUT`] by default).
     pub filter_timeout: std::time::Duration,
+    /// The queue encryption key, resolved before detaching
+    /// ([`queue::layers::resolve`]); required when the configuration has
+    /// `queue encryption`.
+    pub queue_key: Option<queue::layers::Key>,
 }
 
 /// Why the daemon could not start, or stopped badly.
@@ -209,7 +215,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         }
     };
     let offline = spool.join(OFFLINE_DIR);
-    let queue = match open_queue(config, &build, spool.clone()).await {
+    let queue = match open_queue(config, &build, spool.clone(), options.queue_key.as_ref()).await {
         Ok(queue) => queue,
         Err(e) => {
             tables.shutdown().await;
@@ -380,9 +386,38 @@ fn give_spool(spool: &std::path::Path, identity: privsep::Identity) -> std::io::
     Ok(())
 }
 
-/// Opens the queue: the fs queue at `spool`, or starts the `queue
-/// proc-exec` program (as the tables' user) and waits for its handshake.
+/// Opens the queue ([`open_backend`]) behind the compression and
+/// encryption layers the configuration asks for, which first check that
+/// the queue was written with them ([`queue::layers::open`]).
 async fn open_queue(
+    config: &Config,
+    build: &BuildOptions,
+    spool: PathBuf,
+    key: Option<&queue::layers::Key>,
+) -> Result<Arc<dyn QueueBackend>, Error> {
+    let backend = open_backend(config, build, spool).await?;
+    let key = match (&config.queue.encryption, key) {
+        (None, _) => None,
+        (Some(_), Some(key)) => Some(key),
+        (Some(_), None) => {
+            backend.shutdown().await;
+            return Err(queue::Error::Layers {
+                backend: backend.name().to_owned(),
+                reason: "queue encryption is on but no key was given".to_owned(),
+            }
+            .into());
+        }
+    };
+    let layered = queue::layers::open(Arc::clone(&backend), config.queue.compression, key).await;
+    if layered.is_err() {
+        backend.shutdown().await;
+    }
+    Ok(layered?)
+}
+
+/// Opens the queue's store: the fs queue at `spool`, or starts the `queue
+/// proc-exec` program (as the tables' user) and waits for its handshake.
+async fn open_backend(
     config: &Config,
     build: &BuildOptions,
     spool: PathBuf,
