@@ -1,12 +1,26 @@
 //! The MTA: relaying envelopes to other hosts over SMTP or LMTP.
 //!
+//! The scheduler's driver hands due `mta` envelopes to the [`Mta`] engine
+//! (`engine.rs`), which batches them per message and destination and
+//! delivers each batch (`deliver.rs`):
+//!
 //! - [`route`]: the [`route::Destination`] of an envelope from its relay
 //!   action (MX or smarthost, port, TLS policy, AUTH label).
 //! - [`resolve`]: MX and address lookups, ordering, `backup` filtering.
 //! - [`hosts`]: per-address state: connections, broken MXs and backoff.
+//! - [`pool`]: idle connections kept for reuse, and connection limits.
+//! - [`show`]: `smtpctl show hosts|relays|routes`.
 //! - [`client`] speaks the client side of one SMTP/LMTP connection.
 
 pub mod client;
+mod deliver;
+mod engine;
 pub mod hosts;
+pub mod pool;
 pub mod resolve;
 pub mod route;
+pub mod show;
+
+pub use deliver::rewrite_sender;
+pub use engine::{Mta, RelayState, Settings, MAX_BATCH};
+pub use show::Listing;

@@ -45,15 +45,16 @@ pub enum ResolveError {
 /// random order drawn from `seed` (a different seed each delivery
 /// spreads the load among them).
 pub fn order(mut exchangers: Vec<Mx>, seed: u64) -> Vec<Mx> {
-    let mut state = seed | 1;
+    let mut state = seed;
     let mut keyed: Vec<(u16, u64, Mx)> = exchangers
         .drain(..)
         .map(|mx| {
-            // xorshift64: enough to shuffle a handful of names.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (mx.preference, state, mx)
+            // splitmix64: enough to shuffle a handful of names.
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (mx.preference, z ^ (z >> 31), mx)
         })
         .collect();
     keyed.sort_by_key(|(preference, draw, _)| (*preference, *draw));
