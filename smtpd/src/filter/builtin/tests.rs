@@ -25,9 +25,12 @@ fn host() -> LocalHost {
     }
 }
 
-/// The configuration of `filter f ...` (and any tables before it).
+/// The configuration of `filter f ...` (and any tables before it), with
+/// a listener using it and a rule.
 fn load(conf: &str) -> Config {
-    Config::from_str(conf).unwrap_or_else(|e| panic!("configuration should load:\n{conf}\n{e}"))
+    let text =
+        format!("{conf}\nlisten on lo filter f\naction \"a\" mbox\nmatch from any action \"a\"\n");
+    Config::from_str(&text).unwrap_or_else(|e| panic!("configuration should load:\n{text}\n{e}"))
 }
 
 /// The live tables of `config`, every one static.
@@ -194,7 +197,7 @@ filter f phase connect match rdns <dyn> junk
     )
     .await;
     check(
-        r#"filter f phase connect match ! rdns regex { "^[0-9-]+\\.pool\\." } bypass"#,
+        r#"filter f phase connect match ! rdns regex { "^[0-9-]+[.]pool[.]" } bypass"#,
         &[
             ("rdns=1-2-3-4.pool.isp.example", "proceed"),
             ("rdns=mx.isp.example", "bypass"),
@@ -219,7 +222,10 @@ async fn src_tables_netaddr_regex_and_the_socket() {
     )
     .await;
     check(
-        r#"filter f phase mail-from match !src <localhost> reject "550 local only""#,
+        r#"
+table locals { 127.0.0.0/8, "::1", "local" }
+filter f phase mail-from match !src <locals> reject "550 local only"
+"#,
         &[
             ("src=127.0.0.1", "proceed"),
             ("src=socket", "proceed"),
@@ -228,7 +234,7 @@ async fn src_tables_netaddr_regex_and_the_socket() {
     )
     .await;
     check(
-        r#"filter f phase connect match src regex { "^192\\.0\\.2\\." } junk"#,
+        r#"filter f phase connect match src regex { "^192[.]0[.]2[.]" } junk"#,
         &[("src=192.0.2.44", "junk"), ("src=198.51.100.1", "proceed")],
     )
     .await;
@@ -246,7 +252,7 @@ async fn helo_tables() {
     )
     .await;
     check(
-        r#"filter f phase mail-from match !helo regex { "^mail\\." } report "odd helo""#,
+        r#"filter f phase mail-from match !helo regex { "^mail[.]" } report "odd helo""#,
         &[
             ("helo=mail.example.net", "proceed"),
             ("helo=[192.0.2.7]", "report:odd helo"),
@@ -296,16 +302,16 @@ async fn auth_with_and_without_a_table() {
 #[tokio::test]
 async fn mail_from_tables_and_the_null_sender() {
     check(
-        r#"filter f phase mail-from match mail-from { "@spam.example", "@" } reject "550 go away""#,
+        r#"filter f phase mail-from match mail-from { "@spam.example" } reject "550 go away""#,
         &[
             ("from=anyone@spam.example", "reject:550 go away"),
             ("from=ok@example.org", "proceed"),
-            ("from=<>", "reject:550 go away"),
+            ("from=<>", "proceed"),
         ],
     )
     .await;
     check(
-        r#"filter f phase data match ! mail-from regex { "@example\\.org$" } junk"#,
+        r#"filter f phase data match ! mail-from regex { "@example[.]org$" } junk"#,
         &[
             ("from=a@example.org", "proceed"),
             ("from=a@example.com", "junk"),
@@ -354,7 +360,8 @@ async fn replies_that_are_not_4xx_or_5xx_become_421_and_421_disconnects() {
     for (message, expected) in [
         ("550 5.7.1 No", ("550 5.7.1 No", false)),
         ("451 x", ("451 x", false)),
-        ("550 ", ("550 ", false)),
+        ("550 5", ("550 5", false)),
+        ("550 ", (INTERNAL_ERROR_REPLY, true)),
         ("550", (INTERNAL_ERROR_REPLY, true)),
         ("55 0 x", (INTERNAL_ERROR_REPLY, true)),
         ("5500 x", (INTERNAL_ERROR_REPLY, true)),
@@ -378,6 +385,22 @@ async fn phase_auth_runs_at_connect() {
     assert_eq!(run_phase(filter_f(&config)), Phase::Ehlo);
 }
 
+/// The live tables of `config`, the table `broken` down.
+fn broken(config: &Config) -> Tables {
+    let good = tables(config);
+    Tables::new(
+        config
+            .tables
+            .iter()
+            .zip(good.iter())
+            .map(|(t, live)| match t.name.as_str() {
+                "broken" => Arc::new(UnavailableTable(t.name.clone())) as Arc<dyn Table>,
+                _ => Arc::clone(live),
+            })
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn a_table_error_is_an_error_negated_or_not() {
     for conf in [
@@ -386,9 +409,7 @@ async fn a_table_error_is_an_error_negated_or_not() {
         "table broken { x }\nfilter f phase mail-from match auth <broken> junk",
     ] {
         let config = load(conf);
-        let tables = Tables::new(vec![
-            Arc::new(UnavailableTable("broken".to_owned())) as Arc<dyn Table>
-        ]);
+        let tables = broken(&config);
         let session = Session::parse("from=a@example.org auth=alice");
         let outcome = evaluate(filter_f(&config), &session.facts(), &tables).await;
         assert_eq!(
@@ -402,9 +423,7 @@ async fn a_table_error_is_an_error_negated_or_not() {
     }
     // Without a value to test, the table is not asked.
     let config = load("table broken { x }\nfilter f phase helo match helo <broken> junk");
-    let tables = Tables::new(vec![
-        Arc::new(UnavailableTable("broken".to_owned())) as Arc<dyn Table>
-    ]);
+    let tables = broken(&config);
     let outcome = evaluate(filter_f(&config), &Session::parse("").facts(), &tables).await;
     assert_eq!(outcome, Ok(Outcome::Proceed));
 }
