@@ -195,6 +195,17 @@ impl Error {
     }
 }
 
+/// The outcome of [`QueueBackend::envelope_claim`] (SPEC.md 4.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The lease is this daemon's for the time asked.
+    Granted,
+    /// Another daemon holds a live lease on the envelope.
+    Busy,
+    /// No such committed envelope (another daemon delivered it).
+    NotFound,
+}
+
 /// A queue store: message content and envelopes as opaque blobs, with the
 /// operations of queue protocol 0.1 (SPEC.md section 4).
 ///
@@ -271,6 +282,45 @@ pub trait QueueBackend: Send + Sync {
     /// Stops what the store runs (a proc-exec backend's program), once
     /// intake and the scheduler are done with it. A layer passes it on.
     async fn shutdown(&self) {}
+
+    /// Whether several daemons share the store (a backend that registered
+    /// `lease`, SPEC.md 4.12): the scheduler then claims each envelope
+    /// before acting on it, and walks the store again periodically. False
+    /// by default; a layer passes its backend's on.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Leases an envelope to daemon `instance` for `seconds`, or renews
+    /// its lease. A store only this daemon uses grants every claim.
+    async fn envelope_claim(
+        &self,
+        evpid: EvpId,
+        instance: &str,
+        seconds: u64,
+    ) -> Result<Claim, Error> {
+        let _ = (evpid, instance, seconds);
+        Ok(Claim::Granted)
+    }
+
+    /// Ends `instance`'s lease on an envelope (nothing for an unshared
+    /// store).
+    async fn envelope_release(&self, evpid: EvpId, instance: &str) -> Result<(), Error> {
+        let _ = (evpid, instance);
+        Ok(())
+    }
+
+    /// [`QueueBackend::envelope_walk`] skipping the envelopes another
+    /// instance holds a live lease on (every envelope for an unshared
+    /// store).
+    async fn envelope_walk_free(
+        &self,
+        after: EvpId,
+        instance: &str,
+    ) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
+        let _ = instance;
+        self.envelope_walk(after).await
+    }
 }
 
 #[cfg(test)]

@@ -30,11 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use smtpd_sdk::proto::queue::{Op, OpKind, QueueResult, Register, Request, Response, VERSION};
+use smtpd_sdk::proto::queue::{
+    Op, OpKind, QueueResult, Register, Request, Response, LEASE_CAPABILITY, VERSION,
+};
 use smtpd_sdk::proto::{ConfigLine, Line, ParseError, QueueId, Timestamp};
 use tokio::sync::watch;
 
-use super::{Error, EvpId, MsgId, QueueBackend, MAX_ENVELOPE_SIZE, MAX_READ_LENGTH};
+use super::{Claim, Error, EvpId, MsgId, QueueBackend, MAX_ENVELOPE_SIZE, MAX_READ_LENGTH};
 use crate::proc::{self, Decoded, Family, Registered, Spec, StartError, State, Supervisor};
 
 /// The largest chunk of a `message-write` request, in bytes (SPEC.md 4.4).
@@ -46,8 +48,8 @@ pub const QUEUE_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The capabilities this daemon understands; a backend may register
 /// others, which are recorded and logged as ignored. Queue 0.1 defines
-/// none.
-pub const KNOWN_CAPABILITIES: &[&str] = &[];
+/// `lease` (a store several daemons share, SPEC.md 4.12).
+pub const KNOWN_CAPABILITIES: &[&str] = &[LEASE_CAPABILITY];
 
 /// How many fresh ids a request tries when its id is still in flight.
 const ID_ATTEMPTS: usize = 8;
@@ -177,6 +179,8 @@ pub struct ProcExecQueue {
     supervisor: Supervisor<QueueProtocol>,
     next_id: AtomicU64,
     health: Arc<Health>,
+    /// The backend registered `lease` at start.
+    shared: bool,
 }
 
 impl ProcExecQueue {
@@ -189,7 +193,11 @@ impl ProcExecQueue {
             recoveries: watch::channel(0).0,
         });
         tokio::spawn(watch_restarts(supervisor.state(), Arc::clone(&health)));
+        let shared = supervisor
+            .registration()
+            .is_some_and(|r| r.has(LEASE_CAPABILITY));
         Ok(Self {
+            shared,
             name,
             supervisor,
             // Ids start at a random-looking place, so that a restarted
@@ -419,6 +427,68 @@ impl QueueBackend for ProcExecQueue {
 
     fn recoveries(&self) -> Option<watch::Receiver<u64>> {
         Some(self.health.recoveries.subscribe())
+    }
+
+    fn shared(&self) -> bool {
+        self.shared
+    }
+
+    async fn envelope_claim(
+        &self,
+        evpid: EvpId,
+        instance: &str,
+        seconds: u64,
+    ) -> Result<Claim, Error> {
+        if !self.shared {
+            return Ok(Claim::Granted);
+        }
+        let op = Op::EnvelopeClaim {
+            evpid,
+            instance: instance.to_owned(),
+            seconds,
+        };
+        match self.ask(op).await? {
+            QueueResult::Ok => Ok(Claim::Granted),
+            QueueResult::Busy => Ok(Claim::Busy),
+            QueueResult::NotFound => Ok(Claim::NotFound),
+            other => Err(self.unexpected(OpKind::EnvelopeClaim, &other)),
+        }
+    }
+
+    async fn envelope_release(&self, evpid: EvpId, instance: &str) -> Result<(), Error> {
+        if !self.shared {
+            return Ok(());
+        }
+        let op = Op::EnvelopeRelease {
+            evpid,
+            instance: instance.to_owned(),
+        };
+        match self.ask(op).await? {
+            QueueResult::Ok => Ok(()),
+            other => Err(self.unexpected(OpKind::EnvelopeRelease, &other)),
+        }
+    }
+
+    async fn envelope_walk_free(
+        &self,
+        after: EvpId,
+        instance: &str,
+    ) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
+        if !self.shared {
+            return self.envelope_walk(after).await;
+        }
+        let op = Op::EnvelopeWalkFree {
+            after,
+            instance: instance.to_owned(),
+        };
+        match self.ask(op).await? {
+            QueueResult::Walked(evpid, data) if evpid.0 > after.0 => Ok(Some((evpid, data))),
+            QueueResult::Walked(evpid, _) => Err(self.failed(format!(
+                "malformed answer to envelope-walk-free: {evpid} is not after {after}"
+            ))),
+            QueueResult::Done => Ok(None),
+            other => Err(self.unexpected(OpKind::EnvelopeWalkFree, &other)),
+        }
     }
 
     async fn shutdown(&self) {

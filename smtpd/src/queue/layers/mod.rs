@@ -37,7 +37,7 @@ use format::{Codec, OpenError};
 pub use key::{resolve, KeyError, KEY_ENV};
 use message::{Cursor, ReadError, Writer};
 
-use super::{Error, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
+use super::{Claim, Error, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
 
 /// How many read cursors are kept between reads.
 const CURSORS: usize = 64;
@@ -319,6 +319,43 @@ impl QueueBackend for LayeredQueue {
 
     async fn shutdown(&self) {
         self.inner.shutdown().await;
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
+    async fn envelope_claim(
+        &self,
+        evpid: EvpId,
+        instance: &str,
+        seconds: u64,
+    ) -> Result<Claim, Error> {
+        self.inner.envelope_claim(evpid, instance, seconds).await
+    }
+
+    async fn envelope_release(&self, evpid: EvpId, instance: &str) -> Result<(), Error> {
+        self.inner.envelope_release(evpid, instance).await
+    }
+
+    async fn envelope_walk_free(
+        &self,
+        mut after: EvpId,
+        instance: &str,
+    ) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
+        loop {
+            let Some((evpid, blob)) = self.inner.envelope_walk_free(after, instance).await? else {
+                return Ok(None);
+            };
+            match self.codec.open_envelope(evpid.msgid(), &blob) {
+                Ok(plain) => return Ok(Some((evpid, plain))),
+                Err(e) => {
+                    self.quarantine(evpid.msgid(), format!("envelope {evpid} {e}"))
+                        .await?;
+                    after = evpid;
+                }
+            }
+        }
     }
 
     async fn envelope_walk(&self, mut after: EvpId) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
