@@ -71,6 +71,10 @@ struct Args {
     /// unless given, `[IPv6]:PORT`).
     #[arg(long = "nameserver", value_name = "IP[:PORT]", value_parser = dns::parse_nameserver)]
     nameservers: Vec<SocketAddr>,
+    /// The port relaying connects to on MX hosts (tests run theirs on
+    /// other ports).
+    #[arg(long, value_name = "port", default_value_t = 25)]
+    mx_port: u16,
     /// How long a filter process may take to answer a request, in seconds;
     /// past it the session gets a temporary failure.
     #[arg(long, value_name = "seconds", default_value_t = smtpd::filter::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
         backends_dir: args.backends_dir,
         resolv_conf: args.resolv_conf,
         nameservers: args.nameservers,
+        mx_port: args.mx_port,
         mailbox_dir: args.mailbox_dir,
         privsep,
         pidfile,

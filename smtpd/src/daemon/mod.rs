@@ -93,6 +93,8 @@ pub struct Options {
     pub resolv_conf: Option<PathBuf>,
     /// The nameservers to ask instead of resolv.conf's.
     pub nameservers: Vec<std::net::SocketAddr>,
+    /// The port relaying connects to on MX hosts (25).
+    pub mx_port: u16,
     /// Where `mbox` deliveries go ([`local::DEFAULT_MAILBOX_DIR`]).
     pub mailbox_dir: PathBuf,
     /// As root: the privileged helper and the identity to drop to
@@ -265,13 +267,26 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         Some(privsep) => Arc::new(privsep.client.clone()),
         None => Arc::new(SystemFiles),
     };
+    // Before privileges are dropped: it reads the relays' CA and pki files.
+    let mta = crate::mta::Mta::start(
+        Arc::clone(&config),
+        tables.clone(),
+        Arc::clone(&queue),
+        crate::mta::Settings {
+            server_name: server_name.clone(),
+            resolver: resolver.clone(),
+            timeouts: crate::mta::client::Timeouts::default(),
+            mx_port: options.mx_port,
+        },
+    );
     let driver = scheduler::Driver::new(
         Arc::clone(&config),
         tables.clone(),
         Arc::clone(&queue),
         agent,
     )
-    .expansion_files(Arc::clone(&files));
+    .expansion_files(Arc::clone(&files))
+    .relayer(Arc::new(mta.clone()));
     let shared = intake::Shared {
         config,
         tables: tables.clone(),

@@ -150,7 +150,7 @@ async fn plan<'a>(shared: &'a Shared, envelopes: &[&Envelope]) -> Result<Plan<'a
             first.dispatcher
         )));
     };
-    let destination = Destination::of(
+    let mut destination = Destination::of(
         &shared.tables,
         action,
         relay,
@@ -159,6 +159,9 @@ async fn plan<'a>(shared: &'a Shared, envelopes: &[&Envelope]) -> Result<Plan<'a
     )
     .await
     .map_err(|e| temporary(format!("421 4.3.0 {e}")))?;
+    if let Target::Mx { .. } = destination.target {
+        destination.port = shared.settings.mx_port;
+    }
     let login = Credentials::of(relay, &shared.tables, &destination)
         .await
         .map_err(|e| temporary(format!("421 4.7.0 {e}")))?

@@ -48,6 +48,9 @@ pub struct Settings {
     pub resolver: Resolver,
     /// Session time limits.
     pub timeouts: Timeouts,
+    /// The port of MX hosts (25; `smtpd --mx-port` for tests whose MX
+    /// hosts listen elsewhere).
+    pub mx_port: u16,
 }
 
 /// A request to the engine task.
