@@ -438,6 +438,14 @@ async fn open_backend(
     spool: PathBuf,
 ) -> Result<Arc<dyn QueueBackend>, Error> {
     if let config::QueueBackend::ProcExec(command) = &config.queue.backend {
+        // The spool directory still holds the offline queue of local
+        // submissions made while no daemon ran.
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&spool)
+            .map_err(|e| queue::Error::io("create", &spool, e))?;
         let mut spec = Spec::new(
             "queue",
             command.command.clone(),
