@@ -15,6 +15,8 @@ pub(crate) mod enqueue;
 
 pub(crate) mod mail;
 
+pub(crate) mod peer;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
