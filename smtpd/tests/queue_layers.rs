@@ -1,0 +1,73 @@
+//! `queue compression` and `queue encryption` end to end on the fs queue:
+//! compression alone, encryption alone (key from a key file), both (key
+//! from the environment), then a damaged message moved aside and a
+//! restart with another key refused. The cases themselves are in
+//! `queue_layers/cases.rs`, written for any queue store.
+
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "queue_layers/cases.rs"]
+mod cases;
+mod common;
+
+use cases::{FsStore, KeyFrom, Layers};
+use common::Scratch;
+
+const COMPRESS: Layers = Layers {
+    compress: true,
+    encrypt: None,
+};
+
+#[test]
+fn compression_alone() {
+    let dir = Scratch::new("layers", "compress");
+    cases::round_trip(&dir, &FsStore::new(&dir), COMPRESS);
+}
+
+#[test]
+fn encryption_alone_with_a_key_file() {
+    let dir = Scratch::new("layers", "encrypt");
+    let layers = Layers {
+        compress: false,
+        encrypt: Some(KeyFrom::File),
+    };
+    cases::round_trip(&dir, &FsStore::new(&dir), layers);
+}
+
+#[test]
+fn compression_and_encryption_with_the_key_from_the_environment() {
+    let dir = Scratch::new("layers", "both");
+    let layers = Layers {
+        compress: true,
+        encrypt: Some(KeyFrom::Env),
+    };
+    cases::round_trip(&dir, &FsStore::new(&dir), layers);
+}
+
+#[test]
+fn a_damaged_message_is_moved_aside_and_not_delivered() {
+    for (name, layers) in [
+        ("tamper-compress", COMPRESS),
+        (
+            "tamper-both",
+            Layers {
+                compress: true,
+                encrypt: Some(KeyFrom::Config),
+            },
+        ),
+    ] {
+        let dir = Scratch::new("layers", name);
+        cases::tampered(&dir, &FsStore::new(&dir), layers);
+    }
+}
+
+#[test]
+fn another_key_refuses_to_start() {
+    let dir = Scratch::new("layers", "other-key");
+    let layers = Layers {
+        compress: false,
+        encrypt: Some(KeyFrom::Config),
+    };
+    cases::other_key(&dir, &FsStore::new(&dir), layers);
+}
