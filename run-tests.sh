@@ -33,6 +33,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --force-reinstall --no-deps ./sdk-python
 "$venv/bin/python" -m pytest -q sdk-python/tests
+"$venv/bin/python" -m pytest -q backends/filter-senders/tests
 
 step "conformance runner over every example backend"
 runner=target/debug/smtpd-conformance
@@ -58,6 +59,9 @@ conform filter standard.filter "$py" -m smtpd_sdk.examples.filter_guard --asynci
 conform queue none "$py" -m smtpd_sdk.examples.queue_memory
 conform queue none "$py" -m smtpd_sdk.examples.queue_memory --asyncio
 conform table standard.table protocol-spec/examples/table-shell.sh "$fixtures/standard.table"
+# The example filters decide for themselves (not as the standard fixture says).
+conform filter none target/debug/filter-prometheus 127.0.0.1:0
+conform filter none "$py" backends/filter-senders/filter_senders.py backends/filter-senders/senders.example
 # queue-sqlite keeps its file between runs; each case wants an empty queue.
 qdir=$(mktemp -d)
 printf 'dbpath %s/queue.sqlite\n' "$qdir" >"$qdir/queue.conf"
