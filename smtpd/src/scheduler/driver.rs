@@ -39,6 +39,16 @@
 //! most once, and deleted before its delivery is reported. After a crash
 //! between a delivery and the deletion, the envelope is delivered again
 //! after restart (at least once, as in every MTA).
+//!
+//! A queue shared with other daemons ([`QueueBackend::shared`], SPEC.md
+//! 4.12) changes four things, with the [`Sharing`] settings
+//! ([`super::lease`]): every job claims its envelope first (one another
+//! daemon holds or already delivered is forgotten, not deleted); a
+//! delivery renews its lease while it runs; a temporary failure releases
+//! the envelope after updating it; the store is walked with
+//! `envelope-walk-free` every [`Sharing::rewalk`], and messages are
+//! removed by the backend with their last envelope, never by
+//! `message-delete`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
@@ -49,6 +59,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use super::bounce::{self, bounce_envelope, mark_expired, mark_loop};
+use super::lease::{self, Sharing};
 use super::retry::{DeliveryType, RetryPolicy};
 use super::state::{EnvelopeState, Job, Outcome, Ramqueue, Target, Task};
 use crate::config::Config;
@@ -59,7 +70,7 @@ use crate::log::{self, Attempt};
 use crate::queue::envelope::{
     Bounce, Envelope, Flags, Kind, MailAddr, Mda, Notify, Source, Status,
 };
-use crate::queue::{self, unix_now, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
+use crate::queue::{self, unix_now, Claim, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
 use crate::rules::{self, Address};
 use crate::table::Tables;
 
@@ -252,6 +263,10 @@ pub struct Driver {
     /// Where relayed envelopes go; without one, each attempt fails
     /// temporarily.
     relayer: Option<Arc<dyn Relayer>>,
+    /// The settings for a shared queue; used only when the queue is.
+    sharing: Arc<Sharing>,
+    /// Set at start when the queue is shared.
+    shared: Option<Arc<Sharing>>,
 }
 
 impl Driver {
@@ -280,7 +295,16 @@ impl Driver {
             undeleted: HashSet::new(),
             rewalk_at: None,
             relayer: None,
+            sharing: Arc::new(Sharing::default()),
+            shared: None,
         }
+    }
+
+    /// The instance id, lease and walk period used when the queue turns
+    /// out to be shared with other daemons.
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = Arc::new(sharing);
+        self
     }
 
     /// Relays `mta` envelopes through `relayer`.
@@ -301,6 +325,16 @@ impl Driver {
     pub async fn run(mut self, inbox: Inbox, stop: impl std::future::Future<Output = ()>) {
         let Inbox(mut rx) = inbox;
         let mut recoveries = self.queue.recoveries();
+        if self.queue.shared() {
+            tracing::info!(
+                "scheduler: queue {} is shared: instance {}, leases of {} s, walked every {} s",
+                self.queue.name(),
+                self.sharing.instance,
+                self.sharing.lease_seconds(),
+                self.sharing.rewalk.as_secs()
+            );
+            self.shared = Some(Arc::clone(&self.sharing));
+        }
         self.load().await;
         tokio::pin!(stop);
         loop {
@@ -354,7 +388,15 @@ impl Driver {
         let mut after = EvpId::new(MsgId(0), 0);
         let mut loaded = 0usize;
         loop {
-            match self.queue.envelope_walk(after).await {
+            let walked = match &self.shared {
+                Some(sharing) => {
+                    self.queue
+                        .envelope_walk_free(after, &sharing.instance)
+                        .await
+                }
+                None => self.queue.envelope_walk(after).await,
+            };
+            match walked {
                 Ok(Some((evpid, _))) if self.is_known(evpid) => after = evpid,
                 Ok(Some((evpid, bytes))) => {
                     after = evpid;
@@ -368,7 +410,12 @@ impl Driver {
                         }
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if let Some(sharing) = &self.shared {
+                        self.rewalk_at = Some(tokio::time::Instant::now() + sharing.rewalk);
+                    }
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!("scheduler: envelope walk: {e}");
                     self.rewalk_at = Some(tokio::time::Instant::now() + REWALK_DELAY);
@@ -503,8 +550,44 @@ impl Driver {
         }
     }
 
+    /// On a shared queue, claims the envelope of `job`; false (and the
+    /// envelope forgotten or put back) when this daemon must not act on it.
+    async fn claim(&mut self, job: &Job, now: u64) -> bool {
+        let Some(sharing) = self.shared.clone() else {
+            return true;
+        };
+        let evpid = job.evpid;
+        let claimed = self
+            .queue
+            .envelope_claim(evpid, &sharing.instance, sharing.lease_seconds())
+            .await;
+        match claimed {
+            Ok(Claim::Granted) => true,
+            Ok(other) => {
+                // Another daemon holds it or delivered it: forgotten here,
+                // found again by a later walk if it is still there and free.
+                tracing::debug!("evp:{evpid}: not claimed ({other:?})");
+                if let Task::Deliver(_) = job.task {
+                    let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
+                }
+                self.release(evpid.msgid()).await;
+                false
+            }
+            Err(e) => {
+                tracing::warn!("evp:{evpid}: cannot claim: {e}");
+                if let Task::Deliver(kind) = job.task {
+                    self.retry_later(evpid, kind, now);
+                }
+                false
+            }
+        }
+    }
+
     async fn start(&mut self, job: Job, now: u64) {
         let evpid = job.evpid;
+        if !self.claim(&job, now).await {
+            return;
+        }
         let envelope = match self.load_envelope(evpid).await {
             Ok(Some(envelope)) => envelope,
             Ok(None) => {
@@ -544,9 +627,11 @@ impl Driver {
                 self.inflight_since.insert(evpid, now);
                 let agent = Arc::clone(&self.agent);
                 let slots = Arc::clone(&self.slots);
+                let (queue, shared) = (Arc::clone(&self.queue), self.shared.clone());
                 self.deliveries.spawn(async move {
                     let _slot = slots.acquire_owned().await;
-                    let result = agent.deliver(&envelope).await;
+                    let delivery = agent.deliver(&envelope);
+                    let result = lease::renewing(queue, shared, evpid, delivery).await;
                     let logged = false;
                     (
                         evpid,
@@ -577,8 +662,10 @@ impl Driver {
                     return;
                 };
                 let outcome = relayer.submit(envelope.clone());
+                let (queue, shared) = (Arc::clone(&self.queue), self.shared.clone());
                 self.deliveries.spawn(async move {
-                    let (result, logged) = match outcome.await {
+                    let outcome = lease::renewing(queue, shared, evpid, outcome).await;
+                    let (result, logged) = match outcome {
                         Ok(result) => (result, true),
                         Err(_) => (LocalResult::Temporary(NO_RELAY.to_owned()), false),
                     };
@@ -703,6 +790,12 @@ impl Driver {
             Ok(bytes) => {
                 if let Err(e) = self.queue.envelope_update(evpid, &bytes).await {
                     tracing::warn!("evp:{evpid}: cannot update envelope: {e}");
+                }
+                if let Some(sharing) = &self.shared {
+                    // Any daemon may try it at its next retry time.
+                    if let Err(e) = self.queue.envelope_release(evpid, &sharing.instance).await {
+                        tracing::warn!("evp:{evpid}: cannot release: {e}");
+                    }
                 }
             }
             Err(e) => tracing::warn!("evp:{evpid}: cannot write envelope: {e}"),
@@ -910,7 +1003,9 @@ impl Driver {
         self.release(evpid.msgid()).await;
     }
 
-    /// One envelope of `msgid` is gone; deletes the message after its last.
+    /// One envelope of `msgid` is gone; deletes the message after its last
+    /// (a shared queue's backend does that itself: another daemon may hold
+    /// an envelope of the message this one does not know).
     async fn release(&mut self, msgid: MsgId) {
         let Some(count) = self.refs.get_mut(&msgid) else {
             return;
@@ -918,6 +1013,9 @@ impl Driver {
         *count = count.saturating_sub(1);
         if *count == 0 {
             self.refs.remove(&msgid);
+            if self.shared.is_some() {
+                return;
+            }
             if let Err(e) = self.queue.message_delete(msgid).await {
                 tracing::warn!("msg:{msgid}: cannot delete message: {e}");
             }

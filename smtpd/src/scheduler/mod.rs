@@ -21,14 +21,18 @@
 //!   ones to local delivery, updates, bounces and deletes them; it owns
 //!   the clock and the queue handle, and answers `smtpctl`'s queue
 //!   commands through its [`Handle`].
+//! - [`lease`]: taking part in a queue shared with other daemons (SPEC.md
+//!   4.12): the instance id, lease length, walk period and lease renewal.
 
 pub mod bounce;
 pub mod driver;
+pub mod lease;
 pub mod retry;
 pub mod state;
 
 pub use bounce::{bounce_envelope, group, Action, BounceGroup, BounceMessage, NoBounce, Report};
 pub use driver::{Answer, Control, Driver, Handle, Inbox, Listed, Relayer, Stats};
+pub use lease::Sharing;
 pub use retry::{Attempt, DeliveryType, Next, RetryPolicy, Warning};
 pub use state::{EnvelopeState, Job, Outcome, Phase, Ramqueue, StateError, Target, Task};
 

@@ -1,0 +1,172 @@
+//! Sharing a queue with other daemons (SPEC.md 4.12): this daemon's
+//! instance id, the length of its leases, how often it walks the store for
+//! what other daemons accepted, and the renewal of a lease while a
+//! delivery runs.
+//!
+//! The driver uses this only when the queue reports that it is shared
+//! ([`QueueBackend::shared`]: a proc-exec backend that registered `lease`).
+//! It then claims every envelope before acting on it, forgets the ones
+//! another daemon holds or already delivered, releases an envelope after a
+//! temporary failure, leaves the deletion of messages to the backend, and
+//! walks the store with `envelope-walk-free` every [`Sharing::rewalk`].
+//!
+//! The instance id is chosen once per start ([`instance_id`]):
+//! `HOSTNAME:PID:RANDOM`, the host name reduced to the characters an
+//! instance id allows, the process id and 8 random hex digits. A restarted
+//! daemon is thus a new instance: the leases of its previous run are not
+//! its own and run out, and two daemons on one host never share an id.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtpd_sdk::proto::queue::MAX_INSTANCE_LEN;
+
+use crate::queue::{Claim, EvpId, QueueBackend};
+
+/// The lease length when none is configured (`smtpd --queue-lease`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// How often a shared queue is walked when nothing is configured
+/// (`smtpd --queue-rewalk`).
+pub const DEFAULT_REWALK: Duration = Duration::from_secs(15);
+
+/// How this daemon takes part in a shared queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharing {
+    /// This daemon's instance id.
+    pub instance: String,
+    /// How long a claim holds an envelope; renewed every third of it.
+    pub lease: Duration,
+    /// How often the store is walked for envelopes other daemons accepted
+    /// or whose lease ran out.
+    pub rewalk: Duration,
+}
+
+impl Sharing {
+    /// A fresh instance id with these timings (a lease of at least one
+    /// second, at most a day; a walk at least every second).
+    pub fn new(lease: Duration, rewalk: Duration) -> Self {
+        Self {
+            instance: instance_id(),
+            lease: lease.clamp(Duration::from_secs(1), Duration::from_secs(86_400)),
+            rewalk: rewalk.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// The lease in whole seconds, as a claim asks for it.
+    pub fn lease_seconds(&self) -> u64 {
+        self.lease.as_secs().max(1)
+    }
+
+    /// How often a lease is renewed during a delivery.
+    pub fn renew_every(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(300))
+    }
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Self::new(DEFAULT_LEASE, DEFAULT_REWALK)
+    }
+}
+
+/// `HOSTNAME:PID:RANDOM` for this process (see the module overview).
+pub fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    instance_from(host.trim(), std::process::id(), random_u32())
+}
+
+/// The instance id made of a host name, a process id and a random number.
+fn instance_from(host: &str, pid: u32, random: u32) -> String {
+    let tail = format!(":{pid}:{random:08x}");
+    let mut host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    if host.is_empty() {
+        host.push_str("smtpd");
+    }
+    host.truncate(MAX_INSTANCE_LEN - tail.len());
+    format!("{host}{tail}")
+}
+
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u32
+}
+
+/// Runs `work` (a delivery of `evpid`), renewing the lease every
+/// [`Sharing::renew_every`] until it ends; without `sharing`, just runs
+/// it. A lost lease is logged: the envelope may then be delivered by
+/// another daemon as well (the window of SPEC.md 4.12).
+pub async fn renewing<T>(
+    queue: Arc<dyn QueueBackend>,
+    sharing: Option<Arc<Sharing>>,
+    evpid: EvpId,
+    work: impl Future<Output = T>,
+) -> T {
+    let Some(sharing) = sharing else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let every = sharing.renew_every();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                let renewed = queue
+                    .envelope_claim(evpid, &sharing.instance, sharing.lease_seconds())
+                    .await;
+                match renewed {
+                    Ok(Claim::Granted) => {}
+                    Ok(lost) => tracing::warn!(
+                        "evp:{evpid}: lease lost during the delivery ({lost:?}): \
+                         another daemon may deliver it too"
+                    ),
+                    Err(e) => tracing::warn!("evp:{evpid}: cannot renew the lease: {e}"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smtpd_sdk::proto::queue::is_instance_id;
+
+    #[test]
+    fn instance_ids_are_valid_and_fresh() {
+        let a = instance_id();
+        assert!(is_instance_id(&a), "{a}");
+        assert!(a.contains(&format!(":{}:", std::process::id())), "{a}");
+        assert_eq!(
+            instance_from("mx1.example.org", 42, 0xbeef),
+            "mx1.example.org:42:0000beef"
+        );
+        assert_eq!(instance_from("", 1, 2), "smtpd:1:00000002");
+        assert_eq!(instance_from("h\u{e9}te|x y", 1, 2), "htexy:1:00000002");
+        let long = instance_from(&"h".repeat(200), u32::MAX, u32::MAX);
+        assert!(is_instance_id(&long), "{long}");
+        assert_eq!(long.len(), MAX_INSTANCE_LEN);
+    }
+
+    #[test]
+    fn timings_are_bounded() {
+        let s = Sharing::new(Duration::ZERO, Duration::ZERO);
+        assert_eq!(s.lease_seconds(), 1);
+        assert_eq!(s.rewalk, Duration::from_secs(1));
+        assert_eq!(s.renew_every(), Duration::from_secs(1) / 3);
+        let s = Sharing::default();
+        assert_eq!(s.lease_seconds(), 300);
+        assert_eq!(s.renew_every(), Duration::from_secs(100));
+    }
+}
