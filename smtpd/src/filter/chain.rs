@@ -134,7 +134,7 @@ mod tests {
              listen on 127.0.0.1 filter all\n\
              action \"a\" mbox\n\
              match for local action \"a\"\n",
-            &crate::config::LoadOptions::default(),
+            &config::LoadOptions::default(),
         )
         .unwrap()
         .config;

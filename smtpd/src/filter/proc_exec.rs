@@ -234,6 +234,8 @@ impl Family for FilterProtocol {
 pub struct FilterProc {
     supervisor: Supervisor<FilterProtocol>,
     streams: Arc<Streams>,
+    /// What a process registered last, kept while none runs.
+    last: Arc<Mutex<Option<Arc<Registration>>>>,
 }
 
 impl FilterProc {
@@ -241,9 +243,11 @@ impl FilterProc {
     pub async fn start(protocol: FilterProtocol, spec: Spec) -> Result<Self, StartError> {
         let streams = Arc::clone(&protocol.streams);
         let supervisor = Supervisor::start(protocol, spec).await?;
+        let last = Arc::new(Mutex::new(supervisor.registration()));
         Ok(Self {
             supervisor,
             streams,
+            last,
         })
     }
 
@@ -265,6 +269,16 @@ impl FilterProc {
     /// What the running process registered; `None` while it is down.
     pub fn registration(&self) -> Option<Arc<Registration>> {
         self.supervisor.registration()
+    }
+
+    /// What the last process registered, running or not (a restarted
+    /// process registers anew: this is updated then).
+    pub fn last_registration(&self) -> Option<Arc<Registration>> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(now) = self.supervisor.registration() {
+            *last = Some(now);
+        }
+        last.clone()
     }
 
     /// The data-line streams of its sessions.

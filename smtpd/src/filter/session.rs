@@ -78,6 +78,8 @@ pub struct SessionFilters {
     pub(super) chain: Arc<Chain>,
     pub(super) id: SessionId,
     junk: bool,
+    /// A filter said `junk` in the phase being run.
+    junked_now: bool,
 }
 
 impl std::fmt::Debug for SessionFilters {
@@ -96,6 +98,7 @@ impl SessionFilters {
             chain,
             id,
             junk: false,
+            junked_now: false,
         }
     }
 
@@ -154,9 +157,10 @@ impl SessionFilters {
 
     /// Runs the chain for `phase` with the command's parameter.
     pub async fn phase(&mut self, phase: Phase, param: &str, facts: &Facts<'_>) -> Verdict {
+        self.junked_now = false;
         let verdict = self.walk(phase, param, facts).await;
         let (response, param) = match &verdict {
-            Verdict::Proceed if self.junk && phase != Phase::Commit => ("junk", None),
+            Verdict::Proceed if self.junked_now => ("junk", None),
             Verdict::Proceed => ("proceed", None),
             Verdict::Reject(reply) => ("reject", Some(reply.to_string())),
             Verdict::Disconnect(reply) => ("disconnect", Some(reply.to_string())),
@@ -189,6 +193,8 @@ impl SessionFilters {
                 MemberKind::Proc(p) => match self.ask(*p, index, phase, param).await {
                     Some(Some(outcome)) => outcome,
                     Some(None) => continue,
+                    // QUIT is never held back.
+                    None if phase == Phase::Quit => continue,
                     None => return unavailable(phase),
                 },
             };
@@ -210,6 +216,7 @@ impl SessionFilters {
                 }
                 Outcome::Junk => {
                     self.junk = true;
+                    self.junked_now = true;
                     return Verdict::Proceed;
                 }
                 Outcome::Reject(text) => {
@@ -237,6 +244,10 @@ impl SessionFilters {
     ) -> Option<Option<Outcome>> {
         let proc = &self.inner.procs[p];
         let Some(registration) = proc.registration() else {
+            // What it registered last says whether it is missed here.
+            if proc.last_registration().is_some_and(|r| !r.filters(phase)) {
+                return Some(None);
+            }
             tracing::warn!("filter {} is down, {} refused for now", proc.name(), phase);
             return None;
         };
@@ -278,6 +289,9 @@ impl SessionFilters {
             };
             let proc = &self.inner.procs[p];
             match proc.registration() {
+                None if proc
+                    .last_registration()
+                    .is_some_and(|r| !r.filters(Phase::DataLine)) => {}
                 Some(r) if r.filters(Phase::DataLine) => {
                     stages.push((proc.clone(), self.chain.token(index, Phase::DataLine)));
                 }

@@ -1,0 +1,390 @@
+//! Proc-exec filters end to end: the built `smtpd` with filter processes
+//! in Rust (the SDK's `filter_guard` example), Python (`smtpd_sdk`'s
+//! `filter_guard`) and plain shell (`tests/filters/tag.sh`, a `while read`
+//! loop), and a raw SMTP client.
+//!
+//! - every decision: reject (HELO, MAIL FROM), rewrite (the envelope
+//!   sender), junk (`X-Spam: Yes` in the queued message), report (a
+//!   `filter-report` line seen by the reporting shell filter), disconnect
+//!   (421 and the connection closed), proceed; data-lines rewritten (a
+//!   body line redacted, the Subject changed), dot-stuffing kept;
+//! - a chain of three processes applied in order;
+//! - a filter killed with SIGKILL in the middle of a message: the client
+//!   gets 451, nothing is queued, and after the restart the next message
+//!   goes through;
+//! - a filter that never answers: 451 after the filter timeout, and the
+//!   daemon goes on.
+//!
+//! Nothing sleeps to synchronise: waits are on the daemon's log lines and
+//! on replies.
+
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
+// In this harness a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::mail::{accepted_id, free_port, Client, Spool, OUTSIDER, TEMPFAIL};
+use common::{smtpd_command, Process, Scratch};
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn workspace() -> PathBuf {
+    crate_dir().parent().unwrap().to_path_buf()
+}
+
+/// The shell filter.
+fn tag_script() -> PathBuf {
+    crate_dir().join("tests/filters/tag.sh")
+}
+
+/// The Rust SDK's `filter_guard` example of this build's profile, built
+/// when missing.
+fn rust_guard() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        // target/PROFILE/deps/filters_proc-HASH
+        let exe = std::env::current_exe().unwrap();
+        let profile = exe.parent().unwrap().parent().unwrap();
+        let example = profile.join("examples/filter_guard");
+        if !example.exists() {
+            let mut cargo = std::process::Command::new(env!("CARGO"));
+            cargo.args(["build", "-p", "smtpd-sdk", "--example", "filter_guard"]);
+            if profile.file_name().is_some_and(|p| p == "release") {
+                cargo.arg("--release");
+            }
+            let status = cargo.current_dir(workspace()).status().unwrap();
+            assert!(status.success(), "building the filter_guard example failed");
+        }
+        example
+    })
+}
+
+/// The Python SDK's `filter_guard`.
+fn python_guard() -> String {
+    let python = workspace().join("sdk-python/src");
+    format!(
+        "/usr/bin/env PYTHONPATH={} python3 -m smtpd_sdk.examples.filter_guard",
+        python.display()
+    )
+}
+
+/// A file the filters (run as `_smtpd` when the tests run as root) may
+/// write.
+fn shared_file(dir: &Scratch, name: &str) -> PathBuf {
+    let path = dir.write(name, "");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    path
+}
+
+/// A `filter NAME proc-exec` line running the shell filter as NAME; its log
+/// and pid files.
+fn tag_filter(dir: &Scratch, name: &str) -> (String, PathBuf, PathBuf) {
+    let log = shared_file(dir, &format!("{name}.log"));
+    let pid = shared_file(dir, &format!("{name}.pid"));
+    let line = format!(
+        "filter {name} proc-exec \"/bin/sh {} {name} {} {}\"\n",
+        tag_script().display(),
+        log.display(),
+        pid.display()
+    );
+    (line, log, pid)
+}
+
+/// A running daemon with filters.
+struct Filtered {
+    process: Process,
+    port: u16,
+    spool: Spool,
+}
+
+impl Filtered {
+    /// The daemon with the `filters` declarations and the listener's
+    /// `filter NAME`; example.org is delivered locally (deliveries fail
+    /// temporarily, so messages stay in the queue to be read), and
+    /// `--filter-timeout` is `timeout` seconds.
+    fn start(dir: &Scratch, filters: &str, filter: &str, timeout: u64) -> Self {
+        let port = free_port();
+        let vusers = dir.write("vusers", "@example.org vmail\n");
+        let users = dir.write("users", "vmail 65534:65534:/nonexistent\n");
+        let config = format!(
+            "table vusers file:{}\n\
+             table users file:{}\n\
+             {filters}\
+             listen on 127.0.0.1 port {port} hostname mx.test filter {filter}\n\
+             action \"local\" mda \"{TEMPFAIL}\" virtual <vusers> userbase <users>\n\
+             match from any for domain example.org action \"local\"\n",
+            vusers.display(),
+            users.display(),
+        );
+        let path = dir.write("smtpd.conf", &config);
+        let mut command = smtpd_command(dir, &path);
+        command.arg("--filter-timeout").arg(timeout.to_string());
+        let process = Process::spawn(command);
+        process.wait_for(&format!("listening on 127.0.0.1:{port}"));
+        Self {
+            process,
+            port,
+            spool: Spool(dir.0.join("data").join("spool")),
+        }
+    }
+
+    fn client(&self) -> Client {
+        let mut c = Client::connect(self.port, OUTSIDER);
+        c.expect_code("EHLO client.test", "250");
+        c
+    }
+}
+
+/// Sends one message from `sender` to `rcpt` with `body` (CRLF lines,
+/// dot-stuffed); the reply to its end.
+fn send(c: &mut Client, sender: &str, rcpt: &str, body: &str) -> String {
+    c.expect_code(&format!("MAIL FROM:<{sender}>"), "250");
+    c.expect_code(&format!("RCPT TO:<{rcpt}>"), "250");
+    c.data(body)
+}
+
+/// Every decision of the guard filter (`guard`, a Rust or Python process)
+/// chained with the shell filter `tag`, which reports every event.
+fn decisions(name: &str, guard: &str) {
+    let dir = Scratch::new("filters", name);
+    let (tag, tag_log, _) = tag_filter(&dir, "stamp");
+    let filters =
+        format!("filter guard proc-exec \"{guard}\"\n{tag}filter both chain {{ guard, stamp }}\n");
+    let smtpd = Filtered::start(&dir, &filters, "both", 60);
+
+    let mut c = Client::connect(smtpd.port, OUTSIDER);
+    c.expect("EHLO spammer.example", "550 5.7.1 Go away");
+    c.expect_code("EHLO client.test", "250");
+    c.expect(
+        "MAIL FROM:<spammer@example.com>",
+        "550 5.7.1 Sender rejected",
+    );
+    // The second filter of the chain decides too.
+    c.expect(
+        "MAIL FROM:<shellreject@example.net>",
+        "550 5.7.1 stamp says no",
+    );
+
+    // rewrite, report, and data-lines rewritten by both filters in turn.
+    c.expect_code("MAIL FROM:<rewrite@example.com>", "250");
+    c.expect_code("RCPT TO:<report@example.org>", "250");
+    let reply = c.data(
+        "Subject: hello\r\nFrom: <rewrite@example.com>\r\n\r\nsecret\r\n..starts with a dot\r\nthe end\r\n",
+    );
+    let rewritten = accepted_id(&reply);
+    let envelope = smtpd.spool.only_envelope(&rewritten);
+    assert_eq!(
+        envelope.get("sender"),
+        Some("postmaster@example.org"),
+        "{}",
+        envelope.text
+    );
+    let message = smtpd.spool.message(&rewritten);
+    assert!(message.contains("Subject: hello stamp\r\n"), "{message}");
+    assert!(message.contains("\r\n[redacted]\r\n"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+    assert!(message.contains("\r\n.starts with a dot\r\n"), "{message}");
+    assert!(message.contains("Received: from client.test"), "{message}");
+    assert!(!message.contains("X-Spam"), "{message}");
+
+    // junk: the header comes first.
+    let reply = send(
+        &mut c,
+        "junk@example.com",
+        "alice@example.org",
+        "Subject: spam\r\n\r\nbuy\r\n",
+    );
+    let junk = accepted_id(&reply);
+    let message = smtpd.spool.message(&junk);
+    assert!(
+        message.starts_with("X-Spam: Yes\r\nReceived: "),
+        "{message}"
+    );
+    assert!(message.contains("Subject: spam stamp\r\n"), "{message}");
+
+    // The next transaction is clean again.
+    let reply = send(
+        &mut c,
+        "bob@example.net",
+        "alice@example.org",
+        "Subject: ham\r\n\r\nhi\r\n",
+    );
+    let clean = accepted_id(&reply);
+    assert!(!smtpd.spool.message(&clean).contains("X-Spam"));
+
+    // disconnect.
+    c.expect_code("MAIL FROM:<bob@example.net>", "250");
+    c.expect(
+        "RCPT TO:<drop@example.org>",
+        "421 4.7.0 Too many recipients",
+    );
+    assert!(c.is_closed());
+    let mut d = smtpd.client();
+    d.expect("QUIT", "221 2.0.0 Bye");
+    smtpd.process.wait_for("smtp disconnected");
+
+    // What the reporting filter saw, in 7.8's format.
+    let seen = std::fs::read_to_string(&tag_log).unwrap();
+    let has = |what: &str| seen.lines().any(|l| l.contains(what));
+    let response = |what: &str| {
+        seen.lines()
+            .any(|l| l.contains("|smtp-in|filter-response|") && l.ends_with(what))
+    };
+    assert!(seen.starts_with("config|smtpd-version|"), "{seen}");
+    for line in [
+        "config|protocol|0.7",
+        "config|smtp-session-timeout|300",
+        "config|subsystem|smtp-in",
+        "config|ready",
+    ] {
+        assert!(seen.lines().any(|l| l == line), "{line} missing:\n{seen}");
+    }
+    assert!(has(&format!("|smtp-in|link-connect|")), "{seen}");
+    assert!(has(&format!("|127.0.0.1:{}", smtpd.port)), "{seen}");
+    assert!(has("|smtp-in|filter-report|"), "{seen}");
+    assert!(has("|proc|guard|recipient noted"), "{seen}");
+    assert!(has("|smtp-in|link-identify|"), "{seen}");
+    assert!(has("|EHLO|client.test"), "{seen}");
+    assert!(has("|smtp-in|protocol-client|"), "{seen}");
+    assert!(has("|MAIL FROM:<rewrite@example.com>"), "{seen}");
+    assert!(has("|smtp-in|protocol-server|"), "{seen}");
+    assert!(has("|smtp-in|tx-begin|"), "{seen}");
+    assert!(has("|ok|rewrite@example.com"), "{seen}");
+    assert!(has("|smtp-in|tx-envelope|"), "{seen}");
+    assert!(has("|smtp-in|tx-commit|"), "{seen}");
+    assert!(
+        response("|mail-from|reject|550 5.7.1 Sender rejected"),
+        "{seen}"
+    );
+    assert!(
+        response("|rcpt-to|disconnect|421 4.7.0 Too many recipients"),
+        "{seen}"
+    );
+    assert!(response("|mail-from|junk"), "{seen}");
+    assert!(response("|rcpt-to|proceed"), "{seen}");
+    assert!(response("|connected|proceed"), "{seen}");
+    assert!(
+        seen.lines().any(|l| l.starts_with("report|0.7|")
+            && l.contains("|smtp-in|link-disconnect|")
+            && l.split('|').count() == 6),
+        "{seen}"
+    );
+    // The data-lines it filtered: the Received header first, then the
+    // client's lines still dot-stuffed, then the end.
+    assert!(has("|data-line|"), "{seen}");
+    assert!(has("|..starts with a dot"), "{seen}");
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("|smtp-in|data-line|") && l.ends_with("|.")),
+        "{seen}"
+    );
+}
+
+#[test]
+fn every_decision_through_a_rust_filter() {
+    decisions("rust", &rust_guard().display().to_string());
+}
+
+#[test]
+fn every_decision_through_a_python_filter() {
+    decisions("python", &python_guard());
+}
+
+#[test]
+fn a_chain_of_three_runs_in_order() {
+    let dir = Scratch::new("filters", "chain");
+    let mut filters = String::new();
+    for name in ["one", "two", "three"] {
+        filters.push_str(&tag_filter(&dir, name).0);
+    }
+    filters.push_str("filter all chain { two, one, three }\n");
+    let smtpd = Filtered::start(&dir, &filters, "all", 60);
+    let mut c = smtpd.client();
+    c.expect(
+        "MAIL FROM:<shellreject@example.net>",
+        "550 5.7.1 two says no",
+    );
+    let reply = send(
+        &mut c,
+        "a@example.net",
+        "b@example.org",
+        "Subject: x\r\n\r\nbody\r\n",
+    );
+    let message = smtpd.spool.message(&accepted_id(&reply));
+    assert!(
+        message.contains("Subject: x two one three\r\n"),
+        "{message}"
+    );
+    c.expect("QUIT", "221 2.0.0 Bye");
+}
+
+fn read_pid(path: &Path) -> libc::pid_t {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_filter_killed_mid_message_loses_nothing() {
+    let dir = Scratch::new("filters", "killed");
+    let (tag, _, pid_file) = tag_filter(&dir, "stamp");
+    let smtpd = Filtered::start(&dir, &tag, "stamp", 60);
+    let mut c = smtpd.client();
+    c.expect_code("MAIL FROM:<a@example.net>", "250");
+    c.expect_code("RCPT TO:<b@example.org>", "250");
+    c.expect_code("DATA", "354");
+    c.send(b"Subject: doomed\r\n\r\nfirst line\r\n");
+    let pid = read_pid(&pid_file);
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    smtpd.process.wait_for("backend stamp exited");
+    c.send(b"second line\r\n");
+    let reply = c.command(".");
+    assert!(reply.starts_with("451 "), "{reply}");
+    assert!(smtpd.spool.committed().is_empty());
+    // The session goes on; once the filter is back, mail flows again.
+    c.expect_code("NOOP", "250");
+    smtpd.process.wait_for("backend stamp restarted");
+    assert_ne!(read_pid(&pid_file), pid);
+    let reply = send(
+        &mut c,
+        "a@example.net",
+        "b@example.org",
+        "Subject: again\r\n\r\nok\r\n",
+    );
+    let message = smtpd.spool.message(&accepted_id(&reply));
+    assert!(message.contains("Subject: again stamp\r\n"), "{message}");
+    assert_eq!(smtpd.spool.committed().len(), 1);
+}
+
+#[test]
+fn a_stalled_filter_times_out_with_a_temporary_failure() {
+    let dir = Scratch::new("filters", "stalled");
+    let (tag, _, _) = tag_filter(&dir, "stamp");
+    let smtpd = Filtered::start(&dir, &tag, "stamp", 2);
+    let mut c = smtpd.client();
+    let reply = c.command("MAIL FROM:<stall@example.net>");
+    assert!(reply.starts_with("451 4.7.0 "), "{reply}");
+    smtpd.process.wait_for("no answer within 2 s");
+    c.expect("QUIT", "221 2.0.0 Bye");
+    // The silent child is replaced; the daemon serves on.
+    smtpd.process.wait_for("backend stamp restarted");
+    let mut c = smtpd.client();
+    let reply = send(
+        &mut c,
+        "a@example.net",
+        "b@example.org",
+        "Subject: later\r\n\r\nok\r\n",
+    );
+    accepted_id(&reply);
+}
