@@ -29,6 +29,19 @@ use crate::scheduler::{self, Control, DeliveryType, Listed, Phase};
 /// control characters stays under [`protocol::MAX_LINE`].
 const DATA_CHUNK: usize = 8 * 1024;
 
+/// The MTA's state as lines (`show hosts|relays|routes`).
+fn show_mta(context: &Context, what: crate::mta::Listing) -> Result<Vec<Answer>, String> {
+    let mta = context
+        .mta
+        .as_ref()
+        .ok_or_else(|| "relaying is not running".to_owned())?;
+    Ok(mta
+        .show(what)
+        .into_iter()
+        .map(|text| Answer::Line { text })
+        .collect())
+}
+
 /// Answers an administrative request (any other is refused).
 pub(super) async fn answer(
     context: &Context,
@@ -40,6 +53,9 @@ pub(super) async fn answer(
         Request::ShowEnvelope { evpid } => show_envelope(context, evpid).await,
         Request::ShowStats => show_stats(context, control_sessions).await,
         Request::ShowStatus => show_status(context).await,
+        Request::ShowHosts => show_mta(context, crate::mta::Listing::Hosts),
+        Request::ShowRelays => show_mta(context, crate::mta::Listing::Relays),
+        Request::ShowRoutes => show_mta(context, crate::mta::Listing::Routes),
         Request::Digest => digest(context).await,
         Request::Schedule { target } => count(context, Control::Schedule(target.into())).await,
         Request::Remove { target } => count(context, Control::Remove(target.into())).await,

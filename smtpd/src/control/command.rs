@@ -77,6 +77,9 @@ const COMMANDS: &[(&str, Build)] = &[
     }),
     ("show stats", |_| Ok(Request::ShowStats)),
     ("show status", |_| Ok(Request::ShowStatus)),
+    ("show hosts", |_| Ok(Request::ShowHosts)),
+    ("show relays", |_| Ok(Request::ShowRelays)),
+    ("show routes", |_| Ok(Request::ShowRoutes)),
     ("update table <name>", |a| {
         Ok(Request::UpdateTable {
             name: a[0].to_owned(),
@@ -465,6 +468,9 @@ mod tests {
             "show message",
             "show stats",
             "show status",
+            "show hosts",
+            "show relays",
+            "show routes",
         ]);
         let cases: &[(&[&str], CommandError)] = &[
             (&[], all.clone()),

@@ -103,6 +103,19 @@ pub fn render(request: &Request, answers: &[Answer]) -> Output {
             Ok(bytes) => Output::out(lf_endings(&bytes)),
             Err(out) => out,
         },
+        (Request::ShowHosts | Request::ShowRelays | Request::ShowRoutes, data) => {
+            let mut text = String::new();
+            for answer in data {
+                match answer {
+                    Answer::Line { text: line } => {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                    other => return unexpected(other),
+                }
+            }
+            Output::out(text)
+        }
         (Request::ShowStats, data) => match stats::stat_lines(data) {
             Some(text) => Output::out(text),
             None => unexpected(&data[0]),

@@ -91,6 +91,13 @@ pub enum Request {
     ShowStats,
     /// `smtpctl show status`: an [`Answer::Status`].
     ShowStatus,
+    /// `smtpctl show hosts`: the next-hop addresses the MTA knows, as
+    /// [`Answer::Line`]s.
+    ShowHosts,
+    /// `smtpctl show relays`: the MTA's destinations.
+    ShowRelays,
+    /// `smtpctl show routes`: the MTA's routes (source, next hop).
+    ShowRoutes,
     /// `smtpctl monitor` (each second): an [`Answer::Digest`].
     Digest,
     /// `smtpctl schedule`: try envelopes now; an [`Answer::Count`].
@@ -216,6 +223,12 @@ pub enum Answer {
     },
     /// The data line of `show status`.
     Status(PauseStatus),
+    /// A data line of `show hosts`, `show relays` and `show routes`: one
+    /// line as printed.
+    Line {
+        /// The line, without its newline.
+        text: String,
+    },
     /// The data line of a `monitor` request.
     Digest(Digest),
     /// The data line of `schedule`, `remove`, `pause envelope`, `resume

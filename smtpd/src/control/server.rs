@@ -133,6 +133,9 @@ pub struct Context {
     pub gate: Gate,
     /// When the daemon started (`uptime` of `show stats`).
     pub started: SystemTime,
+    /// The MTA engine, for `show hosts|relays|routes` (`None`: not
+    /// running).
+    pub mta: Option<crate::mta::Mta>,
 }
 
 /// Serves the socket until `shutdown` completes, then closes it (removing

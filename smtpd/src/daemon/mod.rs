@@ -341,6 +341,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         queue: Arc::clone(&queue),
         gate: intake.gate(),
         started: std::time::SystemTime::now(),
+        mta: Some(mta),
     };
     control::run(socket, context, async {
         let signal = terminated.wait().await;

@@ -126,6 +126,7 @@ impl Harness {
             queue: Arc::clone(&queue),
             gate: gate.clone(),
             started: SystemTime::now(),
+            mta: None,
         };
         let server = tokio::spawn(run(socket, context, async {
             let _ = stopped.await;
