@@ -18,6 +18,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::client::{
@@ -377,17 +378,23 @@ async fn transaction(
     plan: &Plan<'_>,
     key: &RouteKey,
 ) -> Result<Vec<RcptResult>, Stop> {
-    if let Some(mut pooled) = shared.pool.take(key) {
+    let permits = loop {
+        let mut pooled = match shared.pool.idle_or_permits(key).await {
+            Ok(pooled) => pooled,
+            Err(permits) => break permits,
+        };
         match pooled.client.send(&plan.outgoing, &plan.message[..]).await {
             Err(failure) if before_transaction(&failure) => {
-                // The idle connection died: close it, open another.
+                // The idle connection died: close it, try the next.
                 pooled.client.quit().await;
                 shared.hosts().closed(key.addr);
             }
             result => return finish(shared, key, pooled, result).await,
         }
-    }
-    let pooled = open(shared, plan, key).await.map_err(Stop::Session)?;
+    };
+    let pooled = open(shared, plan, key, permits)
+        .await
+        .map_err(Stop::Session)?;
     shared.hosts().succeeded(key.addr);
     let mut pooled = pooled;
     let result = pooled.client.send(&plan.outgoing, &plan.message[..]).await;
@@ -418,9 +425,13 @@ async fn finish(
     result.map_err(Stop::Transaction)
 }
 
-/// Opens a session to `key`'s address within the limits.
-async fn open(shared: &Shared, plan: &Plan<'_>, key: &RouteKey) -> Result<Pooled, Failure> {
-    let permits = shared.pool.permits(key.source, key.addr).await;
+/// Opens a session to `key`'s address, holding `permits` of the limits.
+async fn open(
+    shared: &Shared,
+    plan: &Plan<'_>,
+    key: &RouteKey,
+    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+) -> Result<Pooled, Failure> {
     let destination = &plan.destination;
     let tls_config = match (destination.tls, shared.tls.get(&plan.action)) {
         (TlsMode::Off, _) => None,

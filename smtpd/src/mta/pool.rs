@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::client::Client;
@@ -59,6 +59,8 @@ pub struct Pool {
     per_route: usize,
     per_host: usize,
     keepalive: Duration,
+    /// Woken when a connection is put back idle.
+    returned: Notify,
 }
 
 impl Pool {
@@ -72,6 +74,7 @@ impl Pool {
             per_route: size(per_route),
             per_host: size(per_host),
             keepalive,
+            returned: Notify::new(),
         }
     }
 
@@ -90,6 +93,30 @@ impl Pool {
     pub fn put(&self, key: RouteKey, pooled: Pooled) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.entry(key).or_default().push((Instant::now(), pooled));
+        drop(idle);
+        self.returned.notify_waiters();
+    }
+
+    /// An idle connection for `key` (one put back while waiting counts),
+    /// or else the permits to open a new one: a delivery waiting at the
+    /// limits takes the first connection that another one releases,
+    /// rather than waiting for it to expire idle.
+    pub async fn idle_or_permits(
+        &self,
+        key: &RouteKey,
+    ) -> Result<Pooled, (OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(pooled) = self.take(key) {
+                return Ok(pooled);
+            }
+            tokio::select! {
+                permits = self.permits(key.source, key.addr) => return Err(permits),
+                () = &mut returned => {}
+            }
+        }
     }
 
     /// Takes out the connections idle longer than the keepalive.
