@@ -1,5 +1,5 @@
 //! The sealed format of the queue layers: what a blob looks like when
-//! `queue compression` or `queue encryption` is on (SPEC.md 4.12).
+//! `queue compression` or `queue encryption` is on (SPEC.md 4.13).
 //!
 //! Every blob starts with a header: `SQ`, the format version (1), the
 //! blob's kind (`E` envelope, `M` message), the layers applied (bit 0

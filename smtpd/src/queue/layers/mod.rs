@@ -9,7 +9,7 @@
 //! scheduler, deliveries and `smtpctl show` all go. Envelopes are sealed
 //! whole; message content as segments ([`message`]) so that memory stays
 //! bounded and callers keep seeing plaintext offsets. The format is in
-//! [`format`] (SPEC.md 4.12), the pieces in [`compress`] and [`encrypt`],
+//! [`format`] (SPEC.md 4.13), the pieces in [`compress`] and [`encrypt`],
 //! the key's sources in [`key`].
 //!
 //! A blob that does not open (tampered, truncated, not decompressible) is
