@@ -302,7 +302,7 @@ impl IntakeHandler {
     }
 
     /// The `commit` phase, once the message came back whole.
-    async fn filter_commit(&mut self, session_facts: &Facts) -> Result<(), Reply> {
+    async fn filter_commit(&mut self, session_facts: &Facts, sender: &str) -> Result<(), Reply> {
         let Some(state) = self.filters.as_mut() else {
             return Ok(());
         };
@@ -313,7 +313,7 @@ impl IntakeHandler {
             fcrdns: self.peer_name.fcrdns == Fcrdns::Pass,
             helo: Some(session_facts.helo.as_str()),
             auth_user: session_facts.user.as_deref(),
-            mail_from: None,
+            mail_from: Some(sender),
             rcpt_to: None,
         };
         match state.filters.phase(Phase::Commit, "", &facts).await {
@@ -716,8 +716,9 @@ impl Handler for IntakeHandler {
     async fn commit(&mut self, tx: &Transaction, _size: u64) -> Result<String, Reply> {
         if self.filters.is_some() {
             let facts = self.facts.clone();
+            let sender = senders::sender_text(&tx.mail.sender);
             let filtered = match self.finish_stream().await {
-                Ok(()) => self.filter_commit(&facts).await,
+                Ok(()) => self.filter_commit(&facts, &sender).await,
                 Err(reply) => Err(reply),
             };
             if let Err(reply) = filtered {
