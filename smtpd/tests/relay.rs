@@ -1,0 +1,384 @@
+//! Relaying, end to end: the built `smtpd` accepts mail over SMTP and its
+//! MTA engine relays it to next hops on loopback: the scripted test peer
+//! (`common/peer.rs`: STARTTLS with a generated CA, AUTH, 4xx and 5xx on
+//! demand), or a second instance of this daemon. MX records come from the
+//! tests' nameserver (`common/dns.rs`); MX hosts listen on a free port,
+//! which the relaying daemon is told with `--mx-port`.
+//!
+//! Covered: delivery via MX with STARTTLS verified through `ca`; a dead
+//! primary MX falling over to the backup; a 4xx retried and delivered
+//! later; a 5xx and a null MX bounced to the sender's maildir; a
+//! smarthost with AUTH by label; `smtp+tls://` to a peer without
+//! STARTTLS sending nothing in clear; source addresses cycling through
+//! `src <t>`; and `smtpctl show hosts|relays|routes`.
+
+// A test harness: running the built binaries is its whole point.
+#![allow(clippy::disallowed_methods)]
+// In this harness a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::dns::{self as test_dns, Zone, NULL_MX_DOMAIN, RELAY_DOMAIN};
+use common::mail::{accepted_id, free_port, Client, Site, TEMPFAIL};
+use common::peer::{Answer, Peer, PeerTls, Script};
+use common::{is_root, smtpd_command_asking, Process, Scratch, DEADLINE};
+
+const BODY: &str = "Subject: relayed\r\n\r\nHello over there.\r\n..leading dot\r\n";
+
+/// A relaying daemon: local.test is local (maildirs), anything else from
+/// the host itself goes through the action `relay`.
+struct Relay {
+    process: Process,
+    port: u16,
+    socket: PathBuf,
+    maildirs: PathBuf,
+}
+
+impl Relay {
+    /// Starts a daemon whose `relay` action has `options`, with `top`
+    /// before the listener, asking `nameserver`, relaying to MX hosts on
+    /// `mx_port`.
+    fn start(
+        dir: &Scratch,
+        top: &str,
+        options: &str,
+        nameserver: SocketAddr,
+        mx_port: u16,
+    ) -> Self {
+        let port = free_port();
+        let (uid, gid) = account();
+        let maildirs = writable(dir, "maildir");
+        let config = format!(
+            "table users {{ alice = \"{uid}:{gid}:/\" }}\n\
+             {top}\
+             listen on 127.0.0.1 port {port}\n\
+             action \"local\" maildir \"{m}/%{{dest.user}}\" userbase <users>\n\
+             action \"relay\" relay {options}\n\
+             match from any for domain local.test action \"local\"\n\
+             match from local for any action \"relay\"\n",
+            m = maildirs.display(),
+        );
+        let path = dir.write("smtpd.conf", &config);
+        let mut cmd = smtpd_command_asking(dir, &path, nameserver);
+        cmd.arg("--mx-port").arg(mx_port.to_string());
+        let process = Process::spawn(cmd);
+        process.wait_for(&format!("listening on 127.0.0.1:{port}"));
+        let needle = "listening on control socket ";
+        let line = process.wait_for(needle);
+        let socket = PathBuf::from(&line[line.find(needle).unwrap() + needle.len()..]);
+        Self {
+            process,
+            port,
+            socket,
+            maildirs,
+        }
+    }
+
+    /// Sends a message from alice@local.test to `to`; its id.
+    fn send(&self, to: &[&str]) -> String {
+        let mut c = Client::connect(self.port, Ipv4Addr::LOCALHOST);
+        c.expect_code("EHLO client.test", "250");
+        c.expect_code("MAIL FROM:<alice@local.test>", "250");
+        for rcpt in to {
+            c.expect_code(&format!("RCPT TO:<{rcpt}>"), "250");
+        }
+        let id = accepted_id(&c.data(BODY));
+        c.expect_code("QUIT", "221");
+        id
+    }
+
+    /// The next `mta delivery` line of message `msgid`.
+    fn wait_relayed(&self, msgid: &str) -> String {
+        loop {
+            let line = self.process.wait_for(" mta delivery evpid=");
+            if line.contains(&format!("evpid={msgid}")) {
+                return line;
+            }
+        }
+    }
+
+    /// Runs `smtpctl WORDS`; its standard output.
+    fn smtpctl(&self, words: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_smtpctl"))
+            .arg("-s")
+            .arg(&self.socket)
+            .args(words)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "smtpctl {words:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The bounce that reaches alice's maildir.
+    fn bounce(&self) -> String {
+        maildir_files(&self.maildirs.join("alice"), 1).remove(0)
+    }
+}
+
+/// The uid, gid of local deliveries: `nobody` as root, else ours.
+fn account() -> (u32, u32) {
+    if is_root() {
+        (65534, 65534)
+    } else {
+        // SAFETY: getuid and getgid have no preconditions.
+        unsafe { (libc::getuid(), libc::getgid()) }
+    }
+}
+
+/// A directory the delivery account may write into.
+fn writable(dir: &Scratch, name: &str) -> PathBuf {
+    let path = dir.0.join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    path
+}
+
+/// The files in `MAILDIR/new`, waited for until there are `n`.
+fn maildir_files(maildir: &Path, n: usize) -> Vec<String> {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        if files.len() >= n {
+            let mut texts: Vec<String> = files
+                .iter()
+                .map(|f| std::fs::read_to_string(f).unwrap())
+                .collect();
+            texts.sort();
+            return texts;
+        }
+        assert!(Instant::now() < end, "{} files in {maildir:?}", files.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A `ca` entry named `peerca` for the peer's CA.
+fn ca_line(tls: &PeerTls) -> String {
+    format!("ca peerca cert \"{}\"\n", tls.ca_file.display())
+}
+
+#[test]
+fn mx_delivery_with_starttls_verified_through_ca() {
+    let dir = Scratch::new("relay", "mx-tls");
+    let tls = PeerTls::new(&dir, "mx1.relay.smtpd.test");
+    let peer = Peer::start(Script::accept().starttls(tls.clone()));
+    let relay = Relay::start(
+        &dir,
+        &ca_line(&tls),
+        "tls ca peerca helo relay.local.test",
+        test_dns::shared().addr,
+        peer.port(),
+    );
+    let rcpt = format!("bob@{RELAY_DOMAIN}");
+    let msgid = relay.send(&[&rcpt]);
+    let messages = peer.wait_messages(1);
+    let message = &messages[0];
+    assert!(message.tls, "STARTTLS was used");
+    assert_eq!(message.sender, "alice@local.test");
+    assert_eq!(message.rcpts, [rcpt.clone()]);
+    assert_eq!(message.helo, "relay.local.test");
+    assert!(
+        message
+            .data
+            .ends_with("Hello over there.\r\n.leading dot\r\n"),
+        "{:?}",
+        message.data
+    );
+    let line = relay.wait_relayed(&msgid);
+    assert!(
+        line.contains("relay=\"mx1.relay.smtpd.test [127.0.0.1]\""),
+        "{line}"
+    );
+    assert!(line.contains("result=\"Ok\""), "{line}");
+
+    let hosts = relay.smtpctl(&["show", "hosts"]);
+    assert!(hosts.contains("127.0.0.1 mx1.relay.smtpd.test"), "{hosts}");
+    let relays = relay.smtpctl(&["show", "relays"]);
+    assert!(
+        relays.contains(&format!("[relay:{RELAY_DOMAIN},port={},smtp", peer.port())),
+        "{relays}"
+    );
+    let routes = relay.smtpctl(&["show", "routes"]);
+    assert!(routes.contains("1. [] <-> 127.0.0.1 "), "{routes}");
+}
+
+#[test]
+fn a_dead_primary_mx_falls_over_to_the_backup() {
+    let dir = Scratch::new("relay", "failover");
+    let dns = Zone::new()
+        .mx("failover.test", 10, "mx1.failover.test")
+        .mx("failover.test", 20, "mx2.failover.test")
+        // Nothing listens on 127.0.0.5: connections are refused.
+        .address("mx1.failover.test", IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)))
+        .address("mx2.failover.test", IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .serve();
+    let peer = Peer::start(Script::accept());
+    let relay = Relay::start(&dir, "", "", dns.addr, peer.port());
+    let msgid = relay.send(&["carol@failover.test"]);
+    let messages = peer.wait_messages(1);
+    assert_eq!(messages[0].rcpts, ["carol@failover.test"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(
+        line.contains("relay=\"mx2.failover.test [127.0.0.1]\""),
+        "{line}"
+    );
+    assert!(line.contains("result=\"Ok\""), "{line}");
+    let hosts = relay.smtpctl(&["show", "hosts"]);
+    assert!(hosts.contains("127.0.0.5 mx1.failover.test"), "{hosts}");
+}
+
+#[test]
+fn a_temporary_failure_is_retried_and_delivered_later() {
+    let dir = Scratch::new("relay", "retry");
+    let peer = Peer::start(Script::accept().rcpt(Answer::reply("451 4.7.1 Greylisted")));
+    let relay = Relay::start(&dir, "", "", test_dns::shared().addr, peer.port());
+    let rcpt = format!("dave@{RELAY_DOMAIN}");
+    let msgid = relay.send(&[&rcpt]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"TempFail\""), "{line}");
+    assert!(line.contains("451 4.7.1 Greylisted"), "{line}");
+    assert!(peer.messages().is_empty());
+    // The next attempt (now rather than after the backoff) is accepted.
+    peer.set_script(Script::accept());
+    relay.smtpctl(&["schedule", "all"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"Ok\""), "{line}");
+    assert_eq!(peer.wait_messages(1)[0].rcpts, [rcpt]);
+}
+
+#[test]
+fn a_permanent_failure_bounces_to_the_sender() {
+    let dir = Scratch::new("relay", "bounce");
+    let peer = Peer::start(Script::accept().rcpt_for(
+        &format!("nobody@{RELAY_DOMAIN}"),
+        Answer::reply("550 5.1.1 No such user here"),
+    ));
+    let relay = Relay::start(&dir, "", "", test_dns::shared().addr, peer.port());
+    let good = format!("erin@{RELAY_DOMAIN}");
+    let bad = format!("nobody@{RELAY_DOMAIN}");
+    let msgid = relay.send(&[&good, &bad]);
+    // One transaction for both recipients.
+    let messages = peer.wait_messages(1);
+    assert_eq!(messages[0].rcpts, [good]);
+    let bounce = relay.bounce();
+    assert!(
+        bounce.contains("multipart/report; report-type=delivery-status"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains(&format!("Final-Recipient: rfc822; {bad}")),
+        "{bounce}"
+    );
+    assert!(bounce.contains("550 5.1.1 No such user here"), "{bounce}");
+    assert!(
+        !bounce.contains("erin@"),
+        "only the failed recipient: {bounce}"
+    );
+    let _ = msgid;
+}
+
+#[test]
+fn a_null_mx_bounces() {
+    let dir = Scratch::new("relay", "null-mx");
+    let relay = Relay::start(&dir, "", "", test_dns::shared().addr, free_port());
+    let rcpt = format!("frank@{NULL_MX_DOMAIN}");
+    let msgid = relay.send(&[&rcpt]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"PermFail\""), "{line}");
+    let bounce = relay.bounce();
+    assert!(
+        bounce.contains(&format!("Final-Recipient: rfc822; {rcpt}")),
+        "{bounce}"
+    );
+    assert!(bounce.contains("null MX"), "{bounce}");
+}
+
+#[test]
+fn a_smarthost_with_auth_by_label() {
+    let dir = Scratch::new("relay", "auth");
+    let tls = PeerTls::new(&dir, "mx1.relay.smtpd.test");
+    let peer = Peer::start(Script::accept().starttls(tls.clone()).auth("joe", "s3cret"));
+    let top = format!(
+        "{}table secrets {{ outbound = \"joe:s3cret\" }}\n",
+        ca_line(&tls)
+    );
+    let options = format!(
+        "host \"smtp+tls://outbound@mx1.relay.smtpd.test:{}\" auth <secrets> ca peerca",
+        peer.port()
+    );
+    let relay = Relay::start(&dir, &top, &options, test_dns::shared().addr, free_port());
+    let msgid = relay.send(&["grace@elsewhere.test"]);
+    let messages = peer.wait_messages(1);
+    assert_eq!(messages[0].auth.as_deref(), Some("joe"));
+    assert!(messages[0].tls);
+    assert_eq!(messages[0].rcpts, ["grace@elsewhere.test"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"Ok\""), "{line}");
+}
+
+#[test]
+fn smtp_tls_to_a_peer_without_starttls_sends_nothing_in_clear() {
+    let dir = Scratch::new("relay", "no-starttls");
+    let peer = Peer::start(Script::accept());
+    let options = format!("host \"smtp+tls://127.0.0.1:{}\"", peer.port());
+    let relay = Relay::start(&dir, "", &options, test_dns::shared().addr, free_port());
+    let msgid = relay.send(&["heidi@elsewhere.test"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"TempFail\""), "{line}");
+    let commands = peer.commands();
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.starts_with("MAIL") || c.starts_with("RCPT")),
+        "{commands:?}"
+    );
+    assert!(peer.messages().is_empty());
+}
+
+#[test]
+fn source_addresses_cycle() {
+    let dir = Scratch::new("relay", "src");
+    // The next hop: a second instance of this daemon, whose log names
+    // each client's address.
+    let next_dir = Scratch::new("relay", "src-next");
+    let next = Site::start_with(&next_dir, TEMPFAIL, "", "");
+    let top = "table sources { 127.0.0.2, 127.0.0.3 }\n";
+    let options = format!(
+        "host \"smtp://127.0.0.1:{}\" src <sources>",
+        next.smtpd.port
+    );
+    let relay = Relay::start(&dir, top, &options, test_dns::shared().addr, free_port());
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let msgid = relay.send(&["ivan@example.org"]);
+        let line = relay.wait_relayed(&msgid);
+        assert!(line.contains("result=\"Ok\""), "{line}");
+        let source = line
+            .split("source=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        seen.push(source);
+    }
+    seen.sort();
+    assert_eq!(seen, ["127.0.0.2", "127.0.0.3"]);
+    let mut clients: Vec<String> = (0..2)
+        .map(|_| {
+            let line = next.smtpd.wait_for("smtp connected address=");
+            let rest = line.split("address=").nth(1).unwrap();
+            rest.split(' ').next().unwrap().to_owned()
+        })
+        .collect();
+    clients.sort();
+    assert_eq!(clients, ["127.0.0.2", "127.0.0.3"]);
+}
