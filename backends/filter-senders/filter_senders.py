@@ -3,8 +3,8 @@
 
     python3 filter_senders.py POLICY-FILE
 
-    filter senders proc-exec "/path/to/venv/bin/python /path/to/filter_senders.py /etc/mail/senders"
-    listen on eth0 filter senders
+    filter policy proc-exec "/path/to/venv/bin/python /path/to/filter_senders.py /etc/mail/senders"
+    listen on eth0 filter policy
 
 At ``mail-from`` the sender's domain is looked up in the policy file; a
 denied sender gets ``550 5.7.1 Sender domain not allowed``. Every message
