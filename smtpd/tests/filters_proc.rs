@@ -247,7 +247,7 @@ fn decisions(name: &str, guard: &str) {
     ] {
         assert!(seen.lines().any(|l| l == line), "{line} missing:\n{seen}");
     }
-    assert!(has(&format!("|smtp-in|link-connect|")), "{seen}");
+    assert!(has("|smtp-in|link-connect|"), "{seen}");
     assert!(has(&format!("|127.0.0.1:{}", smtpd.port)), "{seen}");
     assert!(has("|smtp-in|filter-report|"), "{seen}");
     assert!(has("|proc|guard|recipient noted"), "{seen}");

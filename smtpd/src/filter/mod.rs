@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use smtpd_sdk::proto::filter::{Event, EventKind, Input, Report, Subsystem};
+use smtpd_sdk::proto::filter::{Event, EventKind, Subsystem};
 use smtpd_sdk::proto::{SessionId, Timestamp};
 
 use crate::config::{Config, FilterId};
@@ -239,12 +239,7 @@ impl Outbound {
     }
 
     fn send(&self, kind: EventKind, event: Event) {
-        let line = Input::Report(Report {
-            timestamp: Timestamp::now(),
-            subsystem: Subsystem::SmtpOut,
-            session: self.session,
-            event,
-        });
+        let line = session::report_line(Subsystem::SmtpOut, self.session, event, Timestamp::now());
         for proc in &self.procs {
             if proc
                 .registration()

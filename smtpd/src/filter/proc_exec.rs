@@ -83,11 +83,14 @@ impl Registration {
     }
 }
 
+/// Where one session's data-lines go, by session and token.
+type Routes = HashMap<(SessionId, Token), mpsc::UnboundedSender<Vec<u8>>>;
+
 /// Where the data-lines a filter writes go: to the stream of the session
 /// and token they name.
 #[derive(Debug, Default)]
 pub struct Streams {
-    routes: Mutex<HashMap<(SessionId, Token), mpsc::UnboundedSender<Vec<u8>>>>,
+    routes: Mutex<Routes>,
 }
 
 impl Streams {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use smtpd_sdk::proto::filter::{
     Decision, Event, EventKind, Input, Phase, Report, Request, Subsystem,
 };
-use smtpd_sdk::proto::{SessionId, Timestamp};
+use smtpd_sdk::proto::{SessionId, Timestamp, Token};
 
 use super::builtin::{self, Facts, Outcome};
 use super::chain::{response_phase, wire_phase, Chain, MemberKind};
@@ -42,6 +42,38 @@ pub enum Verdict {
     Disconnect(Reply),
     /// Run it with this parameter instead.
     Rewrite(String),
+}
+
+/// The `report|0.7|...` line of `event`.
+pub(super) fn report_line(
+    subsystem: Subsystem,
+    session: SessionId,
+    event: Event,
+    timestamp: Timestamp,
+) -> Input {
+    Input::Report(Report {
+        timestamp,
+        subsystem,
+        session,
+        event,
+    })
+}
+
+/// The `filter|0.7|...|smtp-in|PHASE|SID|TOKEN|PARAM` line of a request.
+pub(super) fn request_line(
+    phase: Phase,
+    session: SessionId,
+    token: Token,
+    param: &[u8],
+    timestamp: Timestamp,
+) -> Input {
+    Input::Filter(Request {
+        timestamp,
+        phase,
+        session,
+        token,
+        param: param.to_vec(),
+    })
 }
 
 /// A filter's reply text as a [`Reply`], after 7.8's check (a text that is
@@ -142,12 +174,7 @@ impl SessionFilters {
                 continue;
             }
             let line = line.get_or_insert_with(|| {
-                Input::Report(Report {
-                    timestamp: Timestamp::now(),
-                    subsystem: Subsystem::SmtpIn,
-                    session: self.id,
-                    event: event.clone(),
-                })
+                report_line(Subsystem::SmtpIn, self.id, event.clone(), Timestamp::now())
             });
             if let Err(e) = proc.supervisor().send(line) {
                 tracing::debug!("report {} to filter {}: {e}", kind.name(), proc.name());
@@ -255,13 +282,7 @@ impl SessionFilters {
             return Some(None);
         }
         let token = self.chain.token(index, phase);
-        let request = Input::Filter(Request {
-            timestamp: Timestamp::now(),
-            phase,
-            session: self.id,
-            token,
-            param: param.as_bytes().to_vec(),
-        });
+        let request = request_line(phase, self.id, token, param.as_bytes(), Timestamp::now());
         match proc.supervisor().call((self.id, token), &request).await {
             Ok(decision) => Some(Some(match decision {
                 Decision::Proceed => Outcome::Proceed,
@@ -312,6 +333,91 @@ impl SessionFilters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wire(line: &Input) -> String {
+        let mut out = bytes::BytesMut::new();
+        smtpd_sdk::proto::Line::format(line, &mut out).unwrap();
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    /// protocols.md 2.10 and 2.4, byte for byte.
+    #[test]
+    fn lines_are_7_8s() {
+        let sid = SessionId(0xa1b2_c3d4_e5f6_0718);
+        let at = |secs, micros| Timestamp { secs, micros };
+        let cases = [
+            (
+                report_line(
+                    Subsystem::SmtpIn,
+                    sid,
+                    Event::LinkConnect {
+                        rdns: "host.example.net".into(),
+                        fcrdns: smtpd_sdk::proto::filter::Fcrdns::Pass,
+                        src: "192.0.2.7:50123".into(),
+                        dest: "198.51.100.2:25".into(),
+                    },
+                    at(1_731_000_000, 100_000),
+                ),
+                "report|0.7|1731000000.100000|smtp-in|link-connect|a1b2c3d4e5f60718|host.example.net|pass|192.0.2.7:50123|198.51.100.2:25\n",
+            ),
+            (
+                report_line(Subsystem::SmtpIn, sid, Event::LinkDisconnect, at(1_731_000_009, 0)),
+                "report|0.7|1731000009.000000|smtp-in|link-disconnect|a1b2c3d4e5f60718\n",
+            ),
+            (
+                report_line(
+                    Subsystem::SmtpIn,
+                    sid,
+                    Event::FilterResponse {
+                        phase: response_phase(Phase::Connect).into(),
+                        response: "proceed".into(),
+                        param: None,
+                    },
+                    at(1_731_000_000, 200_000),
+                ),
+                "report|0.7|1731000000.200000|smtp-in|filter-response|a1b2c3d4e5f60718|connected|proceed\n",
+            ),
+            (
+                report_line(
+                    Subsystem::SmtpOut,
+                    sid,
+                    Event::TxCommit {
+                        msgid: smtpd_sdk::proto::MsgId(0x0bad_cafe),
+                        size: 1234,
+                    },
+                    at(1, 2),
+                ),
+                "report|0.7|1.000002|smtp-out|tx-commit|a1b2c3d4e5f60718|0badcafe|1234\n",
+            ),
+            (
+                request_line(
+                    Phase::MailFrom,
+                    sid,
+                    Token(0x5d0a_0001_0000_0001),
+                    b"alice@example.net",
+                    at(1_731_000_003, 250_000),
+                ),
+                "filter|0.7|1731000003.250000|smtp-in|mail-from|a1b2c3d4e5f60718|5d0a000100000001|alice@example.net\n",
+            ),
+            (
+                request_line(
+                    Phase::DataLine,
+                    sid,
+                    Token(0x5d0a_0001_0000_0002),
+                    b"..starts with a dot",
+                    at(1_731_000_004, 100_000),
+                ),
+                "filter|0.7|1731000004.100000|smtp-in|data-line|a1b2c3d4e5f60718|5d0a000100000002|..starts with a dot\n",
+            ),
+            (
+                request_line(Phase::Commit, sid, Token(3), b"", at(1_731_000_004, 100_300)),
+                "filter|0.7|1731000004.100300|smtp-in|commit|a1b2c3d4e5f60718|0000000000000003|\n",
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(wire(&line), expected);
+        }
+    }
 
     #[test]
     fn filter_replies_are_checked_as_7_8_checks_them() {

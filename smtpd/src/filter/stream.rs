@@ -15,12 +15,13 @@
 
 use std::time::Duration;
 
-use smtpd_sdk::proto::filter::{Input, Phase, Request};
+use smtpd_sdk::proto::filter::{Input, Phase};
 use smtpd_sdk::proto::{SessionId, Timestamp, Token};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::proc_exec::FilterProc;
+use super::session::request_line;
 use crate::proc::State;
 use crate::smtp::Reply;
 
@@ -29,13 +30,7 @@ fn failed() -> Reply {
 }
 
 fn data_line(session: SessionId, token: Token, line: &[u8]) -> Input {
-    Input::Filter(Request {
-        timestamp: Timestamp::now(),
-        phase: Phase::DataLine,
-        session,
-        token,
-        param: line.to_vec(),
-    })
+    request_line(Phase::DataLine, session, token, line, Timestamp::now())
 }
 
 /// One message on its way through the data-line filters.
