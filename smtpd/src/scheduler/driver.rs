@@ -457,7 +457,11 @@ impl Driver {
         match request {
             Request::Committed(envelopes) => {
                 for (evpid, envelope) in envelopes {
-                    self.insert(evpid, &envelope);
+                    // A walk after the queue came back may have found it
+                    // first.
+                    if !self.is_known(evpid) {
+                        self.insert(evpid, &envelope);
+                    }
                 }
             }
             Request::Control(Control::Discover(evpid), reply) => {
