@@ -6,6 +6,8 @@
 
 // A test harness: running the built binaries is its whole point.
 #![allow(clippy::disallowed_methods)]
+// Tests: a failed unwrap is a failed test (the shared harness unwraps).
+#![allow(clippy::unwrap_used)]
 
 #[path = "queue_layers/cases.rs"]
 mod cases;
