@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::mail::{accepted_id, free_port, Client, Spool, OUTSIDER, TEMPFAIL};
-use common::{smtpd_command, Process, Scratch};
+use common::{is_root, smtpd_command, Process, Scratch};
 
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -326,6 +326,22 @@ fn a_chain_of_three_runs_in_order() {
     c.expect("QUIT", "221 2.0.0 Bye");
 }
 
+/// `smtpctl show filters` against the daemon of `dir`.
+fn show_filters(dir: &Scratch) -> String {
+    let socket = match is_root() {
+        true => dir.0.join("smtpd.sock"),
+        false => dir.0.join("data").join("smtpd.sock"),
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smtpctl"))
+        .arg("-s")
+        .arg(socket)
+        .args(["show", "filters"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn read_pid(path: &Path) -> libc::pid_t {
     std::fs::read_to_string(path)
         .unwrap()
@@ -365,6 +381,21 @@ fn a_filter_killed_mid_message_loses_nothing() {
     let message = smtpd.spool.message(&accepted_id(&reply));
     assert!(message.contains("Subject: again stamp\r\n"), "{message}");
     assert_eq!(smtpd.spool.committed().len(), 1);
+    // smtpctl shows it running again, restarted once, with its counters.
+    let listing = show_filters(&dir);
+    let mut lines = listing.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "COMMAND", "STATE", "PID", "REQUESTS", "ERRORS", "RESTARTS", "P99"]
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("stamp  proc-exec \"/bin/sh "), "{listing}");
+    let pid = read_pid(&pid_file).to_string();
+    let after_command = row.rsplit('"').next().unwrap();
+    let cells: Vec<&str> = after_command.split_whitespace().collect();
+    assert_eq!(cells[..2], ["running", pid.as_str()], "{listing}");
+    assert_eq!(cells[4], "1", "restarts: {listing}");
 }
 
 #[test]

@@ -54,6 +54,7 @@ type Build = fn(&[&str]) -> Result<Request, CommandError>;
 /// Every command smtpctl knows, in the order possibilities are listed.
 const COMMANDS: &[(&str, Build)] = &[
     ("show tables", |_| Ok(Request::ShowTables)),
+    ("show filters", |_| Ok(Request::ShowFilters)),
     ("show queue", |_| {
         Ok(Request::ShowQueue {
             target: Target::All,
@@ -306,6 +307,8 @@ mod tests {
             (&["show", "tables"], Request::ShowTables),
             (&["sh", "t"], Request::ShowTables),
             (&["sh", "tables"], Request::ShowTables),
+            (&["show", "filters"], Request::ShowFilters),
+            (&["sh", "f"], Request::ShowFilters),
             (&["update", "table", "aliases"], update.clone()),
             (&["up", "tab", "aliases"], update),
             // An argument is taken as written, even when it looks like a
@@ -463,6 +466,7 @@ mod tests {
         ]);
         let show = possibilities(&[
             "show tables",
+            "show filters",
             "show queue",
             "show envelope",
             "show message",

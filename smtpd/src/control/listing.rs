@@ -11,7 +11,7 @@
 //! as does the pid of a program that is not running (being restarted) and
 //! the latency of a table that has answered nothing yet.
 
-use super::protocol::TableStatus;
+use super::protocol::{FilterStatus, TableStatus};
 
 const HEADER: [&str; 7] = [
     "NAME", "BACKEND", "PID", "REQUESTS", "ERRORS", "RESTARTS", "P99",
@@ -22,14 +22,49 @@ pub fn tables(tables: &[TableStatus]) -> String {
     let rows: Vec<[String; 7]> = std::iter::once(HEADER.map(str::to_owned))
         .chain(tables.iter().map(row))
         .collect();
-    let mut widths = [0usize; 7];
-    for row in &rows {
+    columns(&rows)
+}
+
+/// What `smtpctl show filters` prints: the same columns with the process's
+/// state after its command.
+///
+/// ```text
+/// NAME   COMMAND                      STATE    PID    REQUESTS  ERRORS  RESTARTS  P99
+/// guard  proc-exec "filter-guard -v"  running  31338  88        0       1         410us
+/// ```
+pub fn filters(filters: &[FilterStatus]) -> String {
+    let header = [
+        "NAME", "COMMAND", "STATE", "PID", "REQUESTS", "ERRORS", "RESTARTS", "P99",
+    ];
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 8]> = std::iter::once(header.map(str::to_owned))
+        .chain(filters.iter().map(|f| {
+            let p = &f.proc;
+            [
+                f.name.clone(),
+                f.command.clone(),
+                f.state.clone(),
+                p.pid.map_or_else(dash, |pid| pid.to_string()),
+                p.requests.to_string(),
+                p.errors.to_string(),
+                p.restarts.to_string(),
+                p.p99_micros.map_or_else(dash, latency),
+            ]
+        }))
+        .collect();
+    columns(&rows)
+}
+
+/// Rows in columns aligned on the widest cell, a newline after each.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
             if i + 1 == row.len() {
@@ -83,6 +118,36 @@ pub fn latency(micros: u64) -> String {
 mod tests {
     use super::super::protocol::ProcCounters;
     use super::*;
+
+    #[test]
+    fn filters_show_their_state() {
+        let listing = filters(&[
+            FilterStatus {
+                name: "guard".into(),
+                command: "proc-exec \"filter-guard -v\"".into(),
+                state: "running".into(),
+                proc: ProcCounters {
+                    pid: Some(31338),
+                    requests: 88,
+                    errors: 0,
+                    restarts: 1,
+                    p99_micros: Some(410),
+                },
+            },
+            FilterStatus {
+                name: "dkim".into(),
+                command: "proc-exec \"d\"".into(),
+                state: "down (the backend exited)".into(),
+                proc: ProcCounters::default(),
+            },
+        ]);
+        assert_eq!(
+            listing,
+            "NAME   COMMAND                      STATE                      PID    REQUESTS  ERRORS  RESTARTS  P99\n\
+             guard  proc-exec \"filter-guard -v\"  running                    31338  88        0       1         410us\n\
+             dkim   proc-exec \"d\"                down (the backend exited)  -      0         0       0         -\n"
+        );
+    }
 
     #[test]
     fn columns_align_on_the_widest_cell() {

@@ -164,6 +164,16 @@ pub fn render(request: &Request, answers: &[Answer]) -> Output {
             }
             Output::out(listing::tables(&tables))
         }
+        (Request::ShowFilters, data) => {
+            let mut filters = Vec::new();
+            for answer in data {
+                match answer {
+                    Answer::Filter(status) => filters.push(status.clone()),
+                    other => return unexpected(other),
+                }
+            }
+            Output::out(listing::filters(&filters))
+        }
         (Request::CheckTable { .. }, [Answer::Check { found }]) => {
             Output::out(if *found { "found\n" } else { "not found\n" })
         }

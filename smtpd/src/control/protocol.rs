@@ -38,6 +38,9 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub enum Request {
     /// `smtpctl show tables`: every table, its backend and counters.
     ShowTables,
+    /// `smtpctl show filters`: every filter process, its state and
+    /// counters, as [`Answer::Filter`]s.
+    ShowFilters,
     /// `smtpctl update table NAME`: reload a static table, or send
     /// `update` to a table's program.
     UpdateTable {
@@ -186,7 +189,10 @@ impl Request {
     /// that change state, and those that reveal table content (which may
     /// hold credentials). Anyone may submit mail.
     pub fn is_privileged(&self) -> bool {
-        !matches!(self, Self::ShowTables | Self::SmtpSession)
+        !matches!(
+            self,
+            Self::ShowTables | Self::ShowFilters | Self::SmtpSession
+        )
     }
 }
 
@@ -196,6 +202,8 @@ impl Request {
 pub enum Answer {
     /// A data line of `show tables`.
     Table(TableStatus),
+    /// A data line of `show filters`.
+    Filter(FilterStatus),
     /// A data line of `check table`.
     Check {
         /// Whether the key matched.
@@ -361,6 +369,21 @@ pub struct TableStatus {
     pub backend: String,
     /// Counters, for tables served by a program.
     pub proc: Option<ProcCounters>,
+}
+
+/// A filter process as `show filters` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterStatus {
+    /// The process's name (`proc NAME`, `filter NAME proc-exec`).
+    pub name: String,
+    /// The command it runs.
+    pub command: String,
+    /// `running`, `down (WHY)` or `stopped`.
+    pub state: String,
+    /// Its counters: requests are filter requests (not reports or
+    /// data-lines), latency that of their answers.
+    pub proc: ProcCounters,
 }
 
 /// The counters of a table served by a program (`crate::table::ProcStats`

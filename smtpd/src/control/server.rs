@@ -24,7 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use super::protocol::{self, Answer, Request, TableStatus, MAX_LINE};
+use super::protocol::{self, Answer, FilterStatus, ProcCounters, Request, TableStatus, MAX_LINE};
 use super::{admin, enqueue};
 use crate::intake::{Family, Gate, LocalListener};
 use crate::queue::QueueBackend;
@@ -136,6 +136,8 @@ pub struct Context {
     /// The MTA engine, for `show hosts|relays|routes` (`None`: not
     /// running).
     pub mta: Option<crate::mta::Mta>,
+    /// The filter processes, for `show filters` (`None`: none runs).
+    pub filters: Option<crate::filter::Filters>,
 }
 
 /// Serves the socket until `shutdown` completes, then closes it (removing
@@ -234,6 +236,7 @@ async fn answer(context: &Context, request: Request, open: u64) -> Vec<Answer> {
     let tables = &context.tables;
     let name = match &request {
         Request::ShowTables => return show_tables(tables),
+        Request::ShowFilters => return show_filters(context.filters.as_ref()),
         Request::UpdateTable { name }
         | Request::CheckTable { name, .. }
         | Request::LookupTable { name, .. } => name,
@@ -281,6 +284,34 @@ fn no_session() -> Vec<Answer> {
     vec![Answer::Failed {
         reason: "an SMTP session is not a request to answer".to_owned(),
     }]
+}
+
+fn show_filters(filters: Option<&crate::filter::Filters>) -> Vec<Answer> {
+    let procs = filters
+        .map(crate::filter::Filters::status)
+        .unwrap_or_default();
+    procs
+        .into_iter()
+        .map(|p| {
+            Answer::Filter(FilterStatus {
+                name: p.name,
+                command: format!("proc-exec \"{}\"", p.command),
+                state: match p.state {
+                    crate::proc::State::Running { .. } => "running".to_owned(),
+                    crate::proc::State::Down { reason } => format!("down ({reason})"),
+                    crate::proc::State::Stopped => "stopped".to_owned(),
+                },
+                proc: ProcCounters {
+                    pid: p.stats.pid,
+                    requests: p.stats.requests,
+                    errors: p.stats.errors,
+                    restarts: p.stats.restarts,
+                    p99_micros: p.stats.p99_micros,
+                },
+            })
+        })
+        .chain([Answer::Succeeded])
+        .collect()
 }
 
 fn show_tables(tables: &Tables) -> Vec<Answer> {

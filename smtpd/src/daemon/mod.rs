@@ -342,6 +342,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         gate: intake.gate(),
         started: std::time::SystemTime::now(),
         mta: Some(mta),
+        filters: Some(filters.clone()),
     };
     control::run(socket, context, async {
         let signal = terminated.wait().await;

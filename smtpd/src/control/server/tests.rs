@@ -127,6 +127,7 @@ impl Harness {
             gate: gate.clone(),
             started: SystemTime::now(),
             mta: None,
+            filters: None,
         };
         let server = tokio::spawn(run(socket, context, async {
             let _ = stopped.await;
