@@ -184,7 +184,7 @@ fn mx_delivery_with_starttls_verified_through_ca() {
     let message = &messages[0];
     assert!(message.tls, "STARTTLS was used");
     assert_eq!(message.sender, "alice@local.test");
-    assert_eq!(message.rcpts, [rcpt.clone()]);
+    assert_eq!(message.rcpts, [rcpt]);
     assert_eq!(message.helo, "relay.local.test");
     assert!(
         message
@@ -381,4 +381,72 @@ fn source_addresses_cycle() {
         .collect();
     clients.sort();
     assert_eq!(clients, ["127.0.0.2", "127.0.0.3"]);
+}
+
+#[test]
+fn smtp_out_reports_reach_the_relay_filter() {
+    let dir = Scratch::new("relay", "smtp-out");
+    let peer = Peer::start(Script::accept());
+    let out = writable(&dir, "reports").join("events");
+    let script = dir.write(
+        "report.sh",
+        &format!(
+            "while IFS= read -r line; do\n\
+             case \"$line\" in\n\
+             'config|ready') echo 'register|report|smtp-out|*'; echo 'register|ready' ;;\n\
+             report*) printf '%s\\n' \"$line\" >> {} ;;\n\
+             esac\n\
+             done\n",
+            out.display()
+        ),
+    );
+    let script = {
+        let readable = writable(&dir, "filters").join("report.sh");
+        std::fs::rename(&script, &readable).unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o755)).unwrap();
+        readable
+    };
+    let top = format!("filter out proc-exec \"/bin/sh {}\"\n", script.display());
+    let options = format!("host \"smtp://127.0.0.1:{}\" filter out", peer.port());
+    let relay = Relay::start(&dir, &top, &options, test_dns::shared().addr, free_port());
+    let msgid = relay.send(&["judy@elsewhere.test"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"Ok\""), "{line}");
+    let end = Instant::now() + DEADLINE;
+    let events = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("|tx-commit|") || Instant::now() > end {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let names: Vec<&str> = events
+        .lines()
+        .map(|l| l.split('|').nth(4).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "link-connect",
+            "link-greeting",
+            "link-identify",
+            "tx-begin",
+            "tx-mail",
+            "tx-rcpt",
+            "tx-data",
+            "tx-commit"
+        ],
+        "{events}"
+    );
+    assert!(events.contains("|smtp-out|link-connect|"), "{events}");
+    let field = |name: &str| {
+        events
+            .lines()
+            .find(|l| l.split('|').nth(4) == Some(name))
+            .map(|l| l.split('|').skip(6).collect::<Vec<_>>().join("|"))
+            .unwrap()
+    };
+    assert_eq!(field("tx-mail"), format!("{msgid}|ok|alice@local.test"));
+    assert_eq!(field("tx-rcpt"), format!("{msgid}|ok|judy@elsewhere.test"));
+    assert_eq!(field("link-greeting"), "peer.smtpd.test");
 }

@@ -25,8 +25,9 @@ use super::client::{
     self, BodyType, Client, Failure, Login, Outgoing, Params, RcptResult, Recipient, Stage,
     TlsPolicy,
 };
-use super::engine::{family_allowed, Batch, Shared};
+use super::engine::{close, family_allowed, Batch, Shared};
 use super::pool::{Pooled, RouteKey};
+use super::report::Reports;
 use super::resolve::{self, Host, ResolveError};
 use super::route::{Credentials, Destination, Protocol, Target, TlsMode};
 use crate::config::{ActionId, ActionKind, MailFromRewrite, Relay};
@@ -95,6 +96,7 @@ fn permanent(reason: impl Into<String>) -> Outcome {
 /// Everything about the batch that does not depend on the host.
 struct Plan<'a> {
     action: ActionId,
+    msgid: MsgId,
     relay: &'a Relay,
     destination: Destination,
     login: Option<Login>,
@@ -177,6 +179,7 @@ async fn plan<'a>(shared: &'a Shared, envelopes: &[&Envelope]) -> Result<Plan<'a
     let outgoing = outgoing(relay, envelopes, message.len() as u64);
     Ok(Plan {
         action,
+        msgid,
         relay,
         destination,
         login,
@@ -386,10 +389,9 @@ async fn transaction(
         match pooled.client.send(&plan.outgoing, &plan.message[..]).await {
             Err(failure) if before_transaction(&failure) => {
                 // The idle connection died: close it, try the next.
-                pooled.client.quit().await;
-                shared.hosts().closed(key.addr);
+                close(shared, key.addr, pooled).await;
             }
-            result => return finish(shared, key, pooled, result).await,
+            result => return finish(shared, plan, key, pooled, result).await,
         }
     };
     let pooled = open(shared, plan, key, permits)
@@ -398,7 +400,7 @@ async fn transaction(
     shared.hosts().succeeded(key.addr);
     let mut pooled = pooled;
     let result = pooled.client.send(&plan.outgoing, &plan.message[..]).await;
-    finish(shared, key, pooled, result).await
+    finish(shared, plan, key, pooled, result).await
 }
 
 /// Whether a failure of `send` on a reused connection happened before the
@@ -410,17 +412,23 @@ fn before_transaction(failure: &Failure) -> bool {
 /// Keeps the connection for the next message, or closes it; the results.
 async fn finish(
     shared: &Shared,
+    plan: &Plan<'_>,
     key: &RouteKey,
     mut pooled: Pooled,
     result: Result<Vec<RcptResult>, Failure>,
 ) -> Result<Vec<RcptResult>, Stop> {
+    let tx = &plan.outgoing;
+    let recipients: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
+    let size = plan.message.len() as u64;
+    pooled
+        .reports
+        .transaction(plan.msgid, size, &tx.sender, &recipients, &result);
     pooled.sent += 1;
     let max = shared.config.mta.limits.values.session_mail_max;
     if pooled.client.is_usable() && pooled.sent < max {
         shared.pool.put(key.clone(), pooled);
     } else {
-        pooled.client.quit().await;
-        shared.hosts().closed(key.addr);
+        close(shared, key.addr, pooled).await;
     }
     result.map_err(Stop::Transaction)
 }
@@ -470,13 +478,28 @@ async fn open(
         state.lastconn = Some(now);
     }
     let peer = SocketAddr::new(key.addr, destination.port);
-    let opened = async {
-        let stream = client::connect(peer, key.source, params.timeouts.connect).await?;
-        Client::open(stream, &params).await
+    let outbound = match (&shared.settings.filters, plan.relay.filter) {
+        (Some(filters), Some(filter)) => filters.outbound(filter),
+        _ => None,
+    };
+    let reports = Reports::new(outbound);
+    let opened = match client::connect(peer, key.source, params.timeouts.connect).await {
+        Ok(stream) => {
+            reports.connected(&key.name, stream.local_addr().ok(), peer);
+            let opened = Client::open(stream, &params).await;
+            if opened.is_err() {
+                reports.disconnected();
+            }
+            opened
+        }
+        Err(failure) => Err(failure),
+    };
+    if let Ok(client) = &opened {
+        reports.opened(client.peer_info(), &key.helo, key.user.as_deref());
     }
-    .await;
     match opened {
         Ok(client) => Ok(Pooled {
+            reports,
             client,
             sent: 0,
             permits,

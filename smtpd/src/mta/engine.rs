@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::client::{ClientTls, Timeouts, TlsSettings};
 use super::hosts::Hosts;
-use super::pool::Pool;
+use super::pool::{Pool, Pooled};
 use super::route::Destination;
 use crate::config::{ActionId, ActionKind, Config};
 use crate::delivery::local::LocalResult;
@@ -51,6 +51,9 @@ pub struct Settings {
     /// The port of MX hosts (25; `smtpd --mx-port` for tests whose MX
     /// hosts listen elsewhere).
     pub mx_port: u16,
+    /// The filter processes, for the smtp-out reports of relay actions
+    /// with `filter NAME`.
+    pub filters: Option<crate::filter::Filters>,
 }
 
 /// A request to the engine task.
@@ -250,17 +253,22 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Request>) {
         }
     }
     for (key, pooled) in shared.pool.drain() {
-        pooled.client.quit().await;
-        shared.hosts().closed(key.addr);
+        close(&shared, key.addr, pooled).await;
     }
 }
 
 /// Closes the connections idle past their keepalive.
 async fn close_expired(shared: &Shared) {
     for (key, pooled) in shared.pool.expired() {
-        pooled.client.quit().await;
-        shared.hosts().closed(key.addr);
+        close(shared, key.addr, pooled).await;
     }
+}
+
+/// Closes a connection to `addr` (QUIT when it still works).
+pub(super) async fn close(shared: &Shared, addr: IpAddr, pooled: Pooled) {
+    pooled.client.quit().await;
+    pooled.reports.disconnected();
+    shared.hosts().closed(addr);
 }
 
 /// One transaction's envelopes with their reply channels.

@@ -9,6 +9,7 @@
 //! - [`resolve`]: MX and address lookups, ordering, `backup` filtering.
 //! - [`hosts`]: per-address state: connections, broken MXs and backoff.
 //! - [`pool`]: idle connections kept for reuse, and connection limits.
+//! - [`report`]: smtp-out report events to the relay action's filters.
 //! - [`show`]: `smtpctl show hosts|relays|routes`.
 //! - [`client`] speaks the client side of one SMTP/LMTP connection.
 
@@ -17,6 +18,7 @@ mod deliver;
 mod engine;
 pub mod hosts;
 pub mod pool;
+pub mod report;
 pub mod resolve;
 pub mod route;
 pub mod show;

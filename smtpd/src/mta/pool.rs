@@ -19,6 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::client::Client;
+use super::report::Reports;
 use super::route::Destination;
 
 /// What a connection can be reused for.
@@ -49,6 +50,8 @@ pub struct Pooled {
     pub sent: u64,
     /// Its route permit and its host permit.
     pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// Its smtp-out report stream.
+    pub reports: Reports,
 }
 
 /// The pool.
