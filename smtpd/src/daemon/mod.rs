@@ -277,6 +277,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
             resolver: resolver.clone(),
             timeouts: crate::mta::client::Timeouts::default(),
             mx_port: options.mx_port,
+            filters: Some(filters.clone()),
         },
     );
     let driver = scheduler::Driver::new(
