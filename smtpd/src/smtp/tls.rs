@@ -242,6 +242,22 @@ pub fn link_tls(info: &TlsInfo) -> String {
     format!("{}:{}:{}", info.version, info.cipher, info.bits)
 }
 
+/// The name OpenSSL (so libtls) gives a negotiated suite, and its strength
+/// in bits: what relaying's client side reports too.
+pub fn openssl_cipher_name(suite: rustls::CipherSuite) -> (String, u32) {
+    ciphers::openssl_name(suite)
+}
+
+/// The suites of `available` a libtls cipher string selects, in
+/// `available`'s order: a listener's `ciphers`, and a relay's.
+pub fn select_ciphers(
+    text: &str,
+    available: &[rustls::SupportedCipherSuite],
+    protocols: Protocols,
+) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+    ciphers::select(text, available, protocols)
+}
+
 /// Who verifies client certificates: nobody without a CA file; else
 /// webpki, for an optional or (`verify`) required certificate.
 fn client_verifier(

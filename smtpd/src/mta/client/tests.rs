@@ -847,6 +847,35 @@ async fn implicit_tls_comes_before_the_greeting() {
     peer.await.unwrap();
 }
 
+#[tokio::test]
+async fn ciphers_and_protocols_limit_the_handshake() {
+    let pki = Pki::new("ciphers");
+    let (stream, peer) = server(vec![
+        Tls(pki.acceptor.clone()),
+        Reply("220 mx"),
+        Expect("EHLO out.example.org"),
+        Reply("250 mx"),
+    ]);
+    let settings = TlsSettings {
+        ca_file: Some(&pki.ca_file),
+        protocols: Some("tlsv1.2"),
+        ..TlsSettings::default()
+    };
+    let tls = ClientTls::with_ciphers(&settings, Some("ECDHE-ECDSA-CHACHA20-POLY1305")).unwrap();
+    let params = Params {
+        tls_config: Some(tls),
+        ..pki.params(TlsPolicy::Implicit, true)
+    };
+    let client = Client::open(stream, &params).await.unwrap();
+    let info = client.peer_info().tls.clone().unwrap();
+    assert_eq!(info.version, "TLSv1.2");
+    assert_eq!(info.cipher, "ECDHE-ECDSA-CHACHA20-POLY1305");
+    assert_eq!(info.bits, 256);
+    peer.await.unwrap();
+    let refused = ClientTls::with_ciphers(&settings, Some("RC4"));
+    assert!(matches!(refused, Err(TlsError::Ciphers(..))), "{refused:?}");
+}
+
 #[test]
 fn extensions_of_an_ehlo_reply() {
     let reply = PeerReply::new(

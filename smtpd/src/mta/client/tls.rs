@@ -14,8 +14,9 @@
 //! missing and a session that needs it fails (temporarily) at the
 //! handshake rather than going on unverified.
 //!
-//! Of a relay's `protocols` string, the TLS 1.2 and 1.3 parts are used
-//! (`smtp::tls::parse_protocols`); rustls does not speak older versions.
+//! A relay's `protocols` and `ciphers` strings are read as a listener's
+//! (`smtp::tls`): TLS 1.2 and 1.3 only, the suites rustls has; the
+//! negotiated suite is reported with OpenSSL's name, as libtls does.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,9 @@ use rustls_pki_types::pem::PemObject;
 use tokio_rustls::TlsConnector;
 
 use super::wire::BoxIo;
-use crate::smtp::tls::{parse_protocols, DEFAULT_CA_FILE};
+use crate::smtp::tls::{
+    openssl_cipher_name, parse_protocols, select_ciphers, Protocols, DEFAULT_CA_FILE,
+};
 use crate::smtp::TlsInfo;
 
 /// What a relay's TLS uses.
@@ -61,6 +64,9 @@ pub enum TlsError {
     /// The `protocols` string cannot be used.
     #[error("protocols {0:?}: {1}")]
     Protocols(String, String),
+    /// The `ciphers` string cannot be used.
+    #[error("ciphers {0:?}: {1}")]
+    Ciphers(String, String),
     /// rustls refused the combination.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -87,22 +93,34 @@ impl ClientTls {
     /// certificate is an error; the system bundle missing is not (only
     /// verifying sessions fail then).
     pub fn new(settings: &TlsSettings<'_>) -> Result<Self, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let versions = match settings.protocols {
+        Self::with_ciphers(settings, None)
+    }
+
+    /// [`ClientTls::new`] offering only the suites a libtls cipher string
+    /// selects (the relay's `ciphers`, else `smtp ciphers`).
+    pub fn with_ciphers(
+        settings: &TlsSettings<'_>,
+        ciphers: Option<&str>,
+    ) -> Result<Self, TlsError> {
+        let protocols = match settings.protocols {
             Some(text) => {
-                let p = parse_protocols(text)
-                    .map_err(|why| TlsError::Protocols(text.to_owned(), why))?;
-                let mut v: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-                if p.tls13 {
-                    v.push(&rustls::version::TLS13);
-                }
-                if p.tls12 {
-                    v.push(&rustls::version::TLS12);
-                }
-                v
+                parse_protocols(text).map_err(|why| TlsError::Protocols(text.to_owned(), why))?
             }
-            None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+            None => Protocols::DEFAULT,
         };
+        let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+        if protocols.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if protocols.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(text) = ciphers {
+            provider.cipher_suites = select_ciphers(text, &provider.cipher_suites, protocols)
+                .map_err(|why| TlsError::Ciphers(text.to_owned(), why))?;
+        }
+        let provider = Arc::new(provider);
         let roots = load_roots(settings.ca_file)?;
         let verifier = match roots {
             Some(roots) => Some(
@@ -246,9 +264,7 @@ fn tls_info(connection: &rustls::ClientConnection, verified: bool) -> Option<Tls
         ProtocolVersion::TLSv1_2 => "TLSv1.2",
         _ => return None,
     };
-    let suite = connection.negotiated_cipher_suite()?.suite();
-    let cipher = suite.as_str().unwrap_or("unknown").to_owned();
-    let bits = if cipher.contains("128") { 128 } else { 256 };
+    let (cipher, bits) = openssl_cipher_name(connection.negotiated_cipher_suite()?.suite());
     Some(TlsInfo {
         version: version.to_owned(),
         cipher,
