@@ -52,6 +52,18 @@ impl Relay {
         nameserver: SocketAddr,
         mx_port: u16,
     ) -> Self {
+        Self::start_with(dir, top, "", options, nameserver, mx_port)
+    }
+
+    /// [`Relay::start`] with `local` appended to the local action.
+    fn start_with(
+        dir: &Scratch,
+        top: &str,
+        local: &str,
+        options: &str,
+        nameserver: SocketAddr,
+        mx_port: u16,
+    ) -> Self {
         let port = free_port();
         let (uid, gid) = account();
         let maildirs = writable(dir, "maildir");
@@ -59,7 +71,7 @@ impl Relay {
             "table users {{ alice = \"{uid}:{gid}:/\" }}\n\
              {top}\
              listen on 127.0.0.1 port {port}\n\
-             action \"local\" maildir \"{m}/%{{dest.user}}\" userbase <users>\n\
+             action \"local\" maildir \"{m}/%{{dest.user}}\" userbase <users> {local}\n\
              action \"relay\" relay {options}\n\
              match from any for domain local.test action \"local\"\n\
              match from local for any action \"relay\"\n",
@@ -449,4 +461,31 @@ fn smtp_out_reports_reach_the_relay_filter() {
     assert_eq!(field("tx-mail"), format!("{msgid}|ok|alice@local.test"));
     assert_eq!(field("tx-rcpt"), format!("{msgid}|ok|judy@elsewhere.test"));
     assert_eq!(field("link-greeting"), "peer.smtpd.test");
+}
+
+#[test]
+fn srs_rewrites_the_sender_of_forwarded_mail() {
+    let dir = Scratch::new("relay", "srs");
+    let peer = Peer::start(Script::accept());
+    let top = "srs key \"s3cret\"\ntable aliases { fwd = \"kim@example.net\" }\n";
+    let options = format!("host \"smtp://127.0.0.1:{}\" srs", peer.port());
+    let relay = Relay::start_with(
+        &dir,
+        top,
+        "alias <aliases>",
+        &options,
+        test_dns::shared().addr,
+        free_port(),
+    );
+    relay.send(&["fwd@local.test", "lee@example.net"]);
+    let mut messages = peer.wait_messages(2);
+    messages.sort_by(|a, b| a.rcpts.cmp(&b.rcpts));
+    // The forwarded recipient's sender is rewritten for local.test ...
+    assert_eq!(messages[0].rcpts, ["kim@example.net"]);
+    let srs = &messages[0].sender;
+    assert!(srs.starts_with("SRS0="), "{srs}");
+    assert!(srs.ends_with("=local.test=alice@local.test"), "{srs}");
+    // ... the one sent directly keeps it.
+    assert_eq!(messages[1].rcpts, ["lee@example.net"]);
+    assert_eq!(messages[1].sender, "alice@local.test");
 }

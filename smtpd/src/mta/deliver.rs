@@ -30,6 +30,7 @@ use super::pool::{Pooled, RouteKey};
 use super::report::Reports;
 use super::resolve::{self, Host, ResolveError};
 use super::route::{Credentials, Destination, Protocol, Target, TlsMode};
+use super::srs;
 use crate::config::{ActionId, ActionKind, MailFromRewrite, Relay};
 use crate::delivery::local::LocalResult;
 use crate::log::{self, Attempt};
@@ -176,7 +177,8 @@ async fn plan<'a>(shared: &'a Shared, envelopes: &[&Envelope]) -> Result<Plan<'a
         .msgid()
         .ok_or_else(|| temporary("421 4.3.0 envelope without id"))?;
     let message = read_message(shared, msgid).await?;
-    let outgoing = outgoing(relay, envelopes, message.len() as u64);
+    let srs_key = config.srs.key.as_ref().map(|key| key.0.as_str());
+    let outgoing = outgoing(relay, srs_key, envelopes, message.len() as u64);
     Ok(Plan {
         action,
         msgid,
@@ -207,9 +209,14 @@ async fn read_message(shared: &Shared, msgid: MsgId) -> Result<Vec<u8>, Outcome>
 
 /// The transaction for the batch: sender (after `mail-from`), recipients
 /// with their DSN parameters.
-fn outgoing(relay: &Relay, envelopes: &[&Envelope], size: u64) -> Outgoing {
+fn outgoing(relay: &Relay, srs_key: Option<&str>, envelopes: &[&Envelope], size: u64) -> Outgoing {
     let first = envelopes[0];
-    let sender = rewrite_sender(&first.sender, relay.mail_from.as_ref());
+    let sender = match srs_key {
+        Some(key) if relay.srs && srs::applies(first) => {
+            srs::encode(&first.sender, &first.rcpt.domain, key, unix_now() / 86_400)
+        }
+        _ => rewrite_sender(&first.sender, relay.mail_from.as_ref()),
+    };
     let recipients: Vec<Recipient> = envelopes
         .iter()
         .map(|envelope| Recipient {

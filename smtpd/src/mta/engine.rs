@@ -275,7 +275,7 @@ pub(super) async fn close(shared: &Shared, addr: IpAddr, pooled: Pooled) {
 pub(super) type Batch = Vec<(Envelope, oneshot::Sender<LocalResult>)>;
 
 /// What envelopes of one batch share: message, action, domain.
-type BatchKey = (Option<MsgId>, String, String);
+type BatchKey = (Option<MsgId>, String, String, String);
 
 /// Groups envelopes by message, action and destination domain, in the
 /// order submitted, at most [`MAX_BATCH`] per group.
@@ -286,6 +286,9 @@ fn batches(pending: Batch) -> Vec<Batch> {
             envelope.msgid(),
             envelope.dispatcher.clone(),
             envelope.dest.domain.to_ascii_lowercase(),
+            // SRS signs with the original recipient's domain: forwarded
+            // envelopes batch by it.
+            forwarded_from(&envelope),
         );
         match groups
             .iter_mut()
@@ -296,6 +299,17 @@ fn batches(pending: Batch) -> Vec<Batch> {
         }
     }
     groups.into_iter().map(|(_, batch)| batch).collect()
+}
+
+/// The original recipient's domain of a forwarded envelope (empty for
+/// one that was not forwarded).
+fn forwarded_from(envelope: &Envelope) -> String {
+    let (rcpt, dest) = (&envelope.rcpt, &envelope.dest);
+    if rcpt.user == dest.user && rcpt.domain.eq_ignore_ascii_case(&dest.domain) {
+        String::new()
+    } else {
+        rcpt.domain.to_ascii_lowercase()
+    }
 }
 
 /// An address's family allowed by `mta limit inet4|inet6`.

@@ -11,6 +11,7 @@
 //! - [`pool`]: idle connections kept for reuse, and connection limits.
 //! - [`report`]: smtp-out report events to the relay action's filters.
 //! - [`show`]: `smtpctl show hosts|relays|routes`.
+//! - [`srs`]: SRS rewriting of forwarded senders (`srs`).
 //! - [`client`] speaks the client side of one SMTP/LMTP connection.
 
 pub mod client;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod resolve;
 pub mod route;
 pub mod show;
+pub mod srs;
 
 pub use deliver::rewrite_sender;
 pub use engine::{Mta, RelayState, Settings, MAX_BATCH};
