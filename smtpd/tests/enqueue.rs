@@ -47,7 +47,8 @@ fn writable(dir: &Scratch, name: &str) -> PathBuf {
 }
 
 /// Writes `DIR/smtpd.conf`: local mail for example.org into maildirs,
-/// relay.test relayed (which stays queued: relaying is not built), and
+/// relay.smtpd.test relayed (which stays queued: its MX hosts, on
+/// loopback, refuse port 25), and
 /// rules that only a `local` source passes. Returns the maildirs' parent.
 fn configure(dir: &Scratch) -> PathBuf {
     let (uid, gid) = delivery_account();
@@ -66,7 +67,7 @@ fn configure(dir: &Scratch) -> PathBuf {
              action \"local\" maildir \"{m}/%{{dest.user}}\" alias <aliases> userbase <users>\n\
              action \"out\" relay\n\
              match from local for domain example.org action \"local\"\n\
-             match from local for domain relay.test action \"out\"\n\
+             match from local for domain relay.smtpd.test action \"out\"\n\
              match from local for domain refused.test reject\n\
              match ! from local for domain notlocal.test action \"local\"\n",
             h = home.display(),
@@ -186,7 +187,7 @@ fn the_envelope_of_a_local_submission_says_local() {
 
     let out = sendmail(
         &dir,
-        &["-f", "<me@example.net>", "someone@relay.test"],
+        &["-f", "<me@example.net>", "someone@relay.smtpd.test"],
         "x\n",
     );
     assert_eq!(outcome(&out), (Some(0), String::new(), String::new()));
@@ -199,7 +200,7 @@ fn the_envelope_of_a_local_submission_says_local() {
         "helo: localhost\n",
         &format!("username: {user}\n"),
         "sender: me@example.net\n",
-        "rcpt: someone@relay.test\n",
+        "rcpt: someone@relay.smtpd.test\n",
         "dispatcher: out\n",
     ] {
         assert!(envelope.contains(line), "{line:?} in {envelope}");
@@ -375,9 +376,14 @@ fn newaliases_and_mailq() {
         .process
         .wait_for("table \"aliases\" successfully updated");
 
-    // mailq is `show queue`: a message for relay.test stays queued, from
-    // the family `local`; with the daemon down, the spool is read.
-    let out = sendmail(&dir, &["-f", "me@example.net", "someone@relay.test"], "x\n");
+    // mailq is `show queue`: a message for relay.smtpd.test (whose MX
+    // hosts, on loopback, refuse port 25) stays queued, from the family
+    // `local`; with the daemon down, the spool is read.
+    let out = sendmail(
+        &dir,
+        &["-f", "me@example.net", "someone@relay.smtpd.test"],
+        "x\n",
+    );
     assert_eq!(out.status.code(), Some(0));
     let (status, stdout, stderr) = outcome(&run_as(&dir, "mailq", &[], ""));
     assert_eq!((status, stderr.as_str()), (Some(0), ""));
@@ -389,8 +395,8 @@ fn newaliases_and_mailq() {
             "mta",
             "auth",
             "me@example.net",
-            "someone@relay.test",
-            "someone@relay.test"
+            "someone@relay.smtpd.test",
+            "someone@relay.smtpd.test"
         ],
         "{stdout}"
     );
