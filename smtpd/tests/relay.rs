@@ -211,6 +211,7 @@ fn mx_delivery_with_starttls_verified_through_ca() {
         "{line}"
     );
     assert!(line.contains("result=\"Ok\""), "{line}");
+    assert!(line.contains("stat=\"250 2.0.0 Ok: queued\""), "{line}");
 
     let hosts = relay.smtpctl(&["show", "hosts"]);
     assert!(hosts.contains("127.0.0.1 mx1.relay.smtpd.test"), "{hosts}");
@@ -488,4 +489,63 @@ fn srs_rewrites_the_sender_of_forwarded_mail() {
     // ... the one sent directly keeps it.
     assert_eq!(messages[1].rcpts, ["lee@example.net"]);
     assert_eq!(messages[1].sender, "alice@local.test");
+}
+
+#[test]
+fn a_backup_mx_relays_only_to_more_preferred_mxs() {
+    let dir = Scratch::new("relay", "backup");
+    let dns = Zone::new()
+        .mx("backup.test", 10, "mx1.backup.test")
+        .mx("backup.test", 20, "me.backup.test")
+        .mx("backup.test", 30, "mx3.backup.test")
+        // The primary is down; the less preferred mx3 works but is not
+        // for a backup of preference 20.
+        .address("mx1.backup.test", IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5)))
+        .address("me.backup.test", IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6)))
+        .address("mx3.backup.test", IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .serve();
+    let peer = Peer::start(Script::accept());
+    let relay = Relay::start(
+        &dir,
+        "",
+        "backup mx \"me.backup.test\"",
+        dns.addr,
+        peer.port(),
+    );
+    let msgid = relay.send(&["mia@backup.test"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"TempFail\""), "{line}");
+    assert!(line.contains("mx1.backup.test [127.0.0.5]"), "{line}");
+    assert_eq!(peer.connections(), 0, "mx3 is never tried");
+}
+
+#[test]
+fn connections_are_reused_and_host_tables_rotate() {
+    let dir = Scratch::new("relay", "reuse");
+    let first = Peer::start(Script::accept());
+    let second = Peer::start(Script::accept());
+    let top = format!(
+        "table hosts {{ \"smtp://127.0.0.1:{}\", \"smtp://127.0.0.1:{}\" }}\n",
+        first.port(),
+        second.port()
+    );
+    let relay = Relay::start(
+        &dir,
+        &top,
+        "host <hosts>",
+        test_dns::shared().addr,
+        free_port(),
+    );
+    for _ in 0..4 {
+        let msgid = relay.send(&["noah@elsewhere.test"]);
+        let line = relay.wait_relayed(&msgid);
+        assert!(line.contains("result=\"Ok\""), "{line}");
+    }
+    // Round-robin over the table's URLs, two messages each, each peer's
+    // over one connection kept open between them.
+    assert_eq!(first.wait_messages(2).len(), 2);
+    assert_eq!(second.wait_messages(2).len(), 2);
+    assert_eq!((first.connections(), second.connections()), (1, 1));
+    let relays = relay.smtpctl(&["show", "relays"]);
+    assert_eq!(relays.lines().count(), 2, "{relays}");
 }

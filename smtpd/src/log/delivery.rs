@@ -19,6 +19,8 @@ pub enum Attempt<'a> {
     PermFail(&'a str),
     /// The message looped (a permanent failure).
     Loop,
+    /// Relayed: the next hop accepted it with this reply.
+    Relayed(&'a str),
 }
 
 /// Logs the end of a delivery attempt of `envelope` at the Unix second
@@ -53,6 +55,7 @@ fn delivery_via(
     // reason as the relay gave it.
     let (result, stat) = match attempt {
         Attempt::Delivered => (DeliveryResult::Ok, "Delivered".to_owned()),
+        Attempt::Relayed(reply) => (DeliveryResult::Ok, reply.to_owned()),
         Attempt::TempFail(reason) if local => {
             (DeliveryResult::TempFail, format!("Error ({reason})"))
         }

@@ -41,6 +41,8 @@ use crate::table::Service;
 /// The outcome of one envelope, with where it went for the log.
 struct Outcome {
     result: LocalResult,
+    /// The next hop's reply when it accepted the envelope.
+    accepted: Option<String>,
     relay: String,
 }
 
@@ -55,7 +57,10 @@ pub(super) async fn batch(shared: Arc<Shared>, batch: Batch) {
     let source = source.map(|ip| ip.to_string());
     for ((envelope, reply), outcome) in batch.into_iter().zip(outcomes) {
         let attempt = match &outcome.result {
-            LocalResult::Delivered => Attempt::Delivered,
+            LocalResult::Delivered => match &outcome.accepted {
+                Some(reply) => Attempt::Relayed(reply),
+                None => Attempt::Delivered,
+            },
             LocalResult::Temporary(reason) => Attempt::TempFail(reason),
             LocalResult::Permanent(reason) => Attempt::PermFail(reason),
             LocalResult::Loop => Attempt::Loop,
@@ -74,6 +79,7 @@ impl Clone for Outcome {
                 LocalResult::Permanent(r) => LocalResult::Permanent(r.clone()),
                 LocalResult::Loop => LocalResult::Loop,
             },
+            accepted: self.accepted.clone(),
             relay: self.relay.clone(),
         }
     }
@@ -83,6 +89,7 @@ impl Clone for Outcome {
 fn temporary(reason: impl Into<String>) -> Outcome {
     Outcome {
         result: LocalResult::Temporary(reason.into()),
+        accepted: None,
         relay: "-".to_owned(),
     }
 }
@@ -90,6 +97,7 @@ fn temporary(reason: impl Into<String>) -> Outcome {
 fn permanent(reason: impl Into<String>) -> Outcome {
     Outcome {
         result: LocalResult::Permanent(reason.into()),
+        accepted: None,
         relay: "-".to_owned(),
     }
 }
@@ -330,6 +338,7 @@ async fn try_hosts(
                     let outcomes = results
                         .into_iter()
                         .map(|result| Outcome {
+                            accepted: result.as_ref().ok().map(|reply| reply.one_line()),
                             result: match result {
                                 Ok(_) => LocalResult::Delivered,
                                 Err(f) if f.is_temporary() => LocalResult::Temporary(f.errorline()),
@@ -347,6 +356,7 @@ async fn try_hosts(
                         } else {
                             LocalResult::Permanent(failure.errorline())
                         },
+                        accepted: None,
                         relay,
                     };
                     return Ok(vec![outcome; plan.outgoing.recipients.len()]);
@@ -364,6 +374,7 @@ async fn try_hosts(
     Err(match last {
         Some((relay, failure)) => Outcome {
             result: LocalResult::Temporary(failure.errorline()),
+            accepted: None,
             relay,
         },
         None if tried => temporary("421 4.4.1 No usable route to the destination"),
