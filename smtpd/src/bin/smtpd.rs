@@ -5,7 +5,9 @@
 //! the resolver's `--resolv-conf` and `--nameserver`, and `--mailbox-dir`
 //! (where `mbox` deliveries go, `/var/mail`), and `--queue-key-file` (the
 //! queue encryption key, also taken from `SMTPD_QUEUE_KEY`, read before
-//! detaching: `smtpd::queue::layers::key`). Called as `smtpd
+//! detaching: `smtpd::queue::layers::key`), `--queue-lease` and
+//! `--queue-rewalk` (a queue shared with other daemons:
+//! `smtpd::scheduler::lease`). Called as `smtpd
 //! mail.maildir|mail.local|mail.mboxfile ...` it is the delivery helper
 //! the daemon runs as a mailbox's owner (`smtpd::delivery::helper`).
 //! The configuration is loaded and checked first; every error is printed
@@ -91,6 +93,15 @@ struct Args {
     /// SMTPD_QUEUE_KEY environment variable, else smtpd.conf's form.
     #[arg(long, value_name = "path")]
     queue_key_file: Option<PathBuf>,
+    /// The lease on an envelope claimed from a queue shared with other
+    /// daemons (a queue backend that registered `lease`), in seconds;
+    /// renewed every third of it during a delivery.
+    #[arg(long, value_name = "seconds", default_value_t = smtpd::scheduler::lease::DEFAULT_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    queue_lease: u64,
+    /// How often a shared queue is walked for mail other daemons accepted
+    /// and envelopes whose lease ran out, in seconds.
+    #[arg(long, value_name = "seconds", default_value_t = smtpd::scheduler::lease::DEFAULT_REWALK.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    queue_rewalk: u64,
 }
 
 fn main() -> ExitCode {
@@ -178,6 +189,10 @@ fn main() -> ExitCode {
         pidfile,
         queue_key,
         filter_timeout: std::time::Duration::from_secs(args.filter_timeout),
+        sharing: smtpd::scheduler::Sharing::new(
+            std::time::Duration::from_secs(args.queue_lease),
+            std::time::Duration::from_secs(args.queue_rewalk),
+        ),
     };
     // One event-loop thread, as OpenSMTPD's processes each have, plus tokio's
     // blocking pool for disk work: on small machines a second worker only

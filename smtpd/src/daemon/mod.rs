@@ -110,6 +110,9 @@ pub struct Options {
     /// ([`queue::layers::resolve`]); required when the configuration has
     /// `queue encryption`.
     pub queue_key: Option<queue::layers::Key>,
+    /// The instance id, lease and walk period used when the queue is
+    /// shared with other daemons (a backend that registered `lease`).
+    pub sharing: scheduler::Sharing,
 }
 
 /// Why the daemon could not start, or stopped badly.
@@ -287,7 +290,8 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         agent,
     )
     .expansion_files(Arc::clone(&files))
-    .relayer(Arc::new(mta.clone()));
+    .relayer(Arc::new(mta.clone()))
+    .sharing(options.sharing.clone());
     let shared = intake::Shared {
         config,
         tables: tables.clone(),

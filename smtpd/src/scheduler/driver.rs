@@ -633,8 +633,12 @@ impl Driver {
                 let slots = Arc::clone(&self.slots);
                 let (queue, shared) = (Arc::clone(&self.queue), self.shared.clone());
                 self.deliveries.spawn(async move {
-                    let _slot = slots.acquire_owned().await;
-                    let delivery = agent.deliver(&envelope);
+                    // The lease is renewed while the delivery waits for a
+                    // slot too: it was claimed when it became due.
+                    let delivery = async {
+                        let _slot = slots.acquire_owned().await;
+                        agent.deliver(&envelope).await
+                    };
                     let result = lease::renewing(queue, shared, evpid, delivery).await;
                     let logged = false;
                     (
