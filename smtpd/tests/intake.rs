@@ -73,7 +73,7 @@ impl Daemon {
                  action \"local\" mda \"exit 75\" userbase <users>\n\
                  action \"out\" relay\n\
                  match from any for domain example.org action \"local\"\n\
-                 match from any for domain relay.test action \"out\"\n\
+                 match from any for domain relay.smtpd.test action \"out\"\n\
                  match from any for domain refused.test reject\n{extra}"
             ),
         );
@@ -186,7 +186,7 @@ fn smtplib_message_is_in_the_spool_when_250_comes() {
          s.ehlo('client.test')\n\
          s.mail('alice@sender.test')\n\
          print(s.rcpt('bob@example.org')[0])\n\
-         print(s.rcpt('carol@relay.test')[0])\n\
+         print(s.rcpt('carol@relay.smtpd.test')[0])\n\
          code, text = s.data(b'Subject: hello\\r\\n\\r\\nHello Bob.\\r\\n.dot line\\r\\n')\n\
          print(code, text.decode())\n\
          s.quit()\n",
@@ -254,7 +254,7 @@ fn smtplib_message_is_in_the_spool_when_250_comes() {
     );
     let relay = envelopes
         .iter()
-        .find(|e| e.contains("rcpt: carol@relay.test"))
+        .find(|e| e.contains("rcpt: carol@relay.smtpd.test"))
         .unwrap();
     assert!(
         relay.contains("dispatcher: out\n") && relay.contains("type: mta\n"),

@@ -779,7 +779,7 @@ fn a_failed_auth_opens_no_relay() {
          s = outsider()\n\
          print(s.login('alice', 'secret')[0])\n\
          print(s.mail('alice@sender.test')[0])\n\
-         print(s.rcpt('user@other.com')[0])\n\
+         print(s.rcpt('user@relay.smtpd.test')[0])\n\
          code, text = s.data(b'Subject: submitted\\r\\n\\r\\nrelayed\\r\\n')\n\
          print(code, text.decode())\n\
          s.quit()\n"
