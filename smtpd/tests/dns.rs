@@ -94,6 +94,15 @@ async fn mail_exchangers_and_addresses() {
         resolver.lookup_mx("no-such.smtpd.test").await,
         Ok(Vec::new())
     );
+    // Relaying tells them apart: no MX (the implicit MX) or no domain.
+    assert_eq!(
+        resolver.lookup_domain_mx(CLIENT_NAME).await,
+        Ok(Some(Vec::new()))
+    );
+    assert_eq!(
+        resolver.lookup_domain_mx("no-such.smtpd.test").await,
+        Ok(None)
+    );
     let mut both = resolver.lookup_ip("mx2.relay.smtpd.test").await.unwrap();
     both.sort();
     assert_eq!(both, [LOCALHOST4, LOCALHOST6]);

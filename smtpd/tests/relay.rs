@@ -549,3 +549,27 @@ fn connections_are_reused_and_host_tables_rotate() {
     let relays = relay.smtpctl(&["show", "relays"]);
     assert_eq!(relays.lines().count(), 2, "{relays}");
 }
+
+#[test]
+fn lmtp_relaying_gets_one_reply_per_recipient() {
+    let dir = Scratch::new("relay", "lmtp");
+    let peer = Peer::start(Script::accept().rcpt_for(
+        "olga@elsewhere.test",
+        Answer::reply("550 5.1.1 No such user"),
+    ));
+    let options = format!("host \"lmtp://127.0.0.1:{}\"", peer.port());
+    let relay = Relay::start(&dir, "", &options, test_dns::shared().addr, free_port());
+    relay.send(&["pia@elsewhere.test", "olga@elsewhere.test"]);
+    let messages = peer.wait_messages(1);
+    assert_eq!(messages[0].rcpts, ["pia@elsewhere.test"]);
+    assert!(
+        peer.commands().iter().any(|c| c.starts_with("LHLO ")),
+        "{:?}",
+        peer.commands()
+    );
+    let bounce = relay.bounce();
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; olga@elsewhere.test"),
+        "{bounce}"
+    );
+}
