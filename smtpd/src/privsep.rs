@@ -17,7 +17,10 @@
 //!
 //! What the daemon asks the helper ([`Client`]), one connection each:
 //! running a delivery command as a mailbox's owner (a JSON request line,
-//! then the message until end of file; a JSON outcome line back),
+//! then the message in frames, each a 4-byte big-endian length and that
+//! many bytes, ended by a zero length; a JSON outcome line back: a message
+//! cut short, because the daemon could not read it from the queue, never
+//! reaches the command's end of input, so it is never delivered in part),
 //! creating a system mailbox for its owner, and reading a user's
 //! `.forward` or an `:include:` file, which only root may open. The
 //! helper refuses to run anything as root (as [`crate::delivery::mda::run`]
@@ -73,7 +76,8 @@ impl Identity {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 enum Request {
-    /// Run a delivery command; the message follows the request line.
+    /// Run a delivery command; the message follows the request line, in
+    /// frames ([`send_frames`], [`unframe`]).
     Mda {
         command: String,
         env: Box<MdaEnvironment>,
@@ -238,6 +242,64 @@ async fn serve(stream: UnixStream) {
     }
 }
 
+/// The largest frame of a message.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Sends `body` in frames, then the zero length that ends it. A read error
+/// stops it before the end mark: the helper then abandons the delivery.
+async fn send_frames(
+    body: &mut (dyn AsyncRead + Unpin + Send),
+    write: &mut (impl AsyncWriteExt + Unpin),
+) -> io::Result<()> {
+    let mut buffer = vec![0u8; 4 + MAX_FRAME];
+    loop {
+        let n = body.read(&mut buffer[4..]).await?;
+        let len = u32::try_from(n).map_err(io::Error::other)?;
+        buffer[..4].copy_from_slice(&len.to_be_bytes());
+        write.write_all(&buffer[..4 + n]).await?;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The message of a delivery request, read from its frames; an end of
+/// input before the zero length (or a frame above [`MAX_FRAME`]) is an
+/// error, never an end of file.
+fn unframe<R: AsyncRead + Unpin>(reader: R) -> impl AsyncRead + Unpin {
+    let frames = futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut len = [0u8; 4];
+        if let Err(e) = reader.read_exact(&mut len).await {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("message cut short: {e}"),
+            );
+            return Some((Err(e), None));
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 {
+            return None;
+        }
+        if len > MAX_FRAME {
+            let e = io::Error::new(io::ErrorKind::InvalidData, "message frame too large");
+            return Some((Err(e), None));
+        }
+        let mut frame = vec![0u8; len];
+        match reader.read_exact(&mut frame).await {
+            Ok(_) => Some((Ok(bytes::Bytes::from(frame)), Some(reader))),
+            Err(e) => {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("message cut short: {e}"),
+                );
+                Some((Err(e), None))
+            }
+        }
+    });
+    tokio_util::io::StreamReader::new(Box::pin(frames))
+}
+
 async fn answer(request: Request, message: impl AsyncRead + Unpin) -> Response {
     match request {
         Request::Mda {
@@ -254,7 +316,7 @@ async fn answer(request: Request, message: impl AsyncRead + Unpin) -> Response {
                 directory,
                 timeout: Duration::from_secs(timeout_secs),
             };
-            match mda::run(&mda, message).await {
+            match mda::run(&mda, unframe(message)).await {
                 MdaOutcome::Delivered => Response::Delivered,
                 MdaOutcome::Temporary(reason) => Response::Temporary { reason },
                 MdaOutcome::Permanent(reason) => Response::Permanent { reason },
@@ -356,7 +418,9 @@ impl Client {
             if let Some(body) = body {
                 // A command that stops reading early closes the pipe: the
                 // outcome line still comes.
-                let _ = tokio::io::copy(body, &mut write).await;
+                if let Err(e) = send_frames(body, &mut write).await {
+                    tracing::warn!("privileged helper: delivery abandoned: {e}");
+                }
             }
             write.shutdown().await
         };
@@ -519,5 +583,55 @@ fn random() -> u64 {
         u64::from_ne_bytes(bytes)
     } else {
         u64::from(std::process::id()) << 32 ^ 0x5eed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_carry_the_message_and_its_end() {
+        let message: Vec<u8> = (0..200_000u32).map(|n| (n % 251) as u8).collect();
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut body = &message[..];
+        send_frames(&mut body, &mut client).await.expect("send");
+        drop(client);
+        let mut read = Vec::new();
+        unframe(server).read_to_end(&mut read).await.expect("whole");
+        assert_eq!(read, message);
+    }
+
+    #[tokio::test]
+    async fn a_message_cut_short_is_an_error_not_an_end_of_file() {
+        let chunks = futures::stream::iter([
+            Ok(bytes::Bytes::from_static(b"first part\n")),
+            Err(io::Error::other("queue failed")),
+        ]);
+        let mut body = tokio_util::io::StreamReader::new(chunks);
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let sent = send_frames(&mut body, &mut client).await;
+        assert_eq!(sent.expect_err("read error").to_string(), "queue failed");
+        drop(client);
+        let mut read = Vec::new();
+        let e = unframe(server)
+            .read_to_end(&mut read)
+            .await
+            .expect_err("cut short");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(read, b"first part\n");
+
+        // A frame longer than allowed is refused too.
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client
+            .write_all(&u32::MAX.to_be_bytes())
+            .await
+            .expect("write");
+        drop(client);
+        let e = unframe(server)
+            .read_to_end(&mut Vec::new())
+            .await
+            .expect_err("too large");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 /// OpenSMTPD's time limit for a delivery command.
@@ -162,9 +162,26 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
         .take()
         .ok_or_else(|| io::Error::other("no stdin pipe"))?;
     let write = async move {
-        let copied = tokio::io::copy(&mut message, &mut stdin).await;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let written = loop {
+            let n = match message.read(&mut buffer).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => {
+                    // The message could not be read whole (the queue
+                    // failed): the command must not see an end of input,
+                    // which would deliver what it got so far.
+                    kill_group(pid);
+                    return Err(e);
+                }
+            };
+            // A command may stop reading early: its status decides.
+            if let Err(e) = stdin.write_all(&buffer[..n]).await {
+                break Err(e);
+            }
+        };
         let closed = stdin.shutdown().await;
-        copied.and(closed)
+        Ok(written.and(closed))
     };
     let run = async { tokio::join!(write, child.wait()) };
     let Ok((written, status)) = tokio::time::timeout(mda.timeout, run).await else {
@@ -176,6 +193,14 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
         return Ok(MdaOutcome::Temporary("mda timeout".to_owned()));
     };
     let status = status?;
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            return Ok(MdaOutcome::Temporary(format!(
+                "message could not be read: {e}"
+            )))
+        }
+    };
     let last = last_line(&mut output);
     let reason = |default: String| last.clone().unwrap_or(default);
     Ok(match (status.code(), status.signal()) {
@@ -190,6 +215,14 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
         }
         (None, None) => MdaOutcome::Temporary("mda exited abnormally".to_owned()),
     })
+}
+
+/// Kills the process group the delivery command leads (it called setsid).
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+        // SAFETY: kills the process group the child leads (setsid).
+        unsafe { libc::killpg(pid, libc::SIGKILL) };
+    }
 }
 
 /// In the child: new session, then the account's identity (as root; a

@@ -160,6 +160,29 @@ async fn unread_input_is_premature() {
 }
 
 #[tokio::test]
+async fn a_message_that_cannot_be_read_whole_is_never_delivered_in_part() {
+    let home = home();
+    // The first chunk reads, then the queue fails.
+    let chunks = futures::stream::iter([
+        Ok(bytes::Bytes::from_static(b"Subject: cut\n\nfirst part\n")),
+        Err(io::Error::other("queue backend q: the backend exited")),
+    ]);
+    let message = tokio_util::io::StreamReader::new(chunks);
+    let command = "cat > \"$HOME/msg\"; touch \"$HOME/done\"";
+    let outcome = run(&mda(home.path(), command), message).await;
+    assert_eq!(
+        outcome,
+        MdaOutcome::Temporary(
+            "message could not be read: queue backend q: the backend exited".to_owned()
+        )
+    );
+    assert!(
+        !home.path().join("done").exists(),
+        "the command never saw an end of input"
+    );
+}
+
+#[tokio::test]
 async fn time_limit_kills_the_group() {
     let home = home();
     let mut slow = mda(
