@@ -573,3 +573,85 @@ fn lmtp_relaying_gets_one_reply_per_recipient() {
         "{bounce}"
     );
 }
+
+/// Postfix's smtp-sink on 127.0.0.1:`port`, dumping each transaction
+/// into a file of `dir`; killed on drop.
+struct SmtpSink(std::process::Child);
+
+impl SmtpSink {
+    fn start(dir: &Path, port: u16) -> Self {
+        let mut cmd = Command::new("/usr/sbin/smtp-sink");
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let template = format!("{}/%H%M%S.", dir.display());
+        let child = cmd
+            .args(["-d", &template, &format!("127.0.0.1:{port}"), "10"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("smtp-sink runs (Debian package postfix)");
+        let end = Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "smtp-sink does not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn postfix_smtp_sink_receives_relayed_mail() {
+    let dir = Scratch::new("relay", "smtp-sink");
+    let dumps = writable(&dir, "sink");
+    let port = free_port();
+    let _sink = SmtpSink::start(&dumps, port);
+    let options = format!("host \"smtp://127.0.0.1:{port}\"");
+    let relay = Relay::start(&dir, "", &options, test_dns::shared().addr, free_port());
+    let first = relay.send(&["quinn@elsewhere.test", "rosa@elsewhere.test"]);
+    let second = relay.send(&["sam@elsewhere.test"]);
+    for msgid in [&first, &first, &second] {
+        let line = relay.wait_relayed(msgid);
+        assert!(line.contains("result=\"Ok\""), "{line}");
+    }
+    let end = Instant::now() + DEADLINE;
+    let mut texts = loop {
+        let texts: Vec<String> = std::fs::read_dir(&dumps)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        if texts.len() >= 2 || Instant::now() > end {
+            break texts;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    texts.sort_by_key(|t| t.contains("sam@"));
+    assert_eq!(texts.len(), 2, "one transaction per message: {texts:?}");
+    assert!(
+        texts[0].contains("X-Mail-Args: <alice@local.test>"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[0].contains("X-Rcpt-Args: <quinn@elsewhere.test>")
+            && texts[0].contains("X-Rcpt-Args: <rosa@elsewhere.test>"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[0].contains("\n\nHello over there.\n.leading dot\n"),
+        "{:?}",
+        texts[0]
+    );
+    assert!(
+        texts[1].contains("X-Rcpt-Args: <sam@elsewhere.test>"),
+        "{}",
+        texts[1]
+    );
+}
