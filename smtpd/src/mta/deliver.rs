@@ -15,21 +15,17 @@
 //! Each envelope's outcome is logged (`mta delivery ... relay=NAME [ADDR]`)
 //! and sent back to the scheduler.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::client::{
-    self, BodyType, Client, Failure, Login, Outgoing, Params, RcptResult, Recipient, Stage,
-    TlsPolicy,
-};
-use super::engine::{close, family_allowed, Batch, Shared};
-use super::pool::{Pooled, RouteKey};
-use super::report::Reports;
+use super::client::{BodyType, Failure, Login, Outgoing, Recipient};
+use super::connect::{transaction, Stop};
+use super::engine::{family_allowed, Batch, Shared};
+use super::pool::RouteKey;
 use super::resolve::{self, Host, ResolveError};
-use super::route::{Credentials, Destination, Protocol, Target, TlsMode};
+use super::route::{Credentials, Destination, Target};
 use super::srs;
 use crate::config::{ActionId, ActionKind, MailFromRewrite, Relay};
 use crate::delivery::local::LocalResult;
@@ -103,14 +99,21 @@ fn permanent(reason: impl Into<String>) -> Outcome {
 }
 
 /// Everything about the batch that does not depend on the host.
-struct Plan<'a> {
-    action: ActionId,
-    msgid: MsgId,
-    relay: &'a Relay,
-    destination: Destination,
-    login: Option<Login>,
-    message: Vec<u8>,
-    outgoing: Outgoing,
+pub(super) struct Plan<'a> {
+    /// The relay action.
+    pub(super) action: ActionId,
+    /// The message.
+    pub(super) msgid: MsgId,
+    /// The action's options.
+    pub(super) relay: &'a Relay,
+    /// Where and how.
+    pub(super) destination: Destination,
+    /// AUTH credentials.
+    pub(super) login: Option<Login>,
+    /// The message content.
+    pub(super) message: Vec<u8>,
+    /// The transaction.
+    pub(super) outgoing: Outgoing,
 }
 
 async fn attempt(
@@ -385,150 +388,6 @@ async fn try_hosts(
     })
 }
 
-/// Why a transaction gave no per-recipient results.
-enum Stop {
-    /// The session failed before the transaction: try another host.
-    Session(Failure),
-    /// The transaction failed as a whole: final for this attempt.
-    Transaction(Failure),
-}
-
-/// One transaction over a reused or new connection to `key`'s address.
-async fn transaction(
-    shared: &Shared,
-    plan: &Plan<'_>,
-    key: &RouteKey,
-) -> Result<Vec<RcptResult>, Stop> {
-    let permits = loop {
-        let mut pooled = match shared.pool.idle_or_permits(key).await {
-            Ok(pooled) => pooled,
-            Err(permits) => break permits,
-        };
-        match pooled.client.send(&plan.outgoing, &plan.message[..]).await {
-            Err(failure) if before_transaction(&failure) => {
-                // The idle connection died: close it, try the next.
-                close(shared, key.addr, pooled).await;
-            }
-            result => return finish(shared, plan, key, pooled, result).await,
-        }
-    };
-    let pooled = open(shared, plan, key, permits)
-        .await
-        .map_err(Stop::Session)?;
-    shared.hosts().succeeded(key.addr);
-    let mut pooled = pooled;
-    let result = pooled.client.send(&plan.outgoing, &plan.message[..]).await;
-    finish(shared, plan, key, pooled, result).await
-}
-
-/// Whether a failure of `send` on a reused connection happened before the
-/// peer saw the transaction (the connection was closed while idle).
-fn before_transaction(failure: &Failure) -> bool {
-    failure.reply.is_none() && matches!(failure.stage, Stage::Reset | Stage::MailFrom)
-}
-
-/// Keeps the connection for the next message, or closes it; the results.
-async fn finish(
-    shared: &Shared,
-    plan: &Plan<'_>,
-    key: &RouteKey,
-    mut pooled: Pooled,
-    result: Result<Vec<RcptResult>, Failure>,
-) -> Result<Vec<RcptResult>, Stop> {
-    let tx = &plan.outgoing;
-    let recipients: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
-    let size = plan.message.len() as u64;
-    pooled
-        .reports
-        .transaction(plan.msgid, size, &tx.sender, &recipients, &result);
-    pooled.sent += 1;
-    let max = shared.config.mta.limits.values.session_mail_max;
-    if pooled.client.is_usable() && pooled.sent < max {
-        shared.pool.put(key.clone(), pooled);
-    } else {
-        close(shared, key.addr, pooled).await;
-    }
-    result.map_err(Stop::Transaction)
-}
-
-/// Opens a session to `key`'s address, holding `permits` of the limits.
-async fn open(
-    shared: &Shared,
-    plan: &Plan<'_>,
-    key: &RouteKey,
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-) -> Result<Pooled, Failure> {
-    let destination = &plan.destination;
-    let tls_config = match (destination.tls, shared.tls.get(&plan.action)) {
-        (TlsMode::Off, _) => None,
-        (_, Some(Ok(tls))) => Some(tls.clone()),
-        (TlsMode::Opportunistic, _) => None,
-        (_, Some(Err(why))) => {
-            return Err(Failure::temporary(
-                Stage::Tls,
-                format!("TLS unavailable: {why}"),
-            ))
-        }
-        (_, None) => return Err(Failure::temporary(Stage::Tls, "TLS unavailable")),
-    };
-    let tls = match (destination.tls, &tls_config) {
-        (TlsMode::Off, _) | (TlsMode::Opportunistic, None) => TlsPolicy::Off,
-        (TlsMode::Opportunistic, Some(_)) => TlsPolicy::Opportunistic,
-        (TlsMode::StartTls, _) => TlsPolicy::Required,
-        (TlsMode::Implicit, _) => TlsPolicy::Implicit,
-    };
-    let params = Params {
-        helo: key.helo.clone(),
-        tls,
-        verify: destination.verify,
-        server_name: key.name.clone(),
-        tls_config,
-        auth: plan.login.clone(),
-        lmtp: destination.protocol == Protocol::Lmtp,
-        timeouts: shared.settings.timeouts,
-    };
-    let now = Instant::now();
-    shared.hosts().connecting(key.addr, &key.name, now);
-    {
-        let mut relays = shared.relays();
-        let state = relays.entry(destination.clone()).or_default();
-        state.nconn += 1;
-        state.lastconn = Some(now);
-    }
-    let peer = SocketAddr::new(key.addr, destination.port);
-    let outbound = match (&shared.settings.filters, plan.relay.filter) {
-        (Some(filters), Some(filter)) => filters.outbound(filter),
-        _ => None,
-    };
-    let reports = Reports::new(outbound);
-    let opened = match client::connect(peer, key.source, params.timeouts.connect).await {
-        Ok(stream) => {
-            reports.connected(&key.name, stream.local_addr().ok(), peer);
-            let opened = Client::open(stream, &params).await;
-            if opened.is_err() {
-                reports.disconnected();
-            }
-            opened
-        }
-        Err(failure) => Err(failure),
-    };
-    if let Ok(client) = &opened {
-        reports.opened(client.peer_info(), &key.helo, key.user.as_deref());
-    }
-    match opened {
-        Ok(client) => Ok(Pooled {
-            reports,
-            client,
-            sent: 0,
-            permits,
-        }),
-        Err(failure) => {
-            shared.hosts().closed(key.addr);
-            Err(failure)
-        }
-    }
-}
-
 /// A seed for spreading equal MX preferences.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -575,26 +434,5 @@ mod tests {
         let null = MailAddr::default();
         let any = MailFromRewrite::User("x".to_owned());
         assert_eq!(rewrite_sender(&null, Some(&any)), "");
-    }
-
-    #[test]
-    fn only_replyless_early_failures_retry_on_a_new_connection() {
-        assert!(before_transaction(&Failure::temporary(
-            Stage::Reset,
-            "closed"
-        )));
-        assert!(before_transaction(&Failure::temporary(
-            Stage::MailFrom,
-            "closed"
-        )));
-        assert!(!before_transaction(&Failure::temporary(
-            Stage::DataEnd,
-            "closed"
-        )));
-        let reply = client::PeerReply::new(421, None, vec!["bye".to_owned()]);
-        assert!(!before_transaction(&Failure::refused(
-            Stage::MailFrom,
-            reply
-        )));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The scheduler's driver hands due `mta` envelopes to the [`Mta`] engine
 //! (`engine.rs`), which batches them per message and destination and
-//! delivers each batch (`deliver.rs`):
+//! delivers each batch (`deliver.rs`), one transaction per next-hop
+//! address tried (`connect.rs`):
 //!
 //! - [`route`]: the [`route::Destination`] of an envelope from its relay
 //!   action (MX or smarthost, port, TLS policy, AUTH label).
@@ -15,6 +16,7 @@
 //! - [`client`] speaks the client side of one SMTP/LMTP connection.
 
 pub mod client;
+mod connect;
 mod deliver;
 mod engine;
 pub mod hosts;
