@@ -12,8 +12,10 @@
 //! - a filter killed with SIGKILL in the middle of a message: the client
 //!   gets 451, nothing is queued, and after the restart the next message
 //!   goes through;
-//! - a filter that never answers: 451 after the filter timeout, and the
-//!   daemon goes on.
+//! - a filter that answers a malformed line: 451, and the line logged with
+//!   the filter's name; one that never answers: 451 after the filter
+//!   timeout, and the daemon goes on;
+//! - a message of several megabytes streams through a data-line filter.
 //!
 //! Nothing sleeps to synchronise: waits are on the daemon's log lines and
 //! on replies.
@@ -151,6 +153,24 @@ fn send(c: &mut Client, sender: &str, rcpt: &str, body: &str) -> String {
     c.data(body)
 }
 
+/// The text of `log` once `needle` is on `count` of its lines (a filter
+/// writes it as it reads), polled until the deadline.
+fn wait_for_lines(log: &Path, needle: &str, count: usize) -> String {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        if text.lines().filter(|l| l.contains(needle)).count() >= count {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{needle} not {count} times in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Every decision of the guard filter (`guard`, a Rust or Python process)
 /// chained with the shell filter `tag`, which reports every event.
 fn decisions(name: &str, guard: &str) {
@@ -231,8 +251,9 @@ fn decisions(name: &str, guard: &str) {
     d.expect("QUIT", "221 2.0.0 Bye");
     smtpd.process.wait_for("smtp disconnected");
 
-    // What the reporting filter saw, in 7.8's format.
-    let seen = std::fs::read_to_string(&tag_log).unwrap();
+    // What the reporting filter saw, in 7.8's format, once it has read
+    // the end of both sessions.
+    let seen = wait_for_lines(&tag_log, "|smtp-in|link-disconnect|", 2);
     let has = |what: &str| seen.lines().any(|l| l.contains(what));
     let response = |what: &str| {
         seen.lines()
@@ -411,6 +432,11 @@ fn a_stalled_filter_times_out_with_a_temporary_failure() {
     // The silent child is replaced; the daemon serves on.
     smtpd.process.wait_for("backend stamp restarted");
     let mut c = smtpd.client();
+    // A malformed answer: logged with the filter's name and the line.
+    let reply = c.command("MAIL FROM:<garbage@example.net>");
+    assert!(reply.starts_with("451 4.7.0 "), "{reply}");
+    let logged = smtpd.process.wait_for("bad line from backend stamp");
+    assert!(logged.contains("|maybe"), "{logged}");
     let reply = send(
         &mut c,
         "a@example.net",
@@ -418,4 +444,30 @@ fn a_stalled_filter_times_out_with_a_temporary_failure() {
         "Subject: later\r\n\r\nok\r\n",
     );
     accepted_id(&reply);
+}
+
+#[test]
+fn a_large_message_streams_through_a_data_line_filter() {
+    let dir = Scratch::new("filters", "large");
+    let guard = rust_guard().display().to_string();
+    let filters = format!("filter guard proc-exec \"{guard}\"\n");
+    let smtpd = Filtered::start(&dir, &filters, "guard", 60);
+    let mut c = smtpd.client();
+    c.expect_code("MAIL FROM:<a@example.net>", "250");
+    c.expect_code("RCPT TO:<b@example.org>", "250");
+    c.expect_code("DATA", "354");
+    c.send(b"Subject: big\r\n\r\n");
+    let line = format!("{}\r\n", "x".repeat(998));
+    let chunk = line.repeat(1000);
+    for i in 0..8 {
+        c.send(chunk.as_bytes());
+        if i == 4 {
+            c.send(b"secret\r\n..dotted\r\n");
+        }
+    }
+    let reply = c.command(".");
+    let message = smtpd.spool.message(&accepted_id(&reply));
+    assert_eq!(message.matches(&line).count(), 8000);
+    assert!(message.contains(&format!("{line}[redacted]\r\n.dotted\r\n{line}")));
+    assert!(message.ends_with(&line));
 }

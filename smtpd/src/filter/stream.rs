@@ -97,8 +97,13 @@ impl DataStream {
             return Err(failed());
         };
         let request = data_line(self.session, *token, line);
-        let sent = tokio::time::timeout(self.timeout, proc.supervisor().send_paced(&request));
-        match sent.await {
+        let supervisor = proc.supervisor();
+        // The common case needs no timer.
+        let sent = match supervisor.has_room() {
+            true => Ok(supervisor.send(&request)),
+            false => tokio::time::timeout(self.timeout, supervisor.send_paced(&request)).await,
+        };
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::warn!("filter {}: data-line: {e}", proc.name());

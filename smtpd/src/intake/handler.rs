@@ -33,7 +33,7 @@ use crate::config::{Listener, ListenerTls};
 use crate::delivery::expand::{Delivery, Expander, Failure};
 use crate::dns::{Fcrdns, PeerName};
 use crate::filter::builtin::Facts as FilterFacts;
-use crate::filter::{SessionFilters, Verdict};
+use crate::filter::{DataStream, SessionFilters, Verdict};
 use crate::log::SessionLog;
 use crate::queue::envelope::{self as qenv, Flags, MailAddr};
 use crate::queue::{self, unix_now, MsgId};
@@ -690,11 +690,12 @@ impl Handler for IntakeHandler {
             _ => line,
         };
         stream.send(line).await?;
-        let mut out = Vec::new();
-        while let Some(line) = stream.try_next() {
-            out.push(line);
-        }
-        for line in out {
+        while let Some(line) = self
+            .filters
+            .as_mut()
+            .and_then(|f| f.stream.as_mut())
+            .and_then(DataStream::try_next)
+        {
             if self.take_filtered(&line).await? {
                 return Err(Reply::bare(451, "4.7.0 Filter ended the message early"));
             }

@@ -214,14 +214,18 @@ impl<F: Family> Link<F> {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let outbox = self.outbox();
-                if outbox.closing || outbox.lines.len() + outbox.writing <= self.max_buffered / 2 {
-                    return;
-                }
+            if self.has_room() {
+                return;
             }
             notified.await;
         }
+    }
+
+    /// Whether at most half the buffer limit waits for the child (or the
+    /// link closed): [`Link::room`] would not wait.
+    pub(crate) fn has_room(&self) -> bool {
+        let outbox = self.outbox();
+        outbox.closing || outbox.lines.len() + outbox.writing <= self.max_buffered / 2
     }
 
     /// For the reader: the child wrote one more line.

@@ -156,6 +156,12 @@ impl<F: Family> Supervisor<F> {
         self.send(line)
     }
 
+    /// Whether [`Supervisor::send_paced`] would send at once, without
+    /// waiting for the child to read.
+    pub fn has_room(&self) -> bool {
+        self.handle.shared.link.has_room()
+    }
+
     /// Counts a request made with [`Supervisor::send`] and answered on its
     /// own, with its latency when measured, for `smtpctl show filters`.
     pub fn count(&self, latency: Option<Duration>, failed: bool) {

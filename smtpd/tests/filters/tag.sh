@@ -5,8 +5,9 @@
 #
 # Writes its pid to PIDFILE and every line it reads to LOG. Registers every
 # smtp-in report event and the phases mail-from, data-line and commit:
-# - mail-from: stall@... is never answered; shellreject@... is rejected
-#   with "550 5.7.1 NAME says no"; everything else proceeds;
+# - mail-from: stall@... is never answered; garbage@... gets a malformed
+#   answer; shellreject@... is rejected with "550 5.7.1 NAME says no";
+#   everything else proceeds;
 # - data-line: a "Subject: " line gets " NAME" appended; other lines pass
 #   unchanged (the final "." too);
 # - commit: proceeds.
@@ -35,6 +36,7 @@ while IFS= read -r line; do
         mail-from)
             case $param in
             stall@*) ;;
+            garbage@*) printf 'filter-result|%s|%s|maybe\n' "$sid" "$token" ;;
             shellreject@*)
                 printf 'filter-result|%s|%s|reject|550 5.7.1 %s says no\n' "$sid" "$token" "$name"
                 ;;
