@@ -12,6 +12,8 @@
 
 // A test harness: running the built binaries is its whole point.
 #![allow(clippy::disallowed_methods)]
+// Tests: a failed unwrap is a failed test (the shared harness unwraps).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
