@@ -139,6 +139,28 @@ async fn refusals_and_drops_from_the_peer() {
     assert_eq!(peer.wait_connections(2), 2);
 }
 
+#[tokio::test]
+async fn peers_share_a_port_on_several_loopback_addresses() {
+    let first = Peer::start(Script::accept().greeting(Answer::Drop));
+    let addr = std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), first.port());
+    let second = Peer::start_on(addr, Script::accept());
+    let failure = open(&first, &params(None, TlsPolicy::Off))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (failure.stage, failure.kind),
+        (Stage::Greeting, Kind::Temporary)
+    );
+    let mut client = open(&second, &params(None, TlsPolicy::Off)).await.unwrap();
+    let results = client
+        .send(&message(&["b@example.net"]), &b"x"[..])
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
+    assert_eq!(second.wait_messages(1)[0].rcpts, ["b@example.net"]);
+    assert_eq!((first.connections(), second.connections()), (1, 1));
+}
+
 #[test]
 fn the_peer_serves_a_real_client() {
     let dir = Scratch::new("mta-client", "smtplib");

@@ -265,7 +265,14 @@ pub(crate) struct Peer {
 impl Peer {
     /// Starts a peer answering by `script` on 127.0.0.1, a free port.
     pub(crate) fn start(script: Script) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), script)
+    }
+
+    /// Starts a peer on `addr`: several MX hosts share the one port
+    /// `smtpd --mx-port` gives (127.0.0.1, 127.0.0.2, ... are all
+    /// loopback).
+    pub(crate) fn start_on(addr: SocketAddr, script: Script) -> Self {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
@@ -528,13 +535,15 @@ impl<'a> Session<'a> {
         let Answer::Reply(text) = &script.ehlo else {
             return Ok(Next::Close);
         };
+        if text.starts_with('2') {
+            self.helo = line
+                .split_once(' ')
+                .map(|(_, h)| h.to_owned())
+                .unwrap_or_default();
+        }
         if !text.starts_with('2') || line.to_ascii_uppercase().starts_with("HELO") {
             return step(reader, &script.ehlo);
         }
-        self.helo = line
-            .split_once(' ')
-            .map(|(_, h)| h.to_owned())
-            .unwrap_or_default();
         let mut lines = vec![text.trim_start_matches("250 ").to_owned()];
         lines.extend(script.extensions.iter().cloned());
         if script.tls.is_some() && !self.tls {

@@ -147,7 +147,9 @@ impl Client {
         }
         let outcome = self.transaction(&mail, &commands, &mut slots, body).await;
         if let Err(failure) = outcome {
-            if failure.reply.is_none() {
+            // No reply (I/O, timeout, refused here mid-stream) or 421
+            // (RFC 5321 section 3.8: the server is closing): done.
+            if failure.reply.as_ref().map_or(true, |r| r.code() == 421) {
                 self.broken = true;
             }
             if slots.iter().all(Option::is_none) {
@@ -250,7 +252,16 @@ impl Client {
             if command.is_none() {
                 continue;
             }
-            let reply = self.wire.reply(Stage::RcptTo, limit).await?;
+            let reply = match self.wire.reply(Stage::RcptTo, limit).await {
+                Ok(reply) => reply,
+                // A server refusing MAIL may close at once (421): its
+                // reply is the reason, the missing ones are not.
+                Err(_) if !mail.is_success() => {
+                    self.broken = true;
+                    return Err(Failure::refused(Stage::MailFrom, mail));
+                }
+                Err(failure) => return Err(failure),
+            };
             if !mail.is_success() {
                 continue;
             }
@@ -259,7 +270,14 @@ impl Client {
                 false => slots[i] = Some(Err(Failure::refused(Stage::RcptTo, reply))),
             }
         }
-        let data = self.wire.reply(Stage::Data, limit).await?;
+        let data = match self.wire.reply(Stage::Data, limit).await {
+            Ok(reply) => reply,
+            Err(_) if !mail.is_success() => {
+                self.broken = true;
+                return Err(Failure::refused(Stage::MailFrom, mail));
+            }
+            Err(failure) => return Err(failure),
+        };
         if data.code() == 354 && (!mail.is_success() || accepted.is_empty()) {
             // RFC 2920 section 3.1: nothing to send, end the data at once.
             self.wire.queue(".");

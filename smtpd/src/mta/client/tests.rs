@@ -380,6 +380,31 @@ async fn a_failed_transaction_is_reset_before_the_next() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_421_closing_the_pipeline_is_the_reason_given() {
+    let (stream, peer) = server(vec![
+        Reply("220 mx"),
+        Expect("EHLO out.example.org"),
+        Reply("250-mx\n250 PIPELINING"),
+        Prefix("MAIL"),
+        Prefix("RCPT"),
+        Expect("DATA"),
+        Reply("421 4.3.2 shutting down"),
+    ]);
+    let mut client = Client::open(stream, &params()).await.unwrap();
+    let failure = client
+        .send(&outgoing(&["b@example.net"]), &b"x"[..])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.errorline(), "421 4.3.2 shutting down");
+    assert_eq!(
+        (failure.stage, failure.kind),
+        (Stage::MailFrom, Kind::Temporary)
+    );
+    assert!(!client.is_usable());
+    peer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn lmtp_gives_one_reply_per_recipient() {
     let (stream, peer) = server(vec![
         Reply("220 lmtp"),
