@@ -247,6 +247,44 @@ fn a_dead_primary_mx_falls_over_to_the_backup() {
     assert!(line.contains("result=\"Ok\""), "{line}");
     let hosts = relay.smtpctl(&["show", "hosts"]);
     assert!(hosts.contains("127.0.0.5 mx1.failover.test"), "{hosts}");
+    // Two more refusals mark the primary broken: it is skipped for a
+    // while, the backup taking the mail at once.
+    for _ in 0..2 {
+        let msgid = relay.send(&["carol@failover.test"]);
+        assert!(relay.wait_relayed(&msgid).contains("result=\"Ok\""));
+    }
+    let log = relay.process.log.lock().unwrap().clone();
+    assert!(
+        log.contains("mx1.failover.test [127.0.0.5]: marked broken"),
+        "{log}"
+    );
+    let routes = relay.smtpctl(&["show", "routes"]);
+    let dead = routes
+        .lines()
+        .find(|l| l.contains("<-> 127.0.0.5 "))
+        .unwrap();
+    assert!(
+        dead.contains(" -D-- nconn=0 nerror=0 penalty=1 timeout="),
+        "{routes}"
+    );
+    let refusals = relay
+        .process
+        .log
+        .lock()
+        .unwrap()
+        .matches("127.0.0.5")
+        .count();
+    let msgid = relay.send(&["carol@failover.test"]);
+    assert!(relay.wait_relayed(&msgid).contains("result=\"Ok\""));
+    assert_eq!(peer.wait_messages(4).len(), 4);
+    let after = relay
+        .process
+        .log
+        .lock()
+        .unwrap()
+        .matches("127.0.0.5")
+        .count();
+    assert_eq!(refusals, after, "the broken MX is not tried");
 }
 
 #[test]
