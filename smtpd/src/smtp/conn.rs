@@ -482,7 +482,11 @@ impl<'h, H: Handler> Conn<'h, H> {
             Ok(command) => command,
             Err(error) => return Step::Reply(Reply::from(&error)),
         };
-        let Some((phase, param)) = filter_point(&command, line) else {
+        let point = match self.session.would_run(&command) {
+            true => filter_point(&command, line),
+            false => None,
+        };
+        let Some((phase, param)) = point else {
             return self.session.on_command(command);
         };
         match self.handler.filter(&self.session, phase, &param).await {

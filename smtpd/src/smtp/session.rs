@@ -261,6 +261,34 @@ impl Session {
         }
     }
 
+    /// Whether `command` passes the session's sequence checks (HELO
+    /// first, a transaction for RCPT and DATA, TLS or AUTH when required,
+    /// ...): filters are asked only about commands that do, as OpenSMTPD
+    /// validates a command before its filters see it. Parameter checks
+    /// (SIZE, SMTPUTF8, ...) still come after the filters.
+    pub fn would_run(&self, command: &Command) -> bool {
+        let identified = self.helo.is_some();
+        match command {
+            Command::Helo(_) | Command::Ehlo(_) => !identified,
+            Command::Mail(_) => {
+                identified
+                    && self.tx.is_none()
+                    && (self.config.tls != TlsMode::Required || self.tls)
+                    && (self.config.auth != AuthMode::Required || self.user.is_some())
+                    && self.mails < self.config.limits.max_mails
+            }
+            Command::Rcpt(_) => self
+                .tx
+                .as_ref()
+                .is_some_and(|tx| tx.recipients.len() < self.config.limits.max_recipients),
+            Command::Data => self.tx.as_ref().is_some_and(|tx| !tx.recipients.is_empty()),
+            Command::Rset => identified,
+            Command::StartTls => identified && self.tx.is_none() && self.offers_starttls(),
+            Command::Auth(_) => identified && self.tx.is_none() && self.offers_auth(),
+            _ => true,
+        }
+    }
+
     /// A request answered out of turn: a driver bug; the session ends.
     fn misuse(&mut self) -> Step {
         self.closed = true;

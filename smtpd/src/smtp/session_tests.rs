@@ -680,3 +680,35 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn filters_are_asked_only_about_commands_that_pass_the_sequence_checks() {
+    let runs = |s: &Script, line: &str| {
+        s.session
+            .would_run(&Command::parse(line.as_bytes()).unwrap())
+    };
+    let mut s = Script::plain();
+    for line in [
+        "MAIL FROM:<a@example.org>",
+        "RCPT TO:<a@example.org>",
+        "DATA",
+        "RSET",
+    ] {
+        assert!(!runs(&s, line), "{line}");
+    }
+    assert!(runs(&s, "EHLO client.example"));
+    assert!(runs(&s, "NOOP"));
+    assert!(runs(&s, "QUIT"));
+    s.ehlo();
+    assert!(!runs(&s, "EHLO again.example"));
+    assert!(!runs(&s, "STARTTLS"), "not offered");
+    assert!(runs(&s, "MAIL FROM:<a@example.org>"));
+    assert!(!runs(&s, "RCPT TO:<a@example.org>"));
+    s.send("MAIL FROM:<a@example.org>").expect("250");
+    assert!(!runs(&s, "MAIL FROM:<b@example.org>"));
+    assert!(!runs(&s, "DATA"), "no recipient yet");
+    assert!(runs(&s, "RCPT TO:<a@example.org>"));
+    s.send("RCPT TO:<a@example.org>").expect("250");
+    assert!(runs(&s, "DATA"));
+    assert!(runs(&s, "RSET"));
+}
