@@ -693,3 +693,20 @@ fn postfix_smtp_sink_receives_relayed_mail() {
         texts[1]
     );
 }
+
+#[test]
+fn helo_src_names_the_source_address() {
+    let dir = Scratch::new("relay", "helo-src");
+    let peer = Peer::start(Script::accept());
+    let top = "table sources { 127.0.0.3 }\n\
+               table helos { \"127.0.0.3\" = \"three.local.test\" }\n";
+    let options = format!(
+        "host \"smtp://127.0.0.1:{}\" src <sources> helo-src <helos>",
+        peer.port()
+    );
+    let relay = Relay::start(&dir, top, &options, test_dns::shared().addr, free_port());
+    let msgid = relay.send(&["tina@elsewhere.test"]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("source=\"127.0.0.3\""), "{line}");
+    assert_eq!(peer.wait_messages(1)[0].helo, "three.local.test");
+}
