@@ -110,6 +110,9 @@ pub struct SessionFilters {
     pub(super) chain: Arc<Chain>,
     pub(super) id: SessionId,
     junk: bool,
+    /// A filter said `junk` before any transaction: every message of the
+    /// session is junk.
+    session_junk: bool,
     /// A filter said `junk` in the phase being run.
     junked_now: bool,
 }
@@ -130,6 +133,7 @@ impl SessionFilters {
             chain,
             id,
             junk: false,
+            session_junk: false,
             junked_now: false,
         }
     }
@@ -141,10 +145,11 @@ impl SessionFilters {
 
     /// Whether a filter said `junk` (the message gets `X-Spam: Yes`).
     pub fn is_junk(&self) -> bool {
-        self.junk
+        self.junk || self.session_junk
     }
 
-    /// Forgets `junk` at the end of a transaction.
+    /// Forgets the transaction's `junk` at its end (a session marked
+    /// before any transaction stays marked).
     pub fn reset_junk(&mut self) {
         self.junk = false;
     }
@@ -242,7 +247,10 @@ impl SessionFilters {
                     tracing::warn!("filter {}: junk at commit, ignored", member.name);
                 }
                 Outcome::Junk => {
-                    self.junk = true;
+                    match phase {
+                        Phase::MailFrom | Phase::RcptTo | Phase::Data => self.junk = true,
+                        _ => self.session_junk = true,
+                    }
                     self.junked_now = true;
                     return Verdict::Proceed;
                 }
@@ -417,6 +425,91 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(wire(&line), expected);
         }
+    }
+
+    /// A session of a chain of built-in filters only: no process, no wire.
+    async fn builtin_session(conf: &str) -> SessionFilters {
+        let text = format!(
+            "{conf}listen on 127.0.0.1 filter all\naction \"a\" mbox\nmatch for local action \"a\"\n"
+        );
+        let config = crate::config::Config::parse_str(
+            "smtpd.conf",
+            &text,
+            &crate::config::LoadOptions::default(),
+        )
+        .unwrap()
+        .config;
+        let tables = crate::table::build(&config, &crate::table::BuildOptions::default())
+            .await
+            .unwrap();
+        let options = super::super::StartOptions {
+            backends_dir: "/nonexistent".into(),
+            user: None,
+            timeout: super::super::DEFAULT_TIMEOUT,
+            admd: "mx.test".into(),
+        };
+        let filters = super::super::Filters::start(&config, tables, &options)
+            .await
+            .unwrap();
+        filters
+            .session(config.filter_named("all").unwrap())
+            .unwrap()
+    }
+
+    fn facts() -> Facts<'static> {
+        Facts {
+            src: crate::rules::Source::Ip([192, 0, 2, 7].into()),
+            rdns: None,
+            fcrdns: false,
+            helo: Some("client.test"),
+            auth_user: None,
+            mail_from: Some("a@example.net"),
+            rcpt_to: Some("b@example.org"),
+        }
+    }
+
+    #[tokio::test]
+    async fn junk_before_a_transaction_marks_the_session_and_after_only_it() {
+        let mut s = builtin_session(
+            "filter early phase connect match !fcrdns junk\n\
+             filter late phase rcpt-to match rcpt-to regex \"^spam@\" junk\n\
+             filter bye phase mail-from match mail-from regex \"^bad@\" reject \"550 5.7.1 No\"\n\
+             filter all chain { early, late, bye }\n",
+        )
+        .await;
+        assert_eq!(
+            s.phase(Phase::Connect, "", &facts()).await,
+            Verdict::Proceed
+        );
+        assert!(s.is_junk());
+        s.reset_junk();
+        assert!(s.is_junk(), "the session stays junk");
+
+        let mut s = builtin_session(
+            "filter late phase rcpt-to match rcpt-to regex \"^spam@\" junk\n\
+             filter bye phase mail-from match mail-from regex \"^bad@\" reject \"550 5.7.1 No\"\n\
+             filter all chain { late, bye }\n",
+        )
+        .await;
+        let spam = Facts {
+            rcpt_to: Some("spam@example.org"),
+            ..facts()
+        };
+        assert_eq!(
+            s.phase(Phase::RcptTo, "spam@example.org", &spam).await,
+            Verdict::Proceed
+        );
+        assert!(s.is_junk());
+        s.reset_junk();
+        assert!(!s.is_junk(), "the next transaction is clean");
+        let bad = Facts {
+            mail_from: Some("bad@example.net"),
+            ..facts()
+        };
+        let Verdict::Reject(reply) = s.phase(Phase::MailFrom, "bad@example.net", &bad).await else {
+            panic!("not rejected");
+        };
+        assert_eq!(reply.to_string(), "550 5.7.1 No");
     }
 
     #[test]
