@@ -26,7 +26,8 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEY=5f1c0a2e9b7d4e6f8a3b2c1d0e9f8a7b
 command -v smtp-source >/dev/null || { echo "smtp-source is missing (Debian package postfix)" >&2; exit 1; }
 
-cargo build --release --bin smtpd --bin smtpctl -p smtpd -p queue-sqlite -p queue-postgres >&2
+cargo build --release -p smtpd --bin smtpd --bin smtpctl >&2
+cargo build --release -p queue-sqlite -p queue-postgres >&2
 SMTPD=$PWD/target/release/smtpd
 SMTPCTL=$PWD/target/release/smtpctl
 QSQLITE=$PWD/target/release/queue-sqlite
