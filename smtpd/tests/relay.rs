@@ -207,11 +207,12 @@ fn mx_delivery_with_starttls_verified_through_ca() {
     );
     let line = relay.wait_relayed(&msgid);
     assert!(
-        line.contains("relay=\"mx1.relay.smtpd.test [127.0.0.1]\""),
+        line.contains("relay=\"127.0.0.1 (mx1.relay.smtpd.test)\""),
         "{line}"
     );
     assert!(line.contains("result=\"Ok\""), "{line}");
     assert!(line.contains("stat=\"250 2.0.0 Ok: queued\""), "{line}");
+    assert!(line.contains("source=\"127.0.0.1\""), "{line}");
 
     let hosts = relay.smtpctl(&["show", "hosts"]);
     assert!(hosts.contains("127.0.0.1 mx1.relay.smtpd.test"), "{hosts}");
@@ -241,7 +242,7 @@ fn a_dead_primary_mx_falls_over_to_the_backup() {
     assert_eq!(messages[0].rcpts, ["carol@failover.test"]);
     let line = relay.wait_relayed(&msgid);
     assert!(
-        line.contains("relay=\"mx2.failover.test [127.0.0.1]\""),
+        line.contains("relay=\"127.0.0.1 (mx2.failover.test)\""),
         "{line}"
     );
     assert!(line.contains("result=\"Ok\""), "{line}");
@@ -255,7 +256,7 @@ fn a_dead_primary_mx_falls_over_to_the_backup() {
     }
     let log = relay.process.log.lock().unwrap().clone();
     assert!(
-        log.contains("mx1.failover.test [127.0.0.5]: marked broken"),
+        log.contains("127.0.0.5 (mx1.failover.test): marked broken"),
         "{log}"
     );
     let routes = relay.smtpctl(&["show", "routes"]);
@@ -553,7 +554,7 @@ fn a_backup_mx_relays_only_to_more_preferred_mxs() {
     let msgid = relay.send(&["mia@backup.test"]);
     let line = relay.wait_relayed(&msgid);
     assert!(line.contains("result=\"TempFail\""), "{line}");
-    assert!(line.contains("mx1.backup.test [127.0.0.5]"), "{line}");
+    assert!(line.contains("127.0.0.5 (mx1.backup.test)"), "{line}");
     assert_eq!(peer.connections(), 0, "mx3 is never tried");
 }
 

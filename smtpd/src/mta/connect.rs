@@ -8,7 +8,7 @@
 //! `session-mail-max` messages or once it is unusable. The smtp-out
 //! reports of the connection follow each step.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -20,20 +20,23 @@ use super::pool::{Pooled, RouteKey};
 use super::report::Reports;
 use super::route::{Protocol, TlsMode};
 
-/// Why a transaction gave no per-recipient results.
-pub(super) enum Stop {
-    /// The session failed before the transaction: try another host.
-    Session(Failure),
-    /// The transaction failed as a whole: final for this attempt.
-    Transaction(Failure),
+/// A transaction that ran: the local address it was sent from, and one
+/// result per recipient, or the failure of the whole transaction (final
+/// for this attempt).
+pub(super) struct Done {
+    /// The connection's local address.
+    pub(super) local: Option<IpAddr>,
+    /// Per recipient, or for all.
+    pub(super) results: Result<Vec<RcptResult>, Failure>,
 }
 
-/// One transaction over a reused or new connection to `key`'s address.
+/// One transaction over a reused or new connection to `key`'s address;
+/// `Err` when the session failed before it (try another host).
 pub(super) async fn transaction(
     shared: &Shared,
     plan: &Plan<'_>,
     key: &RouteKey,
-) -> Result<Vec<RcptResult>, Stop> {
+) -> Result<Done, Failure> {
     let permits = loop {
         let mut pooled = match shared.pool.idle_or_permits(key).await {
             Ok(pooled) => pooled,
@@ -44,16 +47,14 @@ pub(super) async fn transaction(
                 // The idle connection died: close it, try the next.
                 close(shared, key.addr, pooled).await;
             }
-            result => return finish(shared, plan, key, pooled, result).await,
+            result => return Ok(finish(shared, plan, key, pooled, result).await),
         }
     };
-    let pooled = open(shared, plan, key, permits)
-        .await
-        .map_err(Stop::Session)?;
+    let pooled = open(shared, plan, key, permits).await?;
     shared.hosts().succeeded(key.addr);
     let mut pooled = pooled;
     let result = pooled.client.send(&plan.outgoing, &plan.message[..]).await;
-    finish(shared, plan, key, pooled, result).await
+    Ok(finish(shared, plan, key, pooled, result).await)
 }
 
 /// Whether a failure of `send` on a reused connection happened before the
@@ -69,7 +70,7 @@ async fn finish(
     key: &RouteKey,
     mut pooled: Pooled,
     result: Result<Vec<RcptResult>, Failure>,
-) -> Result<Vec<RcptResult>, Stop> {
+) -> Done {
     let tx = &plan.outgoing;
     let recipients: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
     let size = plan.message.len() as u64;
@@ -77,13 +78,17 @@ async fn finish(
         .reports
         .transaction(plan.msgid, size, &tx.sender, &recipients, &result);
     pooled.sent += 1;
+    let local = pooled.local;
     let max = shared.config.mta.limits.values.session_mail_max;
     if pooled.client.is_usable() && pooled.sent < max {
         shared.pool.put(key.clone(), pooled);
     } else {
         close(shared, key.addr, pooled).await;
     }
-    result.map_err(Stop::Transaction)
+    Done {
+        local,
+        results: result,
+    }
 }
 
 /// Opens a session to `key`'s address, holding `permits` of the limits.
@@ -136,8 +141,10 @@ async fn open(
         _ => None,
     };
     let reports = Reports::new(outbound);
+    let mut local = key.source;
     let opened = match client::connect(peer, key.source, params.timeouts.connect).await {
         Ok(stream) => {
+            local = stream.local_addr().ok().map(|a| a.ip()).or(local);
             reports.connected(&key.name, stream.local_addr().ok(), peer);
             let opened = Client::open(stream, &params).await;
             if opened.is_err() {
@@ -152,6 +159,7 @@ async fn open(
     }
     match opened {
         Ok(client) => Ok(Pooled {
+            local,
             reports,
             client,
             sent: 0,

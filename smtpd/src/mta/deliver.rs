@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::client::{BodyType, Failure, Login, Outgoing, Recipient};
-use super::connect::{transaction, Stop};
+use super::connect::{transaction, Done};
 use super::engine::{family_allowed, Batch, Shared};
 use super::pool::RouteKey;
 use super::resolve::{self, Host, ResolveError};
@@ -37,6 +37,8 @@ use crate::table::Service;
 /// The outcome of one envelope, with where it went for the log.
 struct Outcome {
     result: LocalResult,
+    /// The local address the transaction was sent from.
+    source: Option<String>,
     /// The next hop's reply when it accepted the envelope.
     accepted: Option<String>,
     relay: String,
@@ -45,12 +47,11 @@ struct Outcome {
 /// Delivers a batch and reports each envelope's outcome.
 pub(super) async fn batch(shared: Arc<Shared>, batch: Batch) {
     let envelopes: Vec<&Envelope> = batch.iter().map(|(envelope, _)| envelope).collect();
-    let (source, outcomes) = match attempt(&shared, &envelopes).await {
-        Ok((source, outcomes)) => (source, outcomes),
-        Err(failed) => (None, vec![failed; envelopes.len()]),
+    let outcomes = match attempt(&shared, &envelopes).await {
+        Ok(outcomes) => outcomes,
+        Err(failed) => vec![failed; envelopes.len()],
     };
     let now = unix_now();
-    let source = source.map(|ip| ip.to_string());
     for ((envelope, reply), outcome) in batch.into_iter().zip(outcomes) {
         let attempt = match &outcome.result {
             LocalResult::Delivered => match &outcome.accepted {
@@ -61,7 +62,8 @@ pub(super) async fn batch(shared: Arc<Shared>, batch: Batch) {
             LocalResult::Permanent(reason) => Attempt::PermFail(reason),
             LocalResult::Loop => Attempt::Loop,
         };
-        log::relay_delivery(&envelope, attempt, now, source.as_deref(), &outcome.relay);
+        let source = outcome.source.as_deref();
+        log::relay_delivery(&envelope, attempt, now, source, &outcome.relay);
         let _ = reply.send(outcome.result);
     }
 }
@@ -76,6 +78,7 @@ impl Clone for Outcome {
                 LocalResult::Loop => LocalResult::Loop,
             },
             accepted: self.accepted.clone(),
+            source: self.source.clone(),
             relay: self.relay.clone(),
         }
     }
@@ -86,6 +89,7 @@ fn temporary(reason: impl Into<String>) -> Outcome {
     Outcome {
         result: LocalResult::Temporary(reason.into()),
         accepted: None,
+        source: None,
         relay: "-".to_owned(),
     }
 }
@@ -94,6 +98,7 @@ fn permanent(reason: impl Into<String>) -> Outcome {
     Outcome {
         result: LocalResult::Permanent(reason.into()),
         accepted: None,
+        source: None,
         relay: "-".to_owned(),
     }
 }
@@ -116,10 +121,7 @@ pub(super) struct Plan<'a> {
     pub(super) outgoing: Outgoing,
 }
 
-async fn attempt(
-    shared: &Shared,
-    envelopes: &[&Envelope],
-) -> Result<(Option<IpAddr>, Vec<Outcome>), Outcome> {
+async fn attempt(shared: &Shared, envelopes: &[&Envelope]) -> Result<Vec<Outcome>, Outcome> {
     let plan = plan(shared, envelopes).await?;
     let hosts = match &plan.destination.target {
         Target::Mx { domain, backup } => {
@@ -147,7 +149,7 @@ async fn attempt(
             state.ntask = state.ntask.saturating_sub(envelopes.len());
         }
     }
-    Ok((source, outcomes?))
+    outcomes
 }
 
 /// The destination, credentials, message and transaction of a batch.
@@ -327,7 +329,7 @@ async fn try_hosts(
                 continue;
             }
             tried = true;
-            let relay = format!("{} [{addr}]", host.name);
+            let relay = format!("{addr} ({})", host.name);
             let key = RouteKey {
                 destination: plan.destination.clone(),
                 source,
@@ -337,10 +339,15 @@ async fn try_hosts(
                 user: plan.login.as_ref().map(|l| l.user.clone()),
             };
             match transaction(shared, plan, &key).await {
-                Ok(results) => {
+                Ok(Done {
+                    local,
+                    results: Ok(results),
+                }) => {
+                    let source = local.map(|ip| ip.to_string());
                     let outcomes = results
                         .into_iter()
                         .map(|result| Outcome {
+                            source: source.clone(),
                             accepted: result.as_ref().ok().map(|reply| reply.one_line()),
                             result: match result {
                                 Ok(_) => LocalResult::Delivered,
@@ -352,8 +359,12 @@ async fn try_hosts(
                         .collect();
                     return Ok(outcomes);
                 }
-                Err(Stop::Transaction(failure)) => {
+                Ok(Done {
+                    local,
+                    results: Err(failure),
+                }) => {
                     let outcome = Outcome {
+                        source: local.map(|ip| ip.to_string()),
                         result: if failure.is_temporary() {
                             LocalResult::Temporary(failure.errorline())
                         } else {
@@ -364,7 +375,7 @@ async fn try_hosts(
                     };
                     return Ok(vec![outcome; plan.outgoing.recipients.len()]);
                 }
-                Err(Stop::Session(failure)) => {
+                Err(failure) => {
                     tracing::info!("mta: {relay}: {failure}");
                     if shared.hosts().failed(addr, &host.name, Instant::now()) {
                         tracing::warn!("mta: {relay}: marked broken after repeated failures");
@@ -378,6 +389,7 @@ async fn try_hosts(
         Some((relay, failure)) => Outcome {
             result: LocalResult::Temporary(failure.errorline()),
             accepted: None,
+            source: source.map(|ip| ip.to_string()),
             relay,
         },
         None if tried => temporary("421 4.4.1 No usable route to the destination"),

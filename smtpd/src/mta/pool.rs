@@ -52,6 +52,8 @@ pub struct Pooled {
     pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     /// Its smtp-out report stream.
     pub reports: Reports,
+    /// The local address it was opened from.
+    pub local: Option<IpAddr>,
 }
 
 /// The pool.
