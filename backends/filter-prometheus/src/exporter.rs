@@ -123,10 +123,7 @@ impl Exporter {
 
 /// The verb of a client command line, upper-cased, or `other`.
 fn verb(line: &str) -> &'static str {
-    let word = line
-        .split([' ', ':'])
-        .next()
-        .unwrap_or_default();
+    let word = line.split([' ', ':']).next().unwrap_or_default();
     VERBS
         .iter()
         .find(|v| v.eq_ignore_ascii_case(word))
