@@ -44,7 +44,8 @@
 //! 4.12) changes four things, with the [`Sharing`] settings
 //! ([`super::lease`]): every job claims its envelope first (one another
 //! daemon holds or already delivered is forgotten, not deleted); a
-//! delivery renews its lease while it runs; a temporary failure releases
+//! delivery's lease is renewed until the driver is done with it (deleted,
+//! or updated and released); a temporary failure releases
 //! the envelope after updating it; the store is walked with
 //! `envelope-walk-free` every [`Sharing::rewalk`], and messages are
 //! removed by the backend with their last envelope, never by
@@ -267,6 +268,8 @@ pub struct Driver {
     sharing: Arc<Sharing>,
     /// Set at start when the queue is shared.
     shared: Option<Arc<Sharing>>,
+    /// The lease renewals of the envelopes in flight (shared queue).
+    keepers: HashMap<EvpId, tokio::task::AbortHandle>,
 }
 
 impl Driver {
@@ -297,6 +300,7 @@ impl Driver {
             relayer: None,
             sharing: Arc::new(Sharing::default()),
             shared: None,
+            keepers: HashMap::new(),
         }
     }
 
@@ -376,6 +380,10 @@ impl Driver {
                 "scheduler: deliveries still running at shutdown, retried at next start"
             );
         }
+        // Leases not renewed run out: another daemon takes those over.
+        for (_, keeper) in self.keepers.drain() {
+            keeper.abort();
+        }
     }
 
     /// Schedules every envelope of the queue it does not know yet; on
@@ -396,6 +404,17 @@ impl Driver {
                 }
                 None => self.queue.envelope_walk(after).await,
             };
+            if self.shared.is_some() {
+                // A long walk of a shared queue does not hold up the
+                // deliveries that ended: their envelopes are deleted now,
+                // which keeps the redelivery window of SPEC.md 4.12 short.
+                while let Some(done) = self.deliveries.try_join_next() {
+                    match done {
+                        Ok((evpid, finished)) => self.finish(evpid, finished).await,
+                        Err(e) => tracing::warn!("delivery task failed: {e}"),
+                    }
+                }
+            }
             match walked {
                 Ok(Some((evpid, _))) if self.is_known(evpid) => after = evpid,
                 Ok(Some((evpid, bytes))) => {
@@ -631,15 +650,10 @@ impl Driver {
                 self.inflight_since.insert(evpid, now);
                 let agent = Arc::clone(&self.agent);
                 let slots = Arc::clone(&self.slots);
-                let (queue, shared) = (Arc::clone(&self.queue), self.shared.clone());
+                self.keep_leased(evpid);
                 self.deliveries.spawn(async move {
-                    // The lease is renewed while the delivery waits for a
-                    // slot too: it was claimed when it became due.
-                    let delivery = async {
-                        let _slot = slots.acquire_owned().await;
-                        agent.deliver(&envelope).await
-                    };
-                    let result = lease::renewing(queue, shared, evpid, delivery).await;
+                    let _slot = slots.acquire_owned().await;
+                    let result = agent.deliver(&envelope).await;
                     let logged = false;
                     (
                         evpid,
@@ -670,10 +684,9 @@ impl Driver {
                     return;
                 };
                 let outcome = relayer.submit(envelope.clone());
-                let (queue, shared) = (Arc::clone(&self.queue), self.shared.clone());
+                self.keep_leased(evpid);
                 self.deliveries.spawn(async move {
-                    let outcome = lease::renewing(queue, shared, evpid, outcome).await;
-                    let (result, logged) = match outcome {
+                    let (result, logged) = match outcome.await {
                         Ok(result) => (result, true),
                         Err(_) => (LocalResult::Temporary(NO_RELAY.to_owned()), false),
                     };
@@ -725,7 +738,25 @@ impl Driver {
             .outcome(evpid, Outcome::Tempfail(super::Next::Retry(at)));
     }
 
+    /// On a shared queue, renews the lease of `evpid` until
+    /// [`Driver::finish`]: while the delivery waits for a slot, runs, and
+    /// waits for the driver (busy walking the store, perhaps).
+    fn keep_leased(&mut self, evpid: EvpId) {
+        if let Some(sharing) = &self.shared {
+            let keeper = lease::keep(Arc::clone(&self.queue), Arc::clone(sharing), evpid);
+            if let Some(old) = self.keepers.insert(evpid, keeper) {
+                old.abort();
+            }
+        }
+    }
+
     async fn finish(&mut self, evpid: EvpId, finished: Finished) {
+        // What is left (a deletion, or an update and a release) takes
+        // far less than a lease; a renewal after the release would keep
+        // the envelope from the other daemons.
+        if let Some(keeper) = self.keepers.remove(&evpid) {
+            keeper.abort();
+        }
         let Finished {
             mut envelope,
             result,

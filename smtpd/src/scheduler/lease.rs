@@ -1,7 +1,7 @@
 //! Sharing a queue with other daemons (SPEC.md 4.12): this daemon's
 //! instance id, the length of its leases, how often it walks the store for
-//! what other daemons accepted, and the renewal of a lease while a
-//! delivery runs.
+//! what other daemons accepted, and the renewal of a lease from the claim
+//! until the driver is done with the envelope ([`keep`]).
 //!
 //! The driver uses this only when the queue reports that it is shared
 //! ([`QueueBackend::shared`]: a proc-exec backend that registered `lease`).
@@ -16,7 +16,6 @@
 //! daemon is thus a new instance: the leases of its previous run are not
 //! its own and run out, and two daemons on one host never share an id.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,40 +101,35 @@ fn random_u32() -> u32 {
     hasher.finish() as u32
 }
 
-/// Runs `work` (a delivery of `evpid`), renewing the lease every
-/// [`Sharing::renew_every`] until it ends; without `sharing`, just runs
-/// it. A lost lease is logged: the envelope may then be delivered by
-/// another daemon as well (the window of SPEC.md 4.12).
-pub async fn renewing<T>(
+/// Keeps `evpid` leased to this daemon: a task renewing the lease every
+/// [`Sharing::renew_every`] until it is aborted (when the driver is done
+/// with the envelope: deleted, or updated and released). A lost lease is
+/// logged: the envelope may then be delivered by another daemon as well
+/// (SPEC.md 4.12).
+pub fn keep(
     queue: Arc<dyn QueueBackend>,
-    sharing: Option<Arc<Sharing>>,
+    sharing: Arc<Sharing>,
     evpid: EvpId,
-    work: impl Future<Output = T>,
-) -> T {
-    let Some(sharing) = sharing else {
-        return work.await;
-    };
-    tokio::pin!(work);
+) -> tokio::task::AbortHandle {
     let every = sharing.renew_every();
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => {
-                let renewed = queue
-                    .envelope_claim(evpid, &sharing.instance, sharing.lease_seconds())
-                    .await;
-                match renewed {
-                    Ok(Claim::Granted) => {}
-                    Ok(lost) => tracing::warn!(
-                        "evp:{evpid}: lease lost during the delivery ({lost:?}): \
-                         another daemon may deliver it too"
-                    ),
-                    Err(e) => tracing::warn!("evp:{evpid}: cannot renew the lease: {e}"),
-                }
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let renewed = queue
+                .envelope_claim(evpid, &sharing.instance, sharing.lease_seconds())
+                .await;
+            match renewed {
+                Ok(Claim::Granted) => {}
+                Ok(lost) => tracing::warn!(
+                    "evp:{evpid}: lease lost during the delivery ({lost:?}): \
+                     another daemon may deliver it too"
+                ),
+                Err(e) => tracing::warn!("evp:{evpid}: cannot renew the lease: {e}"),
             }
         }
-    }
+    });
+    task.abort_handle()
 }
 
 #[cfg(test)]
