@@ -15,7 +15,8 @@
 //! - a filter that answers a malformed line: 451, and the line logged with
 //!   the filter's name; one that never answers: 451 after the filter
 //!   timeout, and the daemon goes on;
-//! - a message of several megabytes streams through a data-line filter.
+//! - a message of several megabytes streams through a data-line filter;
+//!   one given up midway (too large) leaves nothing in the next.
 //!
 //! Nothing sleeps to synchronise: waits are on the daemon's log lines and
 //! on replies.
@@ -470,4 +471,32 @@ fn a_large_message_streams_through_a_data_line_filter() {
     assert_eq!(message.matches(&line).count(), 8000);
     assert!(message.contains(&format!("{line}[redacted]\r\n.dotted\r\n{line}")));
     assert!(message.ends_with(&line));
+}
+
+#[test]
+fn a_message_given_up_midway_leaves_nothing_in_the_next() {
+    let dir = Scratch::new("filters", "abandoned");
+    let (tag, _, _) = tag_filter(&dir, "stamp");
+    let filters = format!("smtp max-message-size 20000\n{tag}");
+    let smtpd = Filtered::start(&dir, &filters, "stamp", 60);
+    let mut c = smtpd.client();
+    c.expect_code("MAIL FROM:<a@example.net>", "250");
+    c.expect_code("RCPT TO:<b@example.org>", "250");
+    c.expect_code("DATA", "354");
+    let line = format!("{}\r\n", "y".repeat(500));
+    c.send(line.repeat(100).as_bytes());
+    let reply = c.command(".");
+    assert!(reply.starts_with("552 "), "{reply}");
+    assert!(smtpd.spool.committed().is_empty());
+    // What the filter still had of the first message goes nowhere.
+    let reply = send(
+        &mut c,
+        "a@example.net",
+        "b@example.org",
+        "Subject: small\r\n\r\nsmall\r\n",
+    );
+    let message = smtpd.spool.message(&accepted_id(&reply));
+    assert!(!message.contains("yyy"), "{message}");
+    assert!(message.contains("Subject: small stamp\r\n"), "{message}");
+    assert!(message.ends_with("\r\n\r\nsmall\r\n"), "{message:?}");
 }

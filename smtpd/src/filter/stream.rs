@@ -42,6 +42,12 @@ pub struct DataStream {
     down: mpsc::UnboundedReceiver<String>,
     tasks: Vec<JoinHandle<()>>,
     timeout: Duration,
+    /// The final `.` was sent.
+    ended: bool,
+    /// The final `.` came back.
+    done: bool,
+    /// A send or a wait failed: the filters are no use for this message.
+    failed: bool,
 }
 
 impl DataStream {
@@ -83,12 +89,42 @@ impl DataStream {
             down,
             tasks,
             timeout,
+            ended: false,
+            done: false,
+            failed: false,
         }
+    }
+
+    /// Gives up the message before its end: in the background, sends the
+    /// final `.` (as OpenSMTPD does after an error) and drops what comes
+    /// back up to the filters' own `.`, so that nothing of this message
+    /// reaches the next one; bounded by the filter timeout. The session
+    /// waits for the task before it starts another message.
+    pub fn abandon(mut self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            if self.failed {
+                return;
+            }
+            if !self.ended && self.send(b".").await.is_err() {
+                return;
+            }
+            while !self.done {
+                if self.next().await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     /// Sends one line (stuffed; `.` ends the message) to the first
     /// process, once it has room for it.
     pub async fn send(&mut self, line: &[u8]) -> Result<(), Reply> {
+        let sent = self.send_line(line).await;
+        self.failed |= sent.is_err();
+        sent
+    }
+
+    async fn send_line(&mut self, line: &[u8]) -> Result<(), Reply> {
         if let Ok(name) = self.down.try_recv() {
             tracing::warn!("filter {name} went down during a message");
             return Err(failed());
@@ -96,6 +132,7 @@ impl DataStream {
         let Some((proc, token)) = self.stages.first() else {
             return Err(failed());
         };
+        self.ended |= line == b".";
         let request = data_line(self.session, *token, line);
         let supervisor = proc.supervisor();
         // The common case needs no timer.
@@ -122,15 +159,27 @@ impl DataStream {
 
     /// The next line the last process wrote, if one is there already.
     pub fn try_next(&mut self) -> Option<Vec<u8>> {
-        self.output.try_recv().ok()
+        let line = self.output.try_recv().ok()?;
+        self.done |= line == b".";
+        Some(line)
     }
 
     /// The next line the last process writes; fails when a process goes
     /// down or writes nothing for its timeout.
     pub async fn next(&mut self) -> Result<Vec<u8>, Reply> {
+        let line = self.next_line().await;
+        self.failed |= line.is_err();
+        line
+    }
+
+    async fn next_line(&mut self) -> Result<Vec<u8>, Reply> {
         tokio::select! {
             biased;
-            line = self.output.recv() => line.ok_or_else(failed),
+            line = self.output.recv() => {
+                let line = line.ok_or_else(failed)?;
+                self.done |= line == b".";
+                Ok(line)
+            }
             name = self.down.recv() => {
                 tracing::warn!(
                     "filter {} went down during a message",

@@ -12,6 +12,8 @@ use smtpd_sdk::proto::filter::{AuthResult, Event, EventKind, Fcrdns, TxResult};
 use smtpd_sdk::proto::{EvpId, MsgId, Timestamp};
 
 use crate::dns::{self, PeerName};
+use tokio::task::JoinHandle;
+
 use crate::filter::{DataStream, SessionFilters};
 use crate::smtp::conn::Notice;
 use crate::smtp::{Reply, Session, TlsInfo};
@@ -22,6 +24,8 @@ pub(super) struct FilterState {
     pub(super) filters: SessionFilters,
     /// The message's data-line stream, between DATA and its end.
     pub(super) stream: Option<DataStream>,
+    /// An abandoned message's stream, finishing in the background.
+    draining: Option<JoinHandle<()>>,
     /// The transaction's id in reports, from MAIL FROM to its end.
     msgid: Option<MsgId>,
     /// The size of the message being committed, until the reply.
@@ -82,9 +86,27 @@ impl FilterState {
         Self {
             filters,
             stream: None,
+            draining: None,
             msgid: None,
             committing: None,
             closing: false,
+        }
+    }
+
+    /// Gives up the message's stream, if one is open
+    /// ([`DataStream::abandon`]).
+    pub(super) fn abandon_stream(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            if let Some(previous) = self.draining.replace(stream.abandon()) {
+                previous.abort();
+            }
+        }
+    }
+
+    /// Waits until an abandoned message has left the filters.
+    pub(super) async fn settle(&mut self) {
+        if let Some(draining) = self.draining.take() {
+            draining.await.ok();
         }
     }
 
@@ -208,7 +230,7 @@ impl FilterState {
     /// Ends the open transaction, if any: committed (`tx-commit` with its
     /// size) or rolled back; then `tx-reset`.
     fn end_transaction(&mut self, committed: bool, size: Option<u64>) {
-        self.stream = None;
+        self.abandon_stream();
         self.filters.reset_junk();
         let Some(msgid) = self.msgid.take() else {
             return;

@@ -289,13 +289,19 @@ impl IntakeHandler {
     /// Ends the message's data-line stream: sends `.` and writes what
     /// comes back up to the filters' own `.`.
     async fn finish_stream(&mut self) -> Result<(), Reply> {
-        let Some(mut stream) = self.filters.as_mut().and_then(|f| f.stream.take()) else {
+        let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.as_mut()) else {
             return Ok(());
         };
         stream.send(b".").await?;
         loop {
+            let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.as_mut()) else {
+                return Ok(());
+            };
             let line = stream.next().await?;
             if self.take_filtered(&line).await? {
+                if let Some(state) = self.filters.as_mut() {
+                    state.stream = None;
+                }
                 return Ok(());
             }
         }
@@ -647,6 +653,7 @@ impl Handler for IntakeHandler {
         };
         let mut lines = received.lines();
         if let Some(state) = self.filters.as_mut() {
+            state.settle().await;
             match state.filters.start_data() {
                 Ok(stream) => state.stream = stream,
                 Err(reply) => {
@@ -705,7 +712,7 @@ impl Handler for IntakeHandler {
 
     async fn abort_message(&mut self) {
         if let Some(state) = self.filters.as_mut() {
-            state.stream = None;
+            state.abandon_stream();
         }
         if let Some(message) = self.message.take() {
             if let Err(e) = self.shared.queue.message_delete(message.msgid).await {
