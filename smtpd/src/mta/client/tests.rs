@@ -405,6 +405,54 @@ async fn a_421_closing_the_pipeline_is_the_reason_given() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn without_pipelining_rset_waits_for_its_reply() {
+    let (stream, peer) = server(vec![
+        Reply("220 mx"),
+        Expect("EHLO out.example.org"),
+        Reply("502 no"),
+        Expect("HELO out.example.org"),
+        Reply("250 mx"),
+        Prefix("MAIL"),
+        Reply("250 ok"),
+        Prefix("RCPT"),
+        Reply("550 5.1.1 unknown"),
+        Expect("RSET"),
+        Reply("250 ok"),
+        Prefix("MAIL"),
+        Reply("250 ok"),
+        Prefix("RCPT"),
+        Reply("250 ok"),
+        Expect("DATA"),
+        Reply("354 go"),
+        Data("second"),
+        Reply("250 ok"),
+    ]);
+    let mut client = Client::open(stream, &params()).await.unwrap();
+    let tx = outgoing(&["b@example.net"]);
+    let results = client.send(&tx, &b"first"[..]).await.unwrap();
+    assert_eq!(results[0].as_ref().unwrap_err().kind, Kind::Permanent);
+    let results = client.send(&tx, &b"second"[..]).await.unwrap();
+    assert!(results[0].is_ok());
+    peer.await.unwrap();
+    // HELO refused too: the session fails at HELO.
+    let (stream, peer) = server(vec![
+        Reply("220 mx"),
+        Expect("EHLO out.example.org"),
+        Reply("500 no"),
+        Expect("HELO out.example.org"),
+        Reply("550 go away"),
+        Expect("QUIT"),
+    ]);
+    let failure = Client::open(stream, &params()).await.unwrap_err();
+    assert_eq!(
+        (failure.stage, failure.kind),
+        (Stage::Helo, Kind::Permanent)
+    );
+    assert!(failure.stage.is_session());
+    peer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn lmtp_gives_one_reply_per_recipient() {
     let (stream, peer) = server(vec![
         Reply("220 lmtp"),
