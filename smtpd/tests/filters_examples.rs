@@ -8,6 +8,10 @@
 //! counts then match the session exactly (connection, identification,
 //! transaction, recipients, envelopes, commit, the filter response to the
 //! refused sender, the built-in filter's report, disconnection).
+//!
+//! The exporter attached both to a listener and to a relay action counts
+//! each side under its own subsystem label (smtp-in and smtp-out), the
+//! relay's next hop being the scripted peer of `common/peer.rs`.
 
 // A test harness: running the built binaries is its whole point.
 #![allow(clippy::disallowed_methods)]
@@ -23,6 +27,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::mail::{accepted_id, free_port, Smtpd, LOCAL, TEMPFAIL};
+use common::peer::{Peer, Script};
 use common::{Scratch, DEADLINE};
 
 fn workspace() -> PathBuf {
@@ -193,4 +198,64 @@ fn senders_policy_report_and_metrics() {
     }
     let bytes = sample(&metrics, &format!("smtpd_tx_commit_bytes_total{{{s}}}"));
     assert!(bytes > 0, "{metrics}");
+}
+
+#[test]
+fn metrics_of_a_listener_and_a_relay_action() {
+    let dir = Scratch::new("filters-examples", "relay");
+    let peer = Peer::start(Script::accept());
+    let metrics_port = free_port();
+    let smtpd = Smtpd::start(&dir, |port| {
+        format!(
+            "filter metrics proc-exec \"{} 127.0.0.1:{metrics_port}\"\n\
+             listen on 127.0.0.1 port {port} hostname mx.test filter metrics\n\
+             action \"relay\" relay host \"smtp://127.0.0.1:{}\" filter metrics\n\
+             match from local for any action \"relay\"\n",
+            filter_prometheus().display(),
+            peer.port(),
+        )
+    });
+
+    let mut c = smtpd.connect(LOCAL);
+    c.expect_code("EHLO client.test", "250");
+    c.expect_code("MAIL FROM:<alice@local.test>", "250");
+    c.expect_code("RCPT TO:<judy@elsewhere.test>", "250");
+    let msgid = accepted_id(&c.data("Subject: relayed\r\n\r\nHello.\r\n"));
+    c.expect_code("QUIT", "221");
+    let line = smtpd.wait_for(&format!(" mta delivery evpid={msgid}"));
+    assert!(line.contains("result=\"Ok\""), "{line}");
+
+    let (inbound, outbound) = ("subsystem=\"smtp-in\"", "subsystem=\"smtp-out\"");
+    let metrics = scrape_until(
+        metrics_port,
+        &format!("smtpd_tx_commit_total{{{outbound}}}"),
+        1,
+    );
+    for (series, value) in [
+        (format!("smtpd_tx_commit_total{{{inbound}}}"), 1),
+        (format!("smtpd_tx_rcpt_total{{{inbound},result=\"ok\"}}"), 1),
+        (
+            format!("smtpd_connections_total{{{outbound},fcrdns=\"pass\"}}"),
+            1,
+        ),
+        (
+            format!("smtpd_identify_total{{{outbound},method=\"EHLO\"}}"),
+            1,
+        ),
+        (format!("smtpd_tx_begin_total{{{outbound}}}"), 1),
+        (
+            format!("smtpd_tx_mail_total{{{outbound},result=\"ok\"}}"),
+            1,
+        ),
+        (
+            format!("smtpd_tx_rcpt_total{{{outbound},result=\"ok\"}}"),
+            1,
+        ),
+        (
+            format!("smtpd_tx_data_total{{{outbound},result=\"ok\"}}"),
+            1,
+        ),
+    ] {
+        assert_eq!(sample(&metrics, &series), value, "{series}:\n{metrics}");
+    }
 }
