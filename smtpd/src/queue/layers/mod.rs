@@ -39,8 +39,9 @@ use message::{Cursor, ReadError, Writer};
 
 use super::{Claim, Error, EvpId, MsgId, QueueBackend, MAX_READ_LENGTH};
 
-/// How many read cursors are kept between reads.
-const CURSORS: usize = 64;
+/// How many read cursors are kept between reads (each holds up to a
+/// read-ahead window and a segment, about 320 KiB).
+const CURSORS: usize = 16;
 
 /// How many envelopes the start-up check looks at, at most.
 const CHECKED_ENVELOPES: usize = 32;
@@ -219,7 +220,11 @@ impl LayeredQueue {
         let data = cursor
             .read(self.inner.as_ref(), &self.codec, offset, length)
             .await?;
-        self.keep_cursor(msgid, cursor);
+        // Readers go on until a read answers nothing: that one is their
+        // last.
+        if !data.is_empty() {
+            self.keep_cursor(msgid, cursor);
+        }
         Ok(data)
     }
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The cost of `queue compression` and `queue encryption` on intake over
+# the fs queue: the same daemon in four modes (plain, compressed,
+# encrypted, both) measured in one run, the modes interleaved in every
+# repetition, with smtp-source (SESSIONS concurrent sessions, a new
+# connection per message, every 250 durable). Local deliveries are paused
+# during the measurement (`smtpctl pause mda`), so only intake is timed.
+# Prints, per mode, the median of the repetitions of two figures and
+# the median of their ratios to plain (each against the plain run of the
+# same repetition): intake msg/s (wall clock, which other load on
+# the machine disturbs), and the daemon's CPU time per message (user +
+# system of the smtpd process over the measured run), which is what the
+# layers add to and what a busy machine disturbs less.
+#
+#   bench/queue-layers.sh
+#   REPS=5 CONFIGS="20:4096:2000 20:65536:500" bench/queue-layers.sh
+#
+# CONFIGS: sessions:message-size:messages, one measurement each.
+# Runs as root (the daemon then drops to _smtpd) or as any user. The CPU
+# cost of the layers alone, per piece and without disk or load noise:
+# `cargo bench -p smtpd --bench queue_layers`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIGS=${CONFIGS:-"20:4096:2000 20:102400:300"}
+REPS=${REPS:-3}
+BASE=${BASE:-/tmp/queue-layers-bench}
+MODES=${MODES:-"plain compressed encrypted both"}
+KEY=5f1c0a2e9b7d4e6f8a3b2c1d0e9f8a7b
+command -v smtp-source >/dev/null || { echo "smtp-source is missing (Debian package postfix)" >&2; exit 1; }
+
+cargo build --release --bin smtpd --bin smtpctl >&2
+SMTPD=$PWD/target/release/smtpd
+SMTPCTL=$PWD/target/release/smtpctl
+rm -rf "$BASE"
+mkdir -p "$BASE"
+if [ "$(id -u)" = 0 ]; then
+  USER_NAME=${BENCH_USER:-_smtpd}
+  id "$USER_NAME" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$USER_NAME"
+  uid=$(id -u "$USER_NAME"); gid=$(id -g "$USER_NAME")
+else
+  uid=$(id -u); gid=$(id -g)
+fi
+chmod 755 "$BASE"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# cpu PID: user + system clock ticks of the process so far.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run MODE SESSIONS SIZE MSGS: prints the intake rate in msg/s and the
+# daemon's CPU microseconds per message.
+run() {
+  local mode=$1 sessions=$2 size=$3 msgs=$4
+  local dir=$BASE/$mode port lines=""
+  rm -rf "$dir"; mkdir -p "$dir/maildir"; chmod 777 "$dir" "$dir/maildir"
+  case $mode in
+    plain) ;;
+    compressed) lines="queue compression" ;;
+    encrypted) lines="queue encryption $KEY" ;;
+    both) lines=$'queue compression\nqueue encryption '"$KEY" ;;
+  esac
+  printf '%s\n' "$lines" > "$dir/smtpd.conf"
+  cat bench/queue-layers.conf >> "$dir/smtpd.conf"
+  port=$(free_port)
+  "$SMTPD" -d -f "$dir/smtpd.conf" -D port="$port" -D "account=\"$uid:$gid:$dir\"" \
+    -D "maildir=\"$dir/maildir\"" --data-dir "$dir/data" --control-socket "$dir/smtpd.sock" \
+    --nameserver 127.0.0.1:9 2> "$dir/smtpd.log" &
+  local pid=$!
+  for _ in $(seq 100); do grep -qs "listening on 127.0.0.1:$port" "$dir/smtpd.log" && break; sleep 0.1; done
+  grep -q "listening on 127.0.0.1:$port" "$dir/smtpd.log" || { cat "$dir/smtpd.log" >&2; kill "$pid"; exit 1; }
+  "$SMTPCTL" -s "$dir/smtpd.sock" --data-dir "$dir/data" pause mda >/dev/null
+  # A short warm-up, then the measurement.
+  smtp-source -s 4 -m 50 -l "$size" -f s@example.org -t rcpt@example.org "127.0.0.1:$port" >/dev/null
+  local start end cpu0 cpu1
+  cpu0=$(cpu "$pid")
+  start=$(date +%s.%N)
+  smtp-source -s "$sessions" -m "$msgs" -l "$size" -f s@example.org -t rcpt@example.org "127.0.0.1:$port" >/dev/null
+  end=$(date +%s.%N)
+  cpu1=$(cpu "$pid")
+  kill -TERM "$pid"; wait "$pid" || true
+  local accepted
+  accepted=$(grep -c " smtp message msgid=" "$dir/smtpd.log" || true)
+  [ "$accepted" -ge "$((msgs + 50))" ] || { echo "$mode: only $accepted accepted" >&2; exit 1; }
+  python3 -c "import os; print(f'{$msgs / ($end - $start):.1f} {($cpu1 - $cpu0) * 1e6 / os.sysconf(\"SC_CLK_TCK\") / $msgs:.0f}')"
+  rm -rf "$dir"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "# queue layers on fs intake: $(nproc) CPUs, $REPS repetitions, modes interleaved"
+for config in $CONFIGS; do
+  IFS=: read -r sessions size msgs <<< "$config"
+  declare -A rates=() cpus=() rate_ratios=() cpu_ratios=()
+  for rep in $(seq "$REPS"); do
+    declare -A rep_rate=() rep_cpu=()
+    for mode in $MODES; do
+      read -r r c <<< "$(run "$mode" "$sessions" "$size" "$msgs")"
+      rep_rate[$mode]=$r; rep_cpu[$mode]=$c
+      rates[$mode]="${rates[$mode]:-} $r"
+      cpus[$mode]="${cpus[$mode]:-} $c"
+      echo "  rep $rep $mode: $r msg/s, $c us CPU/msg" >&2
+    done
+    # Each mode against the plain run of the same repetition, so that
+    # the load of the machine drifting between repetitions cancels out.
+    for mode in $MODES; do
+      rate_ratios[$mode]="${rate_ratios[$mode]:-} $(python3 -c "print(f'{${rep_rate[$mode]} / ${rep_rate[plain]}:.3f}')")"
+      cpu_ratios[$mode]="${cpu_ratios[$mode]:-} $(python3 -c "print(f'{${rep_cpu[$mode]} / ${rep_cpu[plain]}:.3f}')")"
+    done
+    unset rep_rate rep_cpu
+  done
+  echo "sessions=$sessions size=$size msgs=$msgs (medians of $REPS repetitions; ratios to plain in the same repetition)"
+  for mode in $MODES; do
+    m=$(tr ' ' '\n' <<< "${rates[$mode]}" | grep . | median)
+    c=$(tr ' ' '\n' <<< "${cpus[$mode]}" | grep . | median)
+    rr=$(tr ' ' '\n' <<< "${rate_ratios[$mode]}" | grep . | median)
+    cr=$(tr ' ' '\n' <<< "${cpu_ratios[$mode]}" | grep . | median)
+    printf '  %-11s %8.1f msg/s (x%s)  %6.0f us CPU/msg (x%s)   ratios msg/s:%s  CPU:%s\n' \
+      "$mode" "$m" "$rr" "$c" "$cr" "${rate_ratios[$mode]}" "${cpu_ratios[$mode]}"
+  done
+  unset rates cpus rate_ratios cpu_ratios
+done
