@@ -711,3 +711,65 @@ fn helo_src_names_the_source_address() {
     assert!(line.contains("source=\"127.0.0.3\""), "{line}");
     assert_eq!(peer.wait_messages(1)[0].helo, "three.local.test");
 }
+
+/// Sends one message from alice@local.test to `rcpt` with `NOTIFY=SUCCESS`.
+fn send_notify_success(relay: &Relay, rcpt: &str) -> String {
+    let mut c = Client::connect(relay.port, Ipv4Addr::LOCALHOST);
+    c.expect_code("EHLO client.test", "250");
+    c.expect_code("MAIL FROM:<alice@local.test>", "250");
+    c.expect_code(&format!("RCPT TO:<{rcpt}> NOTIFY=SUCCESS"), "250");
+    let id = accepted_id(&c.data(BODY));
+    c.expect_code("QUIT", "221");
+    id
+}
+
+#[test]
+fn success_notifications_are_the_next_hops_when_it_offers_dsn() {
+    let dir = Scratch::new("relay", "dsn");
+    let with_dsn = Peer::start(Script::accept());
+    let mut script = Script::accept();
+    script.extensions.retain(|e| e != "DSN");
+    let without_dsn = Peer::start(script);
+    let top = "table routes { \"dsn.test\" = \"smtp://127.0.0.1:PORT1\", \
+               \"nodsn.test\" = \"smtp://127.0.0.1:PORT2\" }\n"
+        .replace("PORT1", &with_dsn.port().to_string())
+        .replace("PORT2", &without_dsn.port().to_string());
+    let relay = Relay::start(
+        &dir,
+        &top,
+        "domain <routes>",
+        test_dns::shared().addr,
+        free_port(),
+    );
+    // A next hop without DSN: the success notification is ours.
+    let msgid = send_notify_success(&relay, "uma@nodsn.test");
+    assert!(relay.wait_relayed(&msgid).contains("result=\"Ok\""));
+    let notification = relay.bounce();
+    assert!(notification.contains("Action: delivered"), "{notification}");
+    assert!(
+        notification.contains("Final-Recipient: rfc822; uma@nodsn.test"),
+        "{notification}"
+    );
+    // A next hop with DSN gets NOTIFY and sends it: none from us.
+    let msgid = send_notify_success(&relay, "vic@dsn.test");
+    assert!(relay.wait_relayed(&msgid).contains("result=\"Ok\""));
+    let rcpt = with_dsn
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("RCPT TO:<vic@dsn.test>"))
+        .unwrap();
+    assert!(rcpt.contains("NOTIFY=SUCCESS"), "{rcpt}");
+    // Mail delivered locally after it finds alice's maildir with the one
+    // notification still.
+    relay.send(&["alice@local.test"]);
+    let files = maildir_files(&relay.maildirs.join("alice"), 2);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.contains("Action: delivered"))
+            .count(),
+        1,
+        "{files:?}"
+    );
+}

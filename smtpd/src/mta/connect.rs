@@ -26,6 +26,8 @@ use super::route::{Protocol, TlsMode};
 pub(super) struct Done {
     /// The connection's local address.
     pub(super) local: Option<IpAddr>,
+    /// The next hop offers DSN (so NOTIFY went with the recipients).
+    pub(super) dsn: bool,
     /// Per recipient, or for all.
     pub(super) results: Result<Vec<RcptResult>, Failure>,
 }
@@ -79,6 +81,7 @@ async fn finish(
         .transaction(plan.msgid, size, &tx.sender, &recipients, &result);
     pooled.sent += 1;
     let local = pooled.local;
+    let dsn = pooled.client.peer_info().extensions.dsn;
     let max = shared.config.mta.limits.values.session_mail_max;
     if pooled.client.is_usable() && pooled.sent < max {
         shared.pool.put(key.clone(), pooled);
@@ -87,6 +90,7 @@ async fn finish(
     }
     Done {
         local,
+        dsn,
         results: result,
     }
 }

@@ -32,11 +32,15 @@ use crate::delivery::local::LocalResult;
 use crate::log::{self, Attempt};
 use crate::queue::envelope::{Envelope, MailAddr};
 use crate::queue::{unix_now, MsgId, MAX_READ_LENGTH};
+use crate::scheduler::Relayed;
 use crate::table::Service;
 
 /// The outcome of one envelope, with where it went for the log.
+#[derive(Clone)]
 struct Outcome {
     result: LocalResult,
+    /// The next hop offers DSN: the envelope's NOTIFY went with it.
+    dsn_passed: bool,
     /// The local address the transaction was sent from.
     source: Option<String>,
     /// The next hop's reply when it accepted the envelope.
@@ -64,23 +68,10 @@ pub(super) async fn batch(shared: Arc<Shared>, batch: Batch) {
         };
         let source = outcome.source.as_deref();
         log::relay_delivery(&envelope, attempt, now, source, &outcome.relay);
-        let _ = reply.send(outcome.result);
-    }
-}
-
-impl Clone for Outcome {
-    fn clone(&self) -> Self {
-        Self {
-            result: match &self.result {
-                LocalResult::Delivered => LocalResult::Delivered,
-                LocalResult::Temporary(r) => LocalResult::Temporary(r.clone()),
-                LocalResult::Permanent(r) => LocalResult::Permanent(r.clone()),
-                LocalResult::Loop => LocalResult::Loop,
-            },
-            accepted: self.accepted.clone(),
-            source: self.source.clone(),
-            relay: self.relay.clone(),
-        }
+        let _ = reply.send(Relayed {
+            result: outcome.result,
+            dsn_passed: outcome.dsn_passed,
+        });
     }
 }
 
@@ -88,6 +79,7 @@ impl Clone for Outcome {
 fn temporary(reason: impl Into<String>) -> Outcome {
     Outcome {
         result: LocalResult::Temporary(reason.into()),
+        dsn_passed: false,
         accepted: None,
         source: None,
         relay: "-".to_owned(),
@@ -97,6 +89,7 @@ fn temporary(reason: impl Into<String>) -> Outcome {
 fn permanent(reason: impl Into<String>) -> Outcome {
     Outcome {
         result: LocalResult::Permanent(reason.into()),
+        dsn_passed: false,
         accepted: None,
         source: None,
         relay: "-".to_owned(),
@@ -341,12 +334,14 @@ async fn try_hosts(
             match transaction(shared, plan, &key).await {
                 Ok(Done {
                     local,
+                    dsn,
                     results: Ok(results),
                 }) => {
                     let source = local.map(|ip| ip.to_string());
                     let outcomes = results
                         .into_iter()
                         .map(|result| Outcome {
+                            dsn_passed: dsn,
                             source: source.clone(),
                             accepted: result.as_ref().ok().map(|reply| reply.one_line()),
                             result: match result {
@@ -362,8 +357,10 @@ async fn try_hosts(
                 Ok(Done {
                     local,
                     results: Err(failure),
+                    ..
                 }) => {
                     let outcome = Outcome {
+                        dsn_passed: false,
                         source: local.map(|ip| ip.to_string()),
                         result: if failure.is_temporary() {
                             LocalResult::Temporary(failure.errorline())
@@ -387,6 +384,7 @@ async fn try_hosts(
     }
     Err(match last {
         Some((relay, failure)) => Outcome {
+            dsn_passed: false,
             result: LocalResult::Temporary(failure.errorline()),
             accepted: None,
             source: source.map(|ip| ip.to_string()),

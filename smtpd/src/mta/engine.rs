@@ -5,7 +5,7 @@
 //! then groups the envelopes of one message for one destination domain
 //! and action into one transaction (up to [`MAX_BATCH`] recipients) and
 //! delivers the groups concurrently (`deliver.rs`). Each envelope's
-//! outcome comes back on its own channel as a [`LocalResult`]: delivered
+//! outcome comes back on its own channel as a [`Relayed`]: delivered
 //! only after the next hop said 250 for it, a 4xx or any failure of DNS,
 //! a table, the network or TLS is temporary (the scheduler's backoff), a
 //! 5xx is permanent (the scheduler bounces it).
@@ -34,6 +34,7 @@ use crate::delivery::local::LocalResult;
 use crate::dns::Resolver;
 use crate::queue::envelope::Envelope;
 use crate::queue::{MsgId, QueueBackend};
+use crate::scheduler::Relayed;
 use crate::table::Tables;
 
 /// The most recipients in one transaction.
@@ -58,7 +59,7 @@ pub struct Settings {
 
 /// A request to the engine task.
 enum Request {
-    Submit(Box<Envelope>, oneshot::Sender<LocalResult>),
+    Submit(Box<Envelope>, oneshot::Sender<Relayed>),
     Flush,
 }
 
@@ -141,14 +142,15 @@ impl Mta {
 
     /// Hands a due envelope to the engine; the receiver gets its outcome.
     /// It waits for the next [`Mta::flush`].
-    pub fn submit(&self, envelope: Envelope) -> oneshot::Receiver<LocalResult> {
+    pub fn submit(&self, envelope: Envelope) -> oneshot::Receiver<Relayed> {
         let (tx, rx) = oneshot::channel();
         if let Err(mpsc::error::SendError(Request::Submit(_, tx))) =
             self.tx.send(Request::Submit(Box::new(envelope), tx))
         {
-            let _ = tx.send(LocalResult::Temporary(
-                "421 4.3.0 Relaying is stopping".to_owned(),
-            ));
+            let _ = tx.send(Relayed {
+                result: LocalResult::Temporary("421 4.3.0 Relaying is stopping".to_owned()),
+                dsn_passed: false,
+            });
         }
         rx
     }
@@ -165,7 +167,7 @@ impl Mta {
 }
 
 impl crate::scheduler::Relayer for Mta {
-    fn submit(&self, envelope: Envelope) -> oneshot::Receiver<LocalResult> {
+    fn submit(&self, envelope: Envelope) -> oneshot::Receiver<Relayed> {
         Self::submit(self, envelope)
     }
 
@@ -235,7 +237,7 @@ fn build_tls(
 /// The engine task: collects submissions, starts batches at each flush,
 /// closes idle connections past their keepalive.
 async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut pending: Vec<(Envelope, oneshot::Sender<LocalResult>)> = Vec::new();
+    let mut pending: Batch = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -272,7 +274,7 @@ pub(super) async fn close(shared: &Shared, addr: IpAddr, pooled: Pooled) {
 }
 
 /// One transaction's envelopes with their reply channels.
-pub(super) type Batch = Vec<(Envelope, oneshot::Sender<LocalResult>)>;
+pub(super) type Batch = Vec<(Envelope, oneshot::Sender<Relayed>)>;
 
 /// What envelopes of one batch share: message, action, domain.
 type BatchKey = (Option<MsgId>, String, String, String);

@@ -224,6 +224,18 @@ struct Finished {
     /// The agent logged the attempt itself (the MTA, which knows the
     /// relay and source address).
     logged: bool,
+    /// The next hop took the DSN request (it offers DSN): a success
+    /// notification is its to send, not ours.
+    dsn_passed: bool,
+}
+
+/// The outcome of a relayed envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// Delivered (the next hop said 250), or why not.
+    pub result: LocalResult,
+    /// The next hop offers DSN, so the envelope's NOTIFY went with it.
+    pub dsn_passed: bool,
 }
 
 /// The relay agent the driver hands due `mta` envelopes to
@@ -231,7 +243,7 @@ struct Finished {
 pub trait Relayer: Send + Sync {
     /// Takes a due envelope; the receiver gets its outcome, the attempt
     /// already logged. It may wait for the next [`Relayer::flush`].
-    fn submit(&self, envelope: Envelope) -> oneshot::Receiver<LocalResult>;
+    fn submit(&self, envelope: Envelope) -> oneshot::Receiver<Relayed>;
 
     /// Everything due in this turn was submitted: start the deliveries
     /// (envelopes of one message to one destination share a transaction).
@@ -661,6 +673,7 @@ impl Driver {
                             envelope,
                             result,
                             logged,
+                            dsn_passed: false,
                         },
                     )
                 });
@@ -678,6 +691,7 @@ impl Driver {
                                 envelope,
                                 result,
                                 logged,
+                                dsn_passed: false,
                             },
                         )
                     });
@@ -686,9 +700,9 @@ impl Driver {
                 let outcome = relayer.submit(envelope.clone());
                 self.keep_leased(evpid);
                 self.deliveries.spawn(async move {
-                    let (result, logged) = match outcome.await {
-                        Ok(result) => (result, true),
-                        Err(_) => (LocalResult::Temporary(NO_RELAY.to_owned()), false),
+                    let (result, logged, dsn_passed) = match outcome.await {
+                        Ok(relayed) => (relayed.result, true, relayed.dsn_passed),
+                        Err(_) => (LocalResult::Temporary(NO_RELAY.to_owned()), false, false),
                     };
                     (
                         evpid,
@@ -696,6 +710,7 @@ impl Driver {
                             envelope,
                             result,
                             logged,
+                            dsn_passed,
                         },
                     )
                 });
@@ -761,6 +776,7 @@ impl Driver {
             mut envelope,
             result,
             logged,
+            dsn_passed,
         } = finished;
         let log = |envelope: &Envelope, attempt: Attempt<'_>, now: u64| {
             if !logged {
@@ -778,7 +794,7 @@ impl Driver {
                 log(&envelope, Attempt::Delivered, now);
                 envelope.set_errorline("Delivered");
                 envelope.status = Some(Status { class: 2, code: 0 });
-                if envelope.dsn_notify.0 & Notify::SUCCESS != 0 {
+                if envelope.dsn_notify.0 & Notify::SUCCESS != 0 && !dsn_passed {
                     self.bounce(&envelope, Bounce::Delivered, now).await;
                 }
                 self.delete(evpid).await;

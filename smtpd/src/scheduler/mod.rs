@@ -31,7 +31,7 @@ pub mod retry;
 pub mod state;
 
 pub use bounce::{bounce_envelope, group, Action, BounceGroup, BounceMessage, NoBounce, Report};
-pub use driver::{Answer, Control, Driver, Handle, Inbox, Listed, Relayer, Stats};
+pub use driver::{Answer, Control, Driver, Handle, Inbox, Listed, Relayed, Relayer, Stats};
 pub use lease::Sharing;
 pub use retry::{Attempt, DeliveryType, Next, RetryPolicy, Warning};
 pub use state::{EnvelopeState, Job, Outcome, Phase, Ramqueue, StateError, Target, Task};
