@@ -205,11 +205,24 @@ impl LayeredQueue {
     /// already) gone.
     async fn quarantine(&self, msgid: MsgId, why: String) -> Result<(), Error> {
         self.forget(msgid);
-        tracing::warn!(
-            "msg:{msgid}: {why}; queue {}: message moved aside as corrupt, not delivered",
-            self.inner.name()
-        );
-        self.inner.message_corrupt(msgid).await.map(drop)
+        let backend = self.inner.name();
+        match self.inner.message_corrupt(msgid).await {
+            Ok(moved) => {
+                let done = if moved {
+                    "moved aside as corrupt"
+                } else {
+                    "no longer there"
+                };
+                tracing::warn!(
+                    "msg:{msgid}: {why}; queue {backend}: message {done}, not delivered"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("msg:{msgid}: {why}; cannot move it aside, tried again later: {e}");
+                Err(e)
+            }
+        }
     }
 
     async fn read(&self, msgid: MsgId, offset: u64, length: u64) -> Result<Vec<u8>, ReadError> {
