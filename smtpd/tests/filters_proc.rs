@@ -292,6 +292,7 @@ fn decisions(name: &str, guard: &str) {
     );
     assert!(response("|mail-from|junk"), "{seen}");
     assert!(response("|rcpt-to|proceed"), "{seen}");
+    assert!(response("|rcpt-to|report|recipient noted"), "{seen}");
     assert!(response("|connected|proceed"), "{seen}");
     assert!(
         seen.lines().any(|l| l.starts_with("report|0.7|")
@@ -499,4 +500,35 @@ fn a_message_given_up_midway_leaves_nothing_in_the_next() {
     assert!(!message.contains("yyy"), "{message}");
     assert!(message.contains("Subject: small stamp\r\n"), "{message}");
     assert!(message.ends_with("\r\n\r\nsmall\r\n"), "{message:?}");
+}
+
+#[test]
+fn a_reject_at_connect_replaces_the_banner_and_refuses_helo() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = Scratch::new("filters", "connect");
+    let filters = "filter gate phase connect match src regex { \"^127[.]\" } \
+                   reject \"550 5.7.1 Not you\"\n";
+    let smtpd = Filtered::start(&dir, filters, "gate", 60);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", smtpd.port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut exchange = |command: &str| {
+        if !command.is_empty() {
+            writer
+                .write_all(format!("{command}\r\n").as_bytes())
+                .unwrap();
+        }
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        line.clone()
+    };
+    assert_eq!(exchange(""), "550 5.7.1 Not you\r\n");
+    assert!(exchange("EHLO client.test").starts_with("503 "));
+    assert!(exchange("HELO client.test").starts_with("503 "));
+    assert!(exchange("MAIL FROM:<a@example.net>").starts_with("503 "));
+    assert_eq!(exchange("QUIT"), "221 2.0.0 Bye\r\n");
 }

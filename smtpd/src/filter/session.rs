@@ -10,9 +10,10 @@
 //! with the request in flight, does not answer within its timeout or
 //! answers a malformed line gives a temporary failure (421 and the end of
 //! the session at connect, helo and ehlo; 451 elsewhere), never a lost
-//! message. A `report` decision, from a built-in or a proc filter, emits
-//! `filter-report` and goes on with the next filter (7.8 would run the
-//! command with the report's text as its parameter, a bug not copied).
+//! message. A `report` decision emits `filter-report`; a built-in filter's
+//! goes on with the next filter, a process's ends the chain and is the
+//! phase's `filter-response`, the command running with its own parameter
+//! (7.8 would give it the report's text as parameter, a bug not copied).
 //!
 //! [`SessionFilters::report`] sends one smtp-in event to every process of
 //! the chain that registered for it. [`DataStream`] carries the message
@@ -115,6 +116,8 @@ pub struct SessionFilters {
     session_junk: bool,
     /// A filter said `junk` in the phase being run.
     junked_now: bool,
+    /// A filter process said `report` in the phase being run: its text.
+    reported_now: Option<String>,
 }
 
 impl std::fmt::Debug for SessionFilters {
@@ -135,6 +138,7 @@ impl SessionFilters {
             junk: false,
             session_junk: false,
             junked_now: false,
+            reported_now: None,
         }
     }
 
@@ -191,8 +195,10 @@ impl SessionFilters {
     pub async fn phase(&mut self, phase: Phase, param: &str, facts: &Facts<'_>) -> Verdict {
         self.junked_now = false;
         let verdict = self.walk(phase, param, facts).await;
+        let reported = self.reported_now.take();
         let (response, param) = match &verdict {
             Verdict::Proceed if self.junked_now => ("junk", None),
+            Verdict::Proceed if reported.is_some() => ("report", reported),
             Verdict::Proceed => ("proceed", None),
             Verdict::Reject(reply) => ("reject", Some(reply.to_string())),
             Verdict::Disconnect(reply) => ("disconnect", Some(reply.to_string())),
@@ -233,15 +239,26 @@ impl SessionFilters {
             match outcome {
                 Outcome::Proceed => {}
                 Outcome::Bypass => return Verdict::Proceed,
-                Outcome::Report(message) => self.report(Event::FilterReport {
-                    kind: match member.kind {
-                        MemberKind::Builtin(_) => "builtin",
-                        MemberKind::Proc(_) => "proc",
-                    }
-                    .to_owned(),
-                    name: member.name.clone(),
-                    message,
-                }),
+                // A built-in filter's report goes on with the chain
+                // (smtpd-conf.md 8.2).
+                Outcome::Report(message) if matches!(member.kind, MemberKind::Builtin(_)) => {
+                    self.report(Event::FilterReport {
+                        kind: "builtin".to_owned(),
+                        name: member.name.clone(),
+                        message,
+                    });
+                }
+                // A process's ends it, and the command runs with its own
+                // parameter (SPEC.md 3.5).
+                Outcome::Report(message) => {
+                    self.report(Event::FilterReport {
+                        kind: "proc".to_owned(),
+                        name: member.name.clone(),
+                        message: message.clone(),
+                    });
+                    self.reported_now = Some(message);
+                    return Verdict::Proceed;
+                }
                 Outcome::Junk if phase == Phase::Commit => {
                     // Fatal in 7.8; too late to add the header here.
                     tracing::warn!("filter {}: junk at commit, ignored", member.name);

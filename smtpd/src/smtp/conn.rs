@@ -213,6 +213,8 @@ struct Conn<'h, H: Handler> {
     stage: Drain,
     /// Whether filters watch the session.
     filtered: bool,
+    /// A filter rejected the connection: HELO and EHLO get 503.
+    refused: bool,
 }
 
 /// What ended a wait for input.
@@ -268,6 +270,7 @@ impl<'h, H: Handler> Conn<'h, H> {
         let filtered = handler.filtered();
         Self {
             filtered,
+            refused: false,
             session,
             handler,
             config,
@@ -286,23 +289,31 @@ impl<'h, H: Handler> Conn<'h, H> {
                 .await?;
             return Ok(Outcome::Shutdown);
         }
+        let mut greeting = Some(self.session.greeting());
         if self.filtered {
             match self.handler.filter(&self.session, Phase::Connect, "").await {
                 Verdict::Proceed | Verdict::Rewrite(_) => {}
-                // 7.8 keeps a session rejected at connect open, answering
-                // 503 to everything; it is closed here.
-                Verdict::Reject(reply) | Verdict::Disconnect(reply) => {
+                // As 7.8: the reply instead of the banner; the session
+                // stays open, and HELO and EHLO get 503.
+                Verdict::Reject(reply) => {
+                    self.handler.replied(None, &reply);
+                    framed.send(&reply).await?;
+                    self.refused = true;
+                    greeting = None;
+                }
+                Verdict::Disconnect(reply) => {
                     self.handler.replied(None, &reply);
                     framed.send(&reply).await?;
                     return Ok(Outcome::Closed);
                 }
             }
         }
-        let greeting = self.session.greeting();
-        framed.send(&greeting).await?;
-        if self.filtered {
-            self.handler
-                .notice(&self.session, Notice::Greeting(&greeting));
+        if let Some(greeting) = greeting {
+            framed.send(&greeting).await?;
+            if self.filtered {
+                self.handler
+                    .notice(&self.session, Notice::Greeting(&greeting));
+            }
         }
         loop {
             let in_data = framed.codec().in_data();
@@ -482,6 +493,9 @@ impl<'h, H: Handler> Conn<'h, H> {
             Ok(command) => command,
             Err(error) => return Step::Reply(Reply::from(&error)),
         };
+        if self.refused && matches!(command, Command::Helo(_) | Command::Ehlo(_)) {
+            return Step::Reply(Reply::bad_sequence());
+        }
         let point = match self.session.would_run(&command) {
             true => filter_point(&command, line),
             false => None,
