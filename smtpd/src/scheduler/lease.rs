@@ -135,7 +135,111 @@ pub fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{Error, MsgId};
     use smtpd_sdk::proto::queue::is_instance_id;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A shared store that only answers claims: granted until `lost`
+    /// claims were made, then busy; every claim recorded.
+    struct Claims {
+        made: Mutex<Vec<(EvpId, String, u64)>>,
+        grant: AtomicUsize,
+    }
+
+    fn refused() -> Error {
+        Error::Backend {
+            backend: "claims".into(),
+            reason: "only claims are served".into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl QueueBackend for Claims {
+        fn name(&self) -> &str {
+            "claims"
+        }
+        async fn message_create(&self) -> Result<MsgId, Error> {
+            Err(refused())
+        }
+        async fn message_write(&self, _: MsgId, _: u64, _: &[u8]) -> Result<(), Error> {
+            Err(refused())
+        }
+        async fn message_commit(&self, _: MsgId, _: u64) -> Result<(), Error> {
+            Err(refused())
+        }
+        async fn message_read(&self, _: MsgId, _: u64, _: u64) -> Result<Option<Vec<u8>>, Error> {
+            Err(refused())
+        }
+        async fn message_delete(&self, _: MsgId) -> Result<(), Error> {
+            Err(refused())
+        }
+        async fn message_corrupt(&self, _: MsgId) -> Result<bool, Error> {
+            Err(refused())
+        }
+        async fn envelope_create(&self, _: MsgId, _: &[u8]) -> Result<EvpId, Error> {
+            Err(refused())
+        }
+        async fn envelope_update(&self, _: EvpId, _: &[u8]) -> Result<bool, Error> {
+            Err(refused())
+        }
+        async fn envelope_load(&self, _: EvpId) -> Result<Option<Vec<u8>>, Error> {
+            Err(refused())
+        }
+        async fn envelope_delete(&self, _: EvpId) -> Result<(), Error> {
+            Err(refused())
+        }
+        async fn envelope_walk(&self, _: EvpId) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
+            Err(refused())
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        async fn envelope_claim(
+            &self,
+            evpid: EvpId,
+            instance: &str,
+            seconds: u64,
+        ) -> Result<Claim, Error> {
+            let mut made = self.made.lock().unwrap();
+            made.push((evpid, instance.to_owned(), seconds));
+            if made.len() <= self.grant.load(Ordering::Relaxed) {
+                Ok(Claim::Granted)
+            } else {
+                Ok(Claim::Busy)
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_lease_is_renewed_every_third_until_aborted() {
+        let store = Arc::new(Claims {
+            made: Mutex::new(Vec::new()),
+            grant: AtomicUsize::new(2),
+        });
+        let sharing = Arc::new(Sharing::new(
+            Duration::from_secs(30),
+            Duration::from_secs(15),
+        ));
+        let evpid = EvpId::new(MsgId(0x0bad_cafe), 7);
+        let keeper = keep(store.clone(), Arc::clone(&sharing), evpid);
+        tokio::time::sleep(Duration::from_millis(9_990)).await;
+        assert!(
+            store.made.lock().unwrap().is_empty(),
+            "no renewal before 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            *store.made.lock().unwrap(),
+            vec![(evpid, sharing.instance.clone(), 30)]
+        );
+        // A lost lease is logged and the renewals go on.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(store.made.lock().unwrap().len(), 3);
+        keeper.abort();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(store.made.lock().unwrap().len(), 3, "none after the abort");
+    }
 
     #[test]
     fn instance_ids_are_valid_and_fresh() {
