@@ -44,7 +44,11 @@ pub(super) async fn transaction(
             Ok(pooled) => pooled,
             Err(permits) => break permits,
         };
-        match pooled.client.send(&plan.outgoing, &plan.message[..]).await {
+        match pooled
+            .client
+            .send(&plan.outgoing, plan.message.reader())
+            .await
+        {
             Err(failure) if before_transaction(&failure) => {
                 // The idle connection died: close it, try the next.
                 close(shared, key.addr, pooled).await;
@@ -55,14 +59,22 @@ pub(super) async fn transaction(
     let pooled = open(shared, plan, key, permits).await?;
     shared.hosts().succeeded(key.addr);
     let mut pooled = pooled;
-    let result = pooled.client.send(&plan.outgoing, &plan.message[..]).await;
+    let result = pooled
+        .client
+        .send(&plan.outgoing, plan.message.reader())
+        .await;
     Ok(finish(shared, plan, key, pooled, result).await)
 }
 
 /// Whether a failure of `send` on a reused connection happened before the
-/// peer saw the transaction (the connection was closed while idle).
+/// peer saw the transaction (the connection was closed while idle): a
+/// temporary failure without a reply at RSET or MAIL. The client's own
+/// refusals of the message (SIZE, 8-bit, SMTPUTF8: permanent, no reply)
+/// are a verdict on the message, not on the connection.
 fn before_transaction(failure: &Failure) -> bool {
-    failure.reply.is_none() && matches!(failure.stage, Stage::Reset | Stage::MailFrom)
+    failure.is_temporary()
+        && failure.reply.is_none()
+        && matches!(failure.stage, Stage::Reset | Stage::MailFrom)
 }
 
 /// Keeps the connection for the next message, or closes it; the results.
@@ -75,7 +87,7 @@ async fn finish(
 ) -> Done {
     let tx = &plan.outgoing;
     let recipients: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
-    let size = plan.message.len() as u64;
+    let size = plan.message.size();
     pooled
         .reports
         .transaction(plan.msgid, size, &tx.sender, &recipients, &result);
@@ -194,6 +206,12 @@ mod tests {
             Stage::DataEnd,
             "closed"
         )));
+        let too_big = Failure::local(
+            Stage::MailFrom,
+            crate::smtp::Enhanced::new(5, 3, 4),
+            "message too big for the remote host",
+        );
+        assert!(!before_transaction(&too_big));
         let reply = client::PeerReply::new(421, None, vec!["bye".to_owned()]);
         assert!(!before_transaction(&Failure::refused(
             Stage::MailFrom,

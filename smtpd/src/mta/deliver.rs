@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use super::client::{BodyType, Failure, Login, Outgoing, Recipient};
 use super::connect::{transaction, Done};
 use super::engine::{family_allowed, Batch, Shared};
+use super::message::Message;
 use super::pool::RouteKey;
 use super::resolve::{self, Host, ResolveError};
 use super::route::{Credentials, Destination, Target};
@@ -31,7 +32,7 @@ use crate::config::{ActionId, ActionKind, MailFromRewrite, Relay};
 use crate::delivery::local::LocalResult;
 use crate::log::{self, Attempt};
 use crate::queue::envelope::{Envelope, MailAddr};
-use crate::queue::{unix_now, MsgId, MAX_READ_LENGTH};
+use crate::queue::{unix_now, MsgId};
 use crate::scheduler::Relayed;
 use crate::table::Service;
 
@@ -108,8 +109,8 @@ pub(super) struct Plan<'a> {
     pub(super) destination: Destination,
     /// AUTH credentials.
     pub(super) login: Option<Login>,
-    /// The message content.
-    pub(super) message: Vec<u8>,
+    /// The message, read from the queue for each transaction.
+    pub(super) message: Message,
     /// The transaction.
     pub(super) outgoing: Outgoing,
 }
@@ -182,9 +183,11 @@ async fn plan<'a>(shared: &'a Shared, envelopes: &[&Envelope]) -> Result<Plan<'a
     let msgid = first
         .msgid()
         .ok_or_else(|| temporary("421 4.3.0 envelope without id"))?;
-    let message = read_message(shared, msgid).await?;
+    let message = Message::open(Arc::clone(&shared.queue), msgid)
+        .await
+        .map_err(|e| temporary(format!("421 4.3.0 {e}")))?;
     let srs_key = config.srs.key.as_ref().map(|key| key.0.as_str());
-    let outgoing = outgoing(relay, srs_key, envelopes, message.len() as u64);
+    let outgoing = outgoing(relay, srs_key, envelopes, message.size());
     Ok(Plan {
         action,
         msgid,
@@ -194,23 +197,6 @@ async fn plan<'a>(shared: &'a Shared, envelopes: &[&Envelope]) -> Result<Plan<'a
         message,
         outgoing,
     })
-}
-
-/// The message content from the queue.
-async fn read_message(shared: &Shared, msgid: MsgId) -> Result<Vec<u8>, Outcome> {
-    let mut data = Vec::new();
-    loop {
-        let chunk = shared
-            .queue
-            .message_read(msgid, data.len() as u64, MAX_READ_LENGTH)
-            .await
-            .map_err(|e| temporary(format!("421 4.3.0 queue: {e}")))?
-            .ok_or_else(|| temporary(format!("421 4.3.0 message {msgid} is missing")))?;
-        if chunk.is_empty() {
-            return Ok(data);
-        }
-        data.extend_from_slice(&chunk);
-    }
 }
 
 /// The transaction for the batch: sender (after `mail-from`), recipients

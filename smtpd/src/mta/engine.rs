@@ -207,9 +207,11 @@ fn tls_configs(config: &Config) -> HashMap<ActionId, Result<ClientTls, String>> 
                     .ok_or_else(|| format!("unknown pki {name}"))
             })
             .transpose();
+        // The relay's `ciphers`, else `smtp ciphers`, as 7.8.
+        let ciphers = relay.ciphers.as_deref().or(config.smtp.ciphers.as_deref());
         let made = match (ca, pki) {
             (Ok(ca_file), Ok(client_cert)) => {
-                build_tls(ca_file, client_cert, relay.protocols.as_deref())
+                build_tls(ca_file, client_cert, relay.protocols.as_deref(), ciphers)
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
@@ -225,13 +227,14 @@ fn build_tls(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
     protocols: Option<&str>,
+    ciphers: Option<&str>,
 ) -> Result<ClientTls, String> {
-    ClientTls::new(&TlsSettings {
+    let settings = TlsSettings {
         ca_file,
         client_cert,
         protocols,
-    })
-    .map_err(|e| e.to_string())
+    };
+    ClientTls::with_ciphers(&settings, ciphers).map_err(|e| e.to_string())
 }
 
 /// The engine task: collects submissions, starts batches at each flush,

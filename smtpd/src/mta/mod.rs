@@ -9,6 +9,7 @@
 //!   action (MX or smarthost, port, TLS policy, AUTH label).
 //! - [`resolve`]: MX and address lookups, ordering, `backup` filtering.
 //! - [`hosts`]: per-address state: connections, broken MXs and backoff.
+//! - `message.rs`: the message of a batch, streamed from the queue.
 //! - [`pool`]: idle connections kept for reuse, and connection limits.
 //! - [`report`]: smtp-out report events to the relay action's filters.
 //! - [`show`]: `smtpctl show hosts|relays|routes`.
@@ -20,6 +21,7 @@ mod connect;
 mod deliver;
 mod engine;
 pub mod hosts;
+mod message;
 pub mod pool;
 pub mod report;
 pub mod resolve;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -684,6 +684,55 @@ async fn large_messages_stream_in_blocks() {
         .unwrap();
     assert!(results[0].is_ok());
     assert_eq!(peer.await.unwrap(), 10_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_failure_midway_never_sends_the_final_dot() {
+    let (client_end, server_end) = tokio::io::duplex(4096);
+    let peer = tokio::spawn(async move {
+        let mut reader = BufReader::new(Box::new(server_end) as BoxIo);
+        reader.get_mut().write_all(b"220 mx\r\n").await.unwrap();
+        read_line(&mut reader).await;
+        let ehlo = b"250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+        reader.get_mut().write_all(ehlo).await.unwrap();
+        for _ in 0..3 {
+            read_line(&mut reader).await;
+        }
+        let replies = b"250 ok\r\n250 ok\r\n354 go\r\n";
+        reader.get_mut().write_all(replies).await.unwrap();
+        // Everything up to the client's close: never a lone dot.
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).await.unwrap();
+        rest
+    });
+    // 200 kB of lines, then the queue fails.
+    let line = "y".repeat(99);
+    let good: String = (0..2000).map(|i| format!("{i}{line}\n")).collect();
+    let chunks = vec![
+        Ok(bytes::Bytes::from(good.clone())),
+        Err(std::io::Error::other("queue: read error")),
+    ];
+    let body = tokio_util::io::StreamReader::new(futures::stream::iter(chunks));
+    let mut client = Client::open(client_end, &params()).await.unwrap();
+    let failure = client
+        .send(&outgoing(&["b@example.net"]), body)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (failure.stage, failure.kind),
+        (Stage::Body, Kind::Temporary)
+    );
+    assert!(failure.detail.contains("queue: read error"), "{failure}");
+    assert!(!client.is_usable());
+    client.quit().await;
+    let received = peer.await.unwrap();
+    let text = String::from_utf8(received).unwrap();
+    assert!(!text.contains("\r\n.\r\n"), "no final dot");
+    assert!(
+        !text.contains("QUIT"),
+        "the transaction is abandoned, not ended"
+    );
+    assert!(text.len() < good.len() + 2000, "no more than was read");
 }
 
 /// A CA, and a server certificate for `mx.example.net` it signed.
