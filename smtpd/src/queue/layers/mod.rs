@@ -16,7 +16,13 @@
 //! not retried: its message is moved aside with `message_corrupt`, the
 //! reason logged with its id, and the caller is told it is gone
 //! (`envelope_load` and `message_read` answer `None`, `envelope_walk`
-//! goes on with the next envelope), so it is never delivered.
+//! goes on with the next envelope), so it is never delivered. A blob
+//! written with other layers or another key is not damage but a
+//! configuration problem (a queue shared by daemons configured apart, a
+//! key changed): it is left where it is, never delivered, and every use
+//! of it is an [`Error::Layers`] naming the difference (a walk logs it
+//! and goes on), until the daemon runs with the settings it was written
+//! with.
 
 pub mod compress;
 pub mod encrypt;
@@ -117,6 +123,16 @@ async fn check(inner: &dyn QueueBackend, codec: Option<&Codec>) -> Result<(), Er
             ),
         }),
     }
+}
+
+/// What a stored envelope opened to.
+enum Opened {
+    /// Its plaintext.
+    Plain(Vec<u8>),
+    /// Damaged: its message was moved aside.
+    Gone,
+    /// Written with other layers or another key: left alone.
+    Foreign(Error),
 }
 
 /// A read cursor kept between reads.
@@ -225,6 +241,32 @@ impl LayeredQueue {
         }
     }
 
+    /// Opens a stored envelope: its plaintext; `None` when it was damaged
+    /// (its message is then moved aside); [`Opened::Foreign`] when it was
+    /// written with other layers or another key, which is left where it
+    /// is (a configuration problem, not damage).
+    async fn open_envelope(&self, evpid: EvpId, blob: &[u8]) -> Result<Opened, Error> {
+        match self.codec.open_envelope(evpid.msgid(), blob) {
+            Ok(plain) => Ok(Opened::Plain(plain)),
+            Err(e) if e.is_foreign() => Ok(Opened::Foreign(
+                self.foreign(format!("envelope {evpid} is {e}; left in the queue")),
+            )),
+            Err(e) => {
+                self.quarantine(evpid.msgid(), format!("envelope {evpid} {e}"))
+                    .await?;
+                Ok(Opened::Gone)
+            }
+        }
+    }
+
+    /// The temporary error of a blob written under other settings.
+    fn foreign(&self, reason: String) -> Error {
+        Error::Layers {
+            backend: self.inner.name().to_owned(),
+            reason,
+        }
+    }
+
     async fn read(&self, msgid: MsgId, offset: u64, length: u64) -> Result<Vec<u8>, ReadError> {
         let mut cursor = match self.take_cursor(msgid, offset) {
             Some(cursor) => cursor,
@@ -285,6 +327,9 @@ impl QueueBackend for LayeredQueue {
             Ok(data) => Ok(Some(data)),
             Err(ReadError::Gone) => Ok(None),
             Err(ReadError::Backend(e)) => Err(e),
+            Err(ReadError::Open(e)) if e.is_foreign() => {
+                Err(self.foreign(format!("message {msgid} is {e}; left in the queue")))
+            }
             Err(ReadError::Open(e)) => {
                 let why = format!("message content {e} (read at offset {offset})");
                 self.quarantine(msgid, why).await?;
@@ -317,13 +362,10 @@ impl QueueBackend for LayeredQueue {
         let Some(blob) = self.inner.envelope_load(evpid).await? else {
             return Ok(None);
         };
-        match self.codec.open_envelope(evpid.msgid(), &blob) {
-            Ok(plain) => Ok(Some(plain)),
-            Err(e) => {
-                self.quarantine(evpid.msgid(), format!("envelope {evpid} {e}"))
-                    .await?;
-                Ok(None)
-            }
+        match self.open_envelope(evpid, &blob).await? {
+            Opened::Plain(plain) => Ok(Some(plain)),
+            Opened::Gone => Ok(None),
+            Opened::Foreign(e) => Err(e),
         }
     }
 
@@ -365,14 +407,12 @@ impl QueueBackend for LayeredQueue {
             let Some((evpid, blob)) = self.inner.envelope_walk_free(after, instance).await? else {
                 return Ok(None);
             };
-            match self.codec.open_envelope(evpid.msgid(), &blob) {
-                Ok(plain) => return Ok(Some((evpid, plain))),
-                Err(e) => {
-                    self.quarantine(evpid.msgid(), format!("envelope {evpid} {e}"))
-                        .await?;
-                    after = evpid;
-                }
+            match self.open_envelope(evpid, &blob).await? {
+                Opened::Plain(plain) => return Ok(Some((evpid, plain))),
+                Opened::Gone => {}
+                Opened::Foreign(e) => tracing::warn!("{e}; not scheduled"),
             }
+            after = evpid;
         }
     }
 
@@ -381,14 +421,12 @@ impl QueueBackend for LayeredQueue {
             let Some((evpid, blob)) = self.inner.envelope_walk(after).await? else {
                 return Ok(None);
             };
-            match self.codec.open_envelope(evpid.msgid(), &blob) {
-                Ok(plain) => return Ok(Some((evpid, plain))),
-                Err(e) => {
-                    self.quarantine(evpid.msgid(), format!("envelope {evpid} {e}"))
-                        .await?;
-                    after = evpid;
-                }
+            match self.open_envelope(evpid, &blob).await? {
+                Opened::Plain(plain) => return Ok(Some((evpid, plain))),
+                Opened::Gone => {}
+                Opened::Foreign(e) => tracing::warn!("{e}; not scheduled"),
             }
+            after = evpid;
         }
     }
 }

@@ -472,3 +472,32 @@ async fn a_plain_queue_refuses_layers_but_damage_alone_does_not() {
     assert_eq!(q.envelope_walk(EvpId(0)).await.unwrap(), None);
     assert!(corrupt_dir(&t).join(evpid.msgid().to_string()).exists());
 }
+
+#[tokio::test]
+async fn a_blob_sealed_with_another_key_is_left_alone_and_reported() {
+    let t = TempDir::new("foreign");
+    let fs: Arc<dyn QueueBackend> = Arc::new(FsQueue::open(t.spool()).unwrap());
+    let mine = open(Arc::clone(&fs), true, Some(&key(1))).await.unwrap();
+    let theirs = LayeredQueue::new(
+        Arc::clone(&fs),
+        format::Codec::new(true, Some(&key(2))).unwrap(),
+    );
+    let (own, own_evp) = commit(mine.as_ref(), b"mine", 4).await;
+    let (foreign, foreign_evp) = commit(&theirs, b"theirs", 6).await;
+    let e = mine.envelope_load(foreign_evp).await.unwrap_err();
+    assert!(matches!(e, Error::Layers { .. }), "{e}");
+    assert!(e.to_string().contains("another key"), "{e}");
+    let e = mine.message_read(foreign, 0, 10).await.unwrap_err();
+    assert!(e.to_string().contains("another key"), "{e}");
+    // The walk goes past it; nothing is moved aside.
+    let mut walked = Vec::new();
+    let mut after = EvpId(0);
+    while let Some((evpid, _)) = mine.envelope_walk(after).await.unwrap() {
+        walked.push(evpid);
+        after = evpid;
+    }
+    assert_eq!(walked, vec![own_evp]);
+    assert!(std::fs::read_dir(corrupt_dir(&t)).unwrap().next().is_none());
+    assert_eq!(read_all(&theirs, foreign, 10).await.unwrap(), b"theirs");
+    assert_eq!(read_all(mine.as_ref(), own, 10).await.unwrap(), b"mine");
+}
