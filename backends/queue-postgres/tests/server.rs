@@ -16,6 +16,11 @@
 //!    at any offset and length.
 //! 5. A configuration error stops the backend before it registers, naming
 //!    the file and line.
+//! 6. At start, messages left uncommitted for longer than
+//!    `uncommitted_expire` are removed, and only those.
+//! 7. While the server is down, requests are answered `error` (never
+//!    hang); once it is back, the same backend answers again and what was
+//!    committed before is still there.
 
 // A test harness: running the built binaries is its whole point, and a
 // failed unwrap is a failed test.
@@ -155,6 +160,22 @@ impl Backend {
             .to_owned()
     }
 
+    /// The envelope ids `envelope-walk-free` gives `instance`, walking the
+    /// whole store.
+    fn walk_free(&mut self, instance: &str) -> Vec<String> {
+        let mut after = "0000000000000000".to_owned();
+        let mut found = Vec::new();
+        loop {
+            let a = self.ask("envelope-walk-free", &format!("{after}|{instance}"));
+            let Some(rest) = a.strip_prefix("found|") else {
+                assert_eq!(a, "done");
+                return found;
+            };
+            after = rest.split('|').next().unwrap().to_owned();
+            found.push(after.clone());
+        }
+    }
+
     /// A committed message with `envelopes` envelopes: its msgid and
     /// evpids.
     fn message(&mut self, envelopes: usize) -> (String, Vec<String>) {
@@ -270,14 +291,10 @@ fn two_backends_share_one_store(pg: &PgServer, dir: &Scratch) {
     // A one-second lease keeps B out until it expires.
     assert_eq!(a.ask("envelope-claim", &format!("{first}|mx-a|1")), "ok");
     assert_eq!(b.ask("envelope-claim", &format!("{first}|mx-b|60")), "busy");
-    let free = b.ask("envelope-walk-free", "0000000000000000|mx-b");
-    assert!(free.starts_with(&format!("found|{second}|")), "{free}");
+    assert_eq!(b.walk_free("mx-b"), std::slice::from_ref(second));
+    assert_eq!(a.walk_free("mx-a").len(), 2, "a's own lease counts as free");
     std::thread::sleep(Duration::from_millis(1300));
-    let free = b.ask("envelope-walk-free", "0000000000000000|mx-b");
-    assert!(
-        free.starts_with(&format!("found|{first}|")),
-        "expired: {free}"
-    );
+    assert_eq!(b.walk_free("mx-b").len(), 2, "the lease expired");
     assert_eq!(b.ask("envelope-claim", &format!("{first}|mx-b|60")), "ok");
     assert_eq!(a.ask("envelope-claim", &format!("{first}|mx-a|60")), "busy");
 
@@ -410,6 +427,69 @@ fn a_large_message_reads_back(pg: &PgServer, dir: &Scratch) {
     assert_eq!(rows.trim(), content.len().div_ceil(32 * 1024).to_string());
 }
 
+fn old_uncommitted_messages_are_removed_at_start(pg: &PgServer, dir: &Scratch) {
+    let path = dir.write(
+        "expire.conf",
+        &config(pg, "expire", "uncommitted_expire 600\n"),
+    );
+    let (mut q, _) = Backend::start(&path);
+    let old = q.ask("message-create", "");
+    let old = old.strip_prefix("ok|").unwrap().to_owned();
+    let recent = q.ask("message-create", "");
+    let recent = recent.strip_prefix("ok|").unwrap().to_owned();
+    assert_eq!(q.ask("message-write", &format!("{old}|0|aGVsbG8=")), "ok");
+    let (committed, _) = q.message(1);
+    drop(q);
+    // One uncommitted message an hour old, one just made, one committed
+    // long ago.
+    pg.psql(&format!(
+        "UPDATE expire.messages SET created = now() - interval '1 hour' \
+         WHERE msgid IN ({}, {});",
+        i64::from_str_radix(&old, 16).unwrap(),
+        i64::from_str_radix(&committed, 16).unwrap()
+    ));
+    let (mut q, _) = Backend::start(&path);
+    let left = pg.psql("SELECT to_hex(msgid) FROM expire.messages ORDER BY 1;");
+    let mut want = vec![
+        recent.trim_start_matches('0'),
+        committed.trim_start_matches('0'),
+    ];
+    want.sort_unstable();
+    assert_eq!(left.split_whitespace().collect::<Vec<_>>(), want);
+    assert!(q
+        .ask("message-write", &format!("{old}|5|aGVsbG8="))
+        .starts_with("error|"));
+    assert_eq!(
+        q.ask("message-write", &format!("{recent}|0|aGVsbG8=")),
+        "ok"
+    );
+}
+
+fn requests_fail_while_the_server_is_down_and_work_after(pg: &PgServer, dir: &Scratch) {
+    let path = dir.write("restart.conf", &config(pg, "restart", ""));
+    let (mut q, _) = Backend::start(&path);
+    let (msgid, evpids) = q.message(1);
+    pg.stop();
+    let answer = q.ask("envelope-claim", &format!("{}|mx-a|60", evpids[0]));
+    assert!(answer.starts_with("error|"), "{answer}");
+    assert!(q.ask("message-create", "").starts_with("error|"));
+    pg.start_again();
+    // The pool connects again; nothing committed was lost.
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        let answer = q.ask("envelope-claim", &format!("{}|mx-a|60", evpids[0]));
+        if answer == "ok" {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        q.ask("message-read", &format!("{msgid}|0|100")),
+        "found|aGVsbG8gd29ybGQK"
+    );
+}
+
 fn configuration_errors_stop_it_before_registering(dir: &Scratch) {
     let path = dir.write("bad.conf", "conninfo host=127.0.0.1\nschema Bad-Name\n");
     let out = Command::new(env!("CARGO_BIN_EXE_queue-postgres"))
@@ -435,4 +515,6 @@ fn queue_postgres_against_a_real_server() {
     concurrent_claims_are_granted_once(&pg, &dir);
     a_large_message_reads_back(&pg, &dir);
     the_conformance_runner_passes_with_and_without_leases(&pg, &dir);
+    old_uncommitted_messages_are_removed_at_start(&pg, &dir);
+    requests_fail_while_the_server_is_down_and_work_after(&pg, &dir);
 }
