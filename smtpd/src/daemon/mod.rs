@@ -243,6 +243,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
             give_spool(&spool, privsep.identity)
         };
         if let Err(e) = give() {
+            queue.shutdown().await;
             tables.shutdown().await;
             return Err(Error::Privileges(e));
         }
@@ -305,6 +306,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
     let mut intake = match intake::start(Arc::new(shared)).await {
         Ok(intake) => intake,
         Err(e) => {
+            queue.shutdown().await;
             tables.shutdown().await;
             return Err(e.into());
         }
@@ -322,6 +324,7 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         }
         if let Err(e) = privsep::drop_privileges(privsep.identity) {
             intake.stop().await;
+            queue.shutdown().await;
             tables.shutdown().await;
             return Err(Error::Privileges(e));
         }
