@@ -77,6 +77,11 @@ struct Args {
     /// other ports).
     #[arg(long, value_name = "port", default_value_t = 25)]
     mx_port: u16,
+    /// Every wait of a relay session (connect, greeting, each reply, TLS,
+    /// each block of data), in seconds, instead of OpenSMTPD's 300; not an
+    /// smtpd.conf option (7.8 has none): for tests with peers that stall.
+    #[arg(long, value_name = "seconds", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    mta_timeout: Option<u64>,
     /// How long a filter process may take to answer a request, in seconds;
     /// past it the session gets a temporary failure.
     #[arg(long, value_name = "seconds", default_value_t = smtpd::filter::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
         resolv_conf: args.resolv_conf,
         nameservers: args.nameservers,
         mx_port: args.mx_port,
+        mta_timeout: args.mta_timeout.map(std::time::Duration::from_secs),
         mailbox_dir: args.mailbox_dir,
         privsep,
         pidfile,

@@ -95,6 +95,9 @@ pub struct Options {
     pub nameservers: Vec<std::net::SocketAddr>,
     /// The port relaying connects to on MX hosts (25).
     pub mx_port: u16,
+    /// Every wait of a relay session instead of 7.8's 300 s
+    /// (`--mta-timeout`, for tests).
+    pub mta_timeout: Option<std::time::Duration>,
     /// Where `mbox` deliveries go ([`local::DEFAULT_MAILBOX_DIR`]).
     pub mailbox_dir: PathBuf,
     /// As root: the privileged helper and the identity to drop to
@@ -279,7 +282,11 @@ pub async fn run(config: &Config, options: &Options, ready: impl FnOnce()) -> Re
         crate::mta::Settings {
             server_name: server_name.clone(),
             resolver: resolver.clone(),
-            timeouts: crate::mta::client::Timeouts::default(),
+            timeouts: options
+                .mta_timeout
+                .map_or_else(crate::mta::client::Timeouts::default, |limit| {
+                    crate::mta::client::Timeouts::all(limit)
+                }),
             mx_port: options.mx_port,
             filters: Some(filters.clone()),
         },

@@ -133,7 +133,7 @@ async fn open(
         (TlsMode::StartTls, _) => TlsPolicy::Required,
         (TlsMode::Implicit, _) => TlsPolicy::Implicit,
     };
-    let params = Params {
+    let mut params = Params {
         helo: key.helo.clone(),
         tls,
         verify: destination.verify,
@@ -157,19 +157,18 @@ async fn open(
         _ => None,
     };
     let reports = Reports::new(outbound);
-    let mut local = key.source;
-    let opened = match client::connect(peer, key.source, params.timeouts.connect).await {
-        Ok(stream) => {
-            local = stream.local_addr().ok().map(|a| a.ip()).or(local);
-            reports.connected(&key.name, stream.local_addr().ok(), peer);
-            let opened = Client::open(stream, &params).await;
-            if opened.is_err() {
-                reports.disconnected();
-            }
-            opened
-        }
-        Err(failure) => Err(failure),
-    };
+    let (mut opened, mut local) = session(&params, key, peer, &reports).await;
+    if params.tls == TlsPolicy::Opportunistic && opened.as_ref().is_err_and(handshake_failed) {
+        // As 7.8: opportunistic TLS that fails is retried in clear, on a
+        // new connection (never when TLS is required or implicit).
+        tracing::info!(
+            "mta: {peer} ({}): opportunistic TLS failed, downgrading to plain",
+            key.name
+        );
+        params.tls = TlsPolicy::Off;
+        params.tls_config = None;
+        (opened, local) = session(&params, key, peer, &reports).await;
+    }
     if let Ok(client) = &opened {
         reports.opened(client.peer_info(), &key.helo, key.user.as_deref());
     }
@@ -186,6 +185,32 @@ async fn open(
             Err(failure)
         }
     }
+}
+
+/// A TCP connection to `peer` and a session over it; the local address.
+async fn session(
+    params: &Params,
+    key: &RouteKey,
+    peer: SocketAddr,
+    reports: &Reports,
+) -> (Result<Client, Failure>, Option<IpAddr>) {
+    let stream = match client::connect(peer, key.source, params.timeouts.connect).await {
+        Ok(stream) => stream,
+        Err(failure) => return (Err(failure), key.source),
+    };
+    let local = stream.local_addr().ok();
+    reports.connected(&key.name, local, peer);
+    let opened = Client::open(stream, params).await;
+    if opened.is_err() {
+        reports.disconnected();
+    }
+    (opened, local.map(|a| a.ip()).or(key.source))
+}
+
+/// Whether opening failed in the TLS handshake after STARTTLS was
+/// accepted (not a refused or missing STARTTLS: those go on in clear).
+fn handshake_failed(failure: &Failure) -> bool {
+    failure.stage == Stage::Tls && failure.reply.is_none()
 }
 
 #[cfg(test)]

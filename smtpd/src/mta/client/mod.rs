@@ -152,6 +152,22 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// `limit` for every wait, and twelve times it for the whole transfer
+    /// of one message (as 300 s and an hour).
+    pub fn all(limit: Duration) -> Self {
+        Self {
+            connect: limit,
+            greeting: limit,
+            command: limit,
+            tls: limit,
+            data_block: limit,
+            data_end: limit,
+            data_total: limit * 12,
+        }
+    }
+}
+
 /// Everything a session needs besides the stream.
 #[derive(Debug, Clone)]
 pub struct Params {
