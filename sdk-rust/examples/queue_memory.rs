@@ -12,7 +12,12 @@
 //!   loaded, updated and walked; walking returns the envelope with the
 //!   smallest id above the given one, then `done`;
 //! - deleting a message deletes its envelopes; `message-corrupt` moves a
-//!   message and its envelopes aside, where nothing loads or walks them.
+//!   message and its envelopes aside, where nothing loads or walks them;
+//!   deleting the last envelope of a committed message deletes it;
+//! - it registers `lease` (SPEC.md 4.12), as a store several daemons share
+//!   would: an envelope claimed by one instance is `busy` for the others
+//!   until the lease expires or is released, and `envelope-walk-free`
+//!   skips it.
 //!
 //! ```text
 //! queue proc-exec "queue_memory"
@@ -25,8 +30,9 @@ use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use smtpd_sdk::queue::{self, Error, EvpId, MsgId, Queue};
+use smtpd_sdk::queue::{self, Claim, Error, EvpId, MsgId, Queue, LEASE_CAPABILITY};
 
 /// One message's content.
 #[derive(Default)]
@@ -45,6 +51,8 @@ struct Store {
     envelopes: BTreeMap<EvpId, Vec<u8>>,
     /// Messages and envelopes moved aside by `message-corrupt`.
     corrupt: HashMap<MsgId, (Message, Envelopes)>,
+    /// Leases: the holder and when the lease ends.
+    leases: HashMap<EvpId, (String, Instant)>,
 }
 
 impl Store {
@@ -74,6 +82,13 @@ impl Store {
         self.messages
             .get(&evpid.msgid())
             .is_some_and(|m| m.committed)
+    }
+
+    /// True when an instance other than `instance` holds a live lease.
+    fn held_by_other(&self, evpid: EvpId, instance: &str) -> bool {
+        self.leases
+            .get(&evpid)
+            .is_some_and(|(holder, until)| holder != instance && *until > Instant::now())
     }
 }
 
@@ -126,6 +141,10 @@ fn no_empty_envelope(data: &[u8]) -> Result<(), Error> {
 }
 
 impl Queue for MemoryQueue {
+    fn capabilities(&self) -> Vec<String> {
+        vec![LEASE_CAPABILITY.to_owned()]
+    }
+
     async fn message_create(&self) -> Result<MsgId, Error> {
         let mut store = self.store();
         let msgid = loop {
@@ -241,8 +260,59 @@ impl Queue for MemoryQueue {
     }
 
     async fn envelope_delete(&self, evpid: EvpId) -> Result<(), Error> {
-        self.store().envelopes.remove(&evpid);
+        let mut store = self.store();
+        store.leases.remove(&evpid);
+        if store.envelopes.remove(&evpid).is_some() {
+            let msgid = evpid.msgid();
+            let last = store.envelopes.range(envelopes_of(msgid)).next().is_none();
+            if last && store.messages.get(&msgid).is_some_and(|m| m.committed) {
+                store.messages.remove(&msgid);
+            }
+        }
         Ok(())
+    }
+
+    async fn envelope_claim(
+        &self,
+        evpid: EvpId,
+        instance: &str,
+        seconds: u64,
+    ) -> Result<Claim, Error> {
+        let mut store = self.store();
+        if !store.visible(evpid) || !store.envelopes.contains_key(&evpid) {
+            return Ok(Claim::NotFound);
+        }
+        if store.held_by_other(evpid, instance) {
+            return Ok(Claim::Busy);
+        }
+        let until = Instant::now() + Duration::from_secs(seconds);
+        store.leases.insert(evpid, (instance.to_owned(), until));
+        Ok(Claim::Granted)
+    }
+
+    async fn envelope_release(&self, evpid: EvpId, instance: &str) -> Result<(), Error> {
+        let mut store = self.store();
+        if store
+            .leases
+            .get(&evpid)
+            .is_some_and(|(holder, _)| holder == instance)
+        {
+            store.leases.remove(&evpid);
+        }
+        Ok(())
+    }
+
+    async fn envelope_walk_free(
+        &self,
+        after: EvpId,
+        instance: &str,
+    ) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
+        let store = self.store();
+        let next = store
+            .envelopes
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .find(|(id, _)| store.visible(**id) && !store.held_by_other(**id, instance));
+        Ok(next.map(|(id, data)| (*id, data.clone())))
     }
 
     async fn envelope_walk(&self, after: EvpId) -> Result<Option<(EvpId, Vec<u8>)>, Error> {
