@@ -65,11 +65,54 @@ fn a_damaged_message_is_moved_aside_and_not_delivered() {
 }
 
 #[test]
-fn another_key_refuses_to_start() {
+fn another_key_on_standard_input_refuses_to_start() {
     let dir = Scratch::new("layers", "other-key");
     let layers = Layers {
         compress: false,
-        encrypt: Some(KeyFrom::Config),
+        encrypt: Some(KeyFrom::Stdin),
     };
     cases::other_key(&dir, &FsStore::new(&dir), layers);
+}
+
+#[test]
+fn a_key_file_others_may_read_or_a_short_key_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("layers", "key-file");
+    let conf = dir.write(
+        "smtpd.conf",
+        "queue encryption\n\
+         listen on 127.0.0.1 port 2599\n\
+         action \"deliver\" maildir\n\
+         match from any for any action \"deliver\"\n",
+    );
+    let key = dir.write("queue.key", &format!("{}\n", cases::KEY));
+    let run = |env: Option<&str>| {
+        let mut cmd = common::smtpd_command(&dir, &conf);
+        cmd.arg("--queue-key-file")
+            .arg(&key)
+            .env_remove(cases::KEY_ENV);
+        if let Some(value) = env {
+            cmd.env(cases::KEY_ENV, value);
+        }
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("smtpd runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Written world-readable by Scratch::write.
+    let (code, err) = run(None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("queue.key") && err.contains("0644"), "{err}");
+    std::fs::write(&key, "too short\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, err) = run(Some(cases::KEY));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("exactly 32 bytes") && err.contains("not 9"),
+        "{err}"
+    );
 }

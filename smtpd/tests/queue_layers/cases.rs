@@ -100,6 +100,8 @@ pub(crate) enum KeyFrom {
     File,
     /// The environment (smtpd.conf: `queue encryption`).
     Env,
+    /// One line of standard input (smtpd.conf: `queue encryption stdin`).
+    Stdin,
 }
 
 /// The layers of a daemon.
@@ -159,6 +161,7 @@ fn setup(
             lines.push_str("queue encryption\n");
             env.push((KEY_ENV.to_owned(), key.to_owned()));
         }
+        Some(KeyFrom::Stdin) => lines.push_str("queue encryption stdin\n"),
     }
     let conf = dir.write(
         "smtpd.conf",
@@ -177,7 +180,9 @@ fn setup(
     (conf, args, env)
 }
 
-/// The daemon's command line.
+/// The daemon's command line; with the key on standard input, through
+/// `sh`, which gives it a here-document and becomes the daemon (the
+/// harness gives the daemon no input).
 fn command(dir: &Scratch, store: &dyn Store, layers: Layers, key: &str, port: u16) -> Command {
     let (conf, args, env) = setup(dir, store, layers, key, port);
     let mut cmd = smtpd_command(dir, &conf);
@@ -185,7 +190,17 @@ fn command(dir: &Scratch, store: &dyn Store, layers: Layers, key: &str, port: u1
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd
+    if layers.encrypt != Some(KeyFrom::Stdin) {
+        return cmd;
+    }
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("exec \"$0\" \"$@\" <<EOF\n$KEY\nEOF\n")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env("KEY", key)
+        .env_remove(KEY_ENV);
+    sh
 }
 
 impl Daemon {
