@@ -641,6 +641,21 @@ impl Driver {
                 return;
             }
         };
+        if let (Some(sharing), Task::Deliver(_)) = (self.shared.clone(), job.task) {
+            // Another daemon may have tried it since this one walked it:
+            // its retry time is the stored envelope's.
+            let action_ttl = RetryPolicy::action_ttl(&self.config, &envelope.dispatcher);
+            let next = self.policy.first_attempt(&envelope, action_ttl);
+            if let super::Next::Retry(at) = next {
+                if at > now {
+                    if let Err(e) = self.queue.envelope_release(evpid, &sharing.instance).await {
+                        tracing::warn!("evp:{evpid}: cannot release: {e}");
+                    }
+                    let _ = self.ramqueue.outcome(evpid, Outcome::Tempfail(next));
+                    return;
+                }
+            }
+        }
         match job.task {
             Task::Remove => {
                 self.stats.removed += 1;
