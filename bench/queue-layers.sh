@@ -2,7 +2,8 @@
 # The cost of `queue compression` and `queue encryption` on intake over
 # the fs queue: the same daemon in four modes (plain, compressed,
 # encrypted, both) measured in one run, the modes interleaved in every
-# repetition, with smtp-source (SESSIONS concurrent sessions, a new
+# repetition (in turn forwards and backwards, after a sync and SETTLE
+# seconds of rest), with smtp-source (SESSIONS concurrent sessions, a new
 # connection per message, every 250 durable). Local deliveries are paused
 # during the measurement (`smtpctl pause mda`), so only intake is timed.
 # Prints, per mode, the median of the repetitions of two figures and
@@ -28,7 +29,8 @@ MODES=${MODES:-"plain compressed encrypted both"}
 KEY=5f1c0a2e9b7d4e6f8a3b2c1d0e9f8a7b
 command -v smtp-source >/dev/null || { echo "smtp-source is missing (Debian package postfix)" >&2; exit 1; }
 
-cargo build --release --bin smtpd --bin smtpctl >&2
+# BUILD=0 measures the release binaries already built.
+[ "${BUILD:-1}" = 0 ] || cargo build --release --bin smtpd --bin smtpctl >&2
 SMTPD=$PWD/target/release/smtpd
 SMTPCTL=$PWD/target/release/smtpctl
 rm -rf "$BASE"
@@ -93,7 +95,13 @@ for config in $CONFIGS; do
   declare -A rates=() cpus=() rate_ratios=() cpu_ratios=()
   for rep in $(seq "$REPS"); do
     declare -A rep_rate=() rep_cpu=()
-    for mode in $MODES; do
+    # Odd repetitions in the order of MODES, even ones reversed, so that
+    # no mode always runs right after the same other one.
+    order=$MODES
+    [ $((rep % 2)) = 1 ] || order=$(tr ' ' '\n' <<< "$MODES" | tac | tr '\n' ' ')
+    for mode in $order; do
+      # Let the previous run's writes and removals reach the disk.
+      sync; sleep "${SETTLE:-1}"
       read -r r c <<< "$(run "$mode" "$sessions" "$size" "$msgs")"
       rep_rate[$mode]=$r; rep_cpu[$mode]=$c
       rates[$mode]="${rates[$mode]:-} $r"
