@@ -14,7 +14,8 @@
 //!   goes through;
 //! - a filter that answers a malformed line: 451, and the line logged with
 //!   the filter's name; one that never answers: 451 after the filter
-//!   timeout, and the daemon goes on;
+//!   timeout, and the daemon goes on; one that writes a line after the
+//!   request and then stalls is found hung and restarted all the same;
 //! - a message of several megabytes streams through a data-line filter;
 //!   one given up midway (too large) leaves nothing in the next.
 //!
@@ -410,7 +411,18 @@ fn a_filter_killed_mid_message_loses_nothing() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "COMMAND", "STATE", "PID", "REQUESTS", "ERRORS", "RESTARTS", "P99"]
+        [
+            "NAME",
+            "COMMAND",
+            "STATE",
+            "PID",
+            "REQUESTS",
+            "REPORTS",
+            "DATA-LINES",
+            "ERRORS",
+            "RESTARTS",
+            "P99"
+        ]
     );
     let row = lines.next().unwrap();
     assert!(row.starts_with("stamp  proc-exec \"/bin/sh "), "{listing}");
@@ -418,7 +430,16 @@ fn a_filter_killed_mid_message_loses_nothing() {
     let after_command = row.rsplit('"').next().unwrap();
     let cells: Vec<&str> = after_command.split_whitespace().collect();
     assert_eq!(cells[..2], ["running", pid.as_str()], "{listing}");
-    assert_eq!(cells[4], "1", "restarts: {listing}");
+    let count = |i: usize| cells[i].parse::<u64>().unwrap();
+    // Requests: mail-from and commit of the message that went through.
+    assert!(count(2) >= 2, "requests: {listing}");
+    // Every event of both sessions' transactions, and both messages'
+    // lines (the Received: header, the client's, the dot).
+    assert!(count(3) >= 10, "reports: {listing}");
+    assert!(count(4) >= 10, "data-lines: {listing}");
+    // The message cut by the kill.
+    assert!(count(5) >= 1, "errors: {listing}");
+    assert_eq!(cells[6], "1", "restarts: {listing}");
 }
 
 #[test]
@@ -433,6 +454,16 @@ fn a_stalled_filter_times_out_with_a_temporary_failure() {
     c.expect("QUIT", "221 2.0.0 Bye");
     // The silent child is replaced; the daemon serves on.
     smtpd.process.wait_for("backend stamp restarted");
+    // One that writes a line just after the request and then stalls is
+    // just as hung.
+    let mut c = smtpd.client();
+    let reply = c.command("MAIL FROM:<chatty@example.net>");
+    assert!(reply.starts_with("451 4.7.0 "), "{reply}");
+    smtpd
+        .process
+        .wait_for("backend stamp hung: no output for 2 s with requests in flight");
+    smtpd.process.wait_for("backend stamp restarted");
+    c.expect("QUIT", "221 2.0.0 Bye");
     let mut c = smtpd.client();
     // A malformed answer: logged with the filter's name and the line.
     let reply = c.command("MAIL FROM:<garbage@example.net>");

@@ -26,18 +26,30 @@ pub fn tables(tables: &[TableStatus]) -> String {
 }
 
 /// What `smtpctl show filters` prints: the same columns with the process's
-/// state after its command.
+/// state after its command, and the lines sent that answer nothing:
+/// REQUESTS counts filter requests (one per phase asked), REPORTS report
+/// lines, DATA-LINES data-lines; ERRORS counts failed requests and
+/// messages whose data-lines failed there; P99 is the requests' latency.
 ///
 /// ```text
-/// NAME   COMMAND                      STATE    PID    REQUESTS  ERRORS  RESTARTS  P99
-/// guard  proc-exec "filter-guard -v"  running  31338  88        0       1         410us
+/// NAME   COMMAND                      STATE    PID    REQUESTS  REPORTS  DATA-LINES  ERRORS  RESTARTS  P99
+/// guard  proc-exec "filter-guard -v"  running  31338  88        130      4012        0       1         410us
 /// ```
 pub fn filters(filters: &[FilterStatus]) -> String {
     let header = [
-        "NAME", "COMMAND", "STATE", "PID", "REQUESTS", "ERRORS", "RESTARTS", "P99",
+        "NAME",
+        "COMMAND",
+        "STATE",
+        "PID",
+        "REQUESTS",
+        "REPORTS",
+        "DATA-LINES",
+        "ERRORS",
+        "RESTARTS",
+        "P99",
     ];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 8]> = std::iter::once(header.map(str::to_owned))
+    let rows: Vec<[String; 10]> = std::iter::once(header.map(str::to_owned))
         .chain(filters.iter().map(|f| {
             let p = &f.proc;
             [
@@ -46,6 +58,8 @@ pub fn filters(filters: &[FilterStatus]) -> String {
                 f.state.clone(),
                 p.pid.map_or_else(dash, |pid| pid.to_string()),
                 p.requests.to_string(),
+                f.reports.to_string(),
+                f.data_lines.to_string(),
                 p.errors.to_string(),
                 p.restarts.to_string(),
                 p.p99_micros.map_or_else(dash, latency),
@@ -133,19 +147,23 @@ mod tests {
                     restarts: 1,
                     p99_micros: Some(410),
                 },
+                reports: 130,
+                data_lines: 4012,
             },
             FilterStatus {
                 name: "dkim".into(),
                 command: "proc-exec \"d\"".into(),
                 state: "down (the backend exited)".into(),
                 proc: ProcCounters::default(),
+                reports: 0,
+                data_lines: 0,
             },
         ]);
         assert_eq!(
             listing,
-            "NAME   COMMAND                      STATE                      PID    REQUESTS  ERRORS  RESTARTS  P99\n\
-             guard  proc-exec \"filter-guard -v\"  running                    31338  88        0       1         410us\n\
-             dkim   proc-exec \"d\"                down (the backend exited)  -      0         0       0         -\n"
+            "NAME   COMMAND                      STATE                      PID    REQUESTS  REPORTS  DATA-LINES  ERRORS  RESTARTS  P99\n\
+             guard  proc-exec \"filter-guard -v\"  running                    31338  88        130      4012        0       1         410us\n\
+             dkim   proc-exec \"d\"                down (the backend exited)  -      0         0        0           0       0         -\n"
         );
     }
 

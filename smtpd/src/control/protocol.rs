@@ -381,9 +381,14 @@ pub struct FilterStatus {
     pub command: String,
     /// `running`, `down (WHY)` or `stopped`.
     pub state: String,
-    /// Its counters: requests are filter requests (not reports or
-    /// data-lines), latency that of their answers.
+    /// Its counters: requests are filter requests (one per phase asked),
+    /// errors the failed requests and the messages whose data-lines
+    /// failed here, latency that of the requests' answers.
     pub proc: ProcCounters,
+    /// Report lines sent.
+    pub reports: u64,
+    /// Data-lines sent.
+    pub data_lines: u64,
 }
 
 /// The counters of a table served by a program (`crate::table::ProcStats`

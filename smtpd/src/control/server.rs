@@ -304,10 +304,12 @@ fn show_filters(filters: Option<&crate::filter::Filters>) -> Vec<Answer> {
                 proc: ProcCounters {
                     pid: p.stats.pid,
                     requests: p.stats.requests,
-                    errors: p.stats.errors,
+                    errors: p.stats.errors + p.flow.data_errors,
                     restarts: p.stats.restarts,
                     p99_micros: p.stats.p99_micros,
                 },
+                reports: p.flow.reports,
+                data_lines: p.flow.data_lines,
             })
         })
         .chain([Answer::Succeeded])

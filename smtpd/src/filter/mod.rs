@@ -47,9 +47,11 @@ use crate::proc::{Spec, StartError, State, Stats};
 use crate::table::Tables;
 
 pub use chain::{Chain, Member, MemberKind};
-pub use proc_exec::{FilterProc, FilterProtocol, Registration, SESSION_TIMEOUT_SECS};
+pub use proc_exec::{
+    FilterProc, FilterProtocol, Flow, FlowStats, Registration, SESSION_TIMEOUT_SECS, STREAM_LINES,
+};
 pub use session::{filter_reply, SessionFilters, Verdict};
-pub use stream::DataStream;
+pub use stream::{DataOutput, DataStream};
 
 /// How long a filter process may take to answer, unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -91,8 +93,10 @@ pub struct ProcStatus {
     pub command: String,
     /// Where it is in its life.
     pub state: State,
-    /// Its counters.
+    /// Its request counters.
     pub stats: Stats,
+    /// Its report and data-line counters.
+    pub flow: FlowStats,
 }
 
 impl Filters {
@@ -135,7 +139,8 @@ impl Filters {
                     crate::config::Subsystem::SmtpOut => Subsystem::SmtpOut,
                 })
                 .collect();
-            let protocol = FilterProtocol::new(proc.name.clone(), subsystems, options.admd.clone());
+            let protocol = FilterProtocol::new(proc.name.clone(), subsystems, options.admd.clone())
+                .with_timeout(options.timeout);
             match FilterProc::start(protocol, spec).await {
                 Ok(started) => procs.push(started),
                 Err(e) => {
@@ -206,6 +211,7 @@ impl Filters {
                 command: p.supervisor().spec().command.clone(),
                 state: p.supervisor().state().borrow().clone(),
                 stats: p.supervisor().stats(),
+                flow: p.flow().snapshot(),
             })
             .collect()
     }
@@ -245,8 +251,11 @@ impl Outbound {
                 .registration()
                 .is_some_and(|r| r.reports(Subsystem::SmtpOut, kind))
             {
-                if let Err(e) = proc.supervisor().send(&line) {
-                    tracing::debug!("report {} to filter {}: {e}", kind.name(), proc.name());
+                match proc.supervisor().send(&line) {
+                    Ok(()) => proc.flow().report(),
+                    Err(e) => {
+                        tracing::debug!("report {} to filter {}: {e}", kind.name(), proc.name());
+                    }
                 }
             }
         }

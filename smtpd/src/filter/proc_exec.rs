@@ -15,6 +15,7 @@
 //! chain that uses it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -83,22 +84,50 @@ impl Registration {
     }
 }
 
+/// How many data-lines a filter may have written ahead of the session
+/// (or the next filter) reading them; beyond that the filter's output is
+/// not read until there is room (backpressure).
+pub const STREAM_LINES: usize = 64;
+
 /// Where one session's data-lines go, by session and token.
-type Routes = HashMap<(SessionId, Token), mpsc::UnboundedSender<Vec<u8>>>;
+type Routes = HashMap<(SessionId, Token), mpsc::Sender<Vec<u8>>>;
+
+/// A line for a full stream, held until it has room.
+type Blocked = (SessionId, Token, mpsc::Sender<Vec<u8>>, Vec<u8>);
 
 /// Where the data-lines a filter writes go: to the stream of the session
-/// and token they name.
-#[derive(Debug, Default)]
+/// and token they name, each a bounded channel. A line for a full stream
+/// waits in [`Streams::relieve`], and the filter's output is not read
+/// meanwhile.
+#[derive(Debug)]
 pub struct Streams {
     routes: Mutex<Routes>,
+    blocked: Mutex<Option<Blocked>>,
+    /// How long a line may wait for room before its stream is cut.
+    timeout: Duration,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self::new(super::DEFAULT_TIMEOUT)
+    }
 }
 
 impl Streams {
+    /// No stream yet; a line waits at most `timeout` for room.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            routes: Mutex::default(),
+            blocked: Mutex::default(),
+            timeout,
+        }
+    }
+
     /// Opens the stream of `session` at `token`; its lines arrive on the
     /// receiver until [`Streams::close`] (or until the receiver is
     /// dropped).
-    pub fn open(&self, session: SessionId, token: Token) -> mpsc::UnboundedReceiver<Vec<u8>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn open(&self, session: SessionId, token: Token) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(STREAM_LINES);
         self.routes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -114,12 +143,44 @@ impl Streams {
             .remove(&(session, token));
     }
 
-    /// Hands a line to its stream; false when no stream is open there.
+    /// Hands a line to its stream; false when no stream is open there. A
+    /// line for a full stream is kept for [`Streams::relieve`].
     fn deliver(&self, session: SessionId, token: Token, line: Vec<u8>) -> bool {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        routes
-            .get(&(session, token))
-            .is_some_and(|tx| tx.send(line).is_ok())
+        let Some(tx) = routes.get(&(session, token)) else {
+            return false;
+        };
+        match tx.try_send(line) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(line)) => {
+                *self.blocked.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((session, token, tx.clone(), line));
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Waits until the held line, if any, has room in its stream. A
+    /// stream that takes nothing for the timeout is cut (its reader then
+    /// sees it end early and fails the message).
+    async fn relieve(&self) {
+        let held = self
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some((session, token, tx, line)) = held else {
+            return;
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(self.timeout, tx.send(line)).await {
+            return;
+        }
+        tracing::warn!(
+            "data-lines of session {session}: not read for {} s, stream cut",
+            self.timeout.as_secs()
+        );
+        self.close(session, token);
     }
 }
 
@@ -146,6 +207,13 @@ impl FilterProtocol {
             admd: admd.into(),
             streams: Arc::default(),
         }
+    }
+
+    /// This protocol with data-lines waiting at most `timeout` for a slow
+    /// reader.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.streams = Arc::new(Streams::new(timeout));
+        self
     }
 }
 
@@ -199,6 +267,10 @@ impl Family for FilterProtocol {
         }
     }
 
+    fn relieve(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.streams.relieve()
+    }
+
     fn decode(&self, line: &[u8]) -> Decoded<Self::Key, Decision> {
         match Output::parse(line) {
             Ok(Output::Result {
@@ -232,11 +304,59 @@ impl Family for FilterProtocol {
     }
 }
 
+/// What a process was sent besides requests, for `smtpctl show filters`
+/// (the supervisor counts requests, their errors and latency).
+#[derive(Debug, Default)]
+pub struct Flow {
+    reports: AtomicU64,
+    data_lines: AtomicU64,
+    data_errors: AtomicU64,
+}
+
+/// A snapshot of a [`Flow`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Report lines sent.
+    pub reports: u64,
+    /// Data-lines sent.
+    pub data_lines: u64,
+    /// Messages whose data-lines failed on this process (it went down,
+    /// did not read them or did not give the message back in time).
+    pub data_errors: u64,
+}
+
+impl Flow {
+    /// Counts a report line sent.
+    pub fn report(&self) {
+        self.reports.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a data-line sent.
+    pub fn data_line(&self) {
+        self.data_lines.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a message whose data-lines failed here.
+    pub fn data_error(&self) {
+        self.data_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> FlowStats {
+        FlowStats {
+            reports: self.reports.load(Ordering::Relaxed),
+            data_lines: self.data_lines.load(Ordering::Relaxed),
+            data_errors: self.data_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// One filter process, shared by every session.
 #[derive(Clone)]
 pub struct FilterProc {
     supervisor: Supervisor<FilterProtocol>,
     streams: Arc<Streams>,
+    flow: Arc<Flow>,
     /// What a process registered last, kept while none runs.
     last: Arc<Mutex<Option<Arc<Registration>>>>,
 }
@@ -250,6 +370,7 @@ impl FilterProc {
         Ok(Self {
             supervisor,
             streams,
+            flow: Arc::default(),
             last,
         })
     }
@@ -287,6 +408,11 @@ impl FilterProc {
     /// The data-line streams of its sessions.
     pub fn streams(&self) -> &Streams {
         &self.streams
+    }
+
+    /// Its report and data-line counters.
+    pub fn flow(&self) -> &Flow {
+        &self.flow
     }
 }
 
@@ -388,5 +514,48 @@ mod tests {
             panic!("accepted");
         };
         assert_eq!(key, Some((SessionId(0xa1), Token(2))));
+    }
+
+    fn dataline(i: usize) -> Vec<u8> {
+        format!("filter-dataline|0000000000000001|0000000000000001|{i}").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_full_stream_holds_the_reader_until_there_is_room() {
+        let protocol = FilterProtocol::new("f", vec![Subsystem::SmtpIn], "mx");
+        let mut rx = protocol.streams.open(SessionId(1), Token(1));
+        for i in 0..=STREAM_LINES {
+            assert_eq!(protocol.decode(&dataline(i)), Decoded::Handled);
+        }
+        // The line past the bound waits, and the reader with it.
+        let relieve = protocol.relieve();
+        tokio::pin!(relieve);
+        assert!(futures::poll!(relieve.as_mut()).is_pending());
+        assert_eq!(rx.recv().await.unwrap(), b"0");
+        relieve.await;
+        for i in 1..=STREAM_LINES {
+            assert_eq!(rx.recv().await.unwrap(), i.to_string().into_bytes());
+        }
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_nobody_reads_is_cut_after_the_timeout() {
+        let protocol = FilterProtocol::new("f", vec![Subsystem::SmtpIn], "mx")
+            .with_timeout(Duration::from_secs(3));
+        let mut rx = protocol.streams.open(SessionId(1), Token(1));
+        for i in 0..=STREAM_LINES {
+            protocol.decode(&dataline(i));
+        }
+        protocol.relieve().await;
+        // What fitted is there, then the stream ends: its reader fails the
+        // message rather than miss a line.
+        for i in 0..STREAM_LINES {
+            assert_eq!(rx.recv().await.unwrap(), i.to_string().into_bytes());
+        }
+        assert_eq!(rx.recv().await, None);
+        assert!(!protocol
+            .streams
+            .deliver(SessionId(1), Token(1), b"late".to_vec()));
     }
 }

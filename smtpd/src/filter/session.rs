@@ -28,7 +28,7 @@ use smtpd_sdk::proto::{SessionId, Timestamp, Token};
 
 use super::builtin::{self, Facts, Outcome};
 use super::chain::{response_phase, wire_phase, Chain, MemberKind};
-use super::stream::DataStream;
+use super::stream::{DataOutput, DataStream};
 use super::Inner;
 use crate::smtp::Reply;
 
@@ -185,8 +185,11 @@ impl SessionFilters {
             let line = line.get_or_insert_with(|| {
                 report_line(Subsystem::SmtpIn, self.id, event.clone(), Timestamp::now())
             });
-            if let Err(e) = proc.supervisor().send(line) {
-                tracing::debug!("report {} to filter {}: {e}", kind.name(), proc.name());
+            match proc.supervisor().send(line) {
+                Ok(()) => proc.flow().report(),
+                Err(e) => {
+                    tracing::debug!("report {} to filter {}: {e}", kind.name(), proc.name());
+                }
             }
         }
     }
@@ -327,7 +330,7 @@ impl SessionFilters {
     /// Starts the message's data-line stream through the chain's processes
     /// that filter `data-line`; `None` when none does (lines then go
     /// straight to the queue). Fails (451) when one of them is down.
-    pub fn start_data(&self) -> Result<Option<DataStream>, Reply> {
+    pub fn start_data(&self) -> Result<Option<(DataStream, DataOutput)>, Reply> {
         let mut stages = Vec::new();
         for (index, member) in self.chain.members.iter().enumerate() {
             let MemberKind::Proc(p) = member.kind else {

@@ -1,18 +1,24 @@
 //! A message's data-line stream through the processes of a chain that
 //! filter `data-line` (protocols.md section 2.7).
 //!
-//! The session sends every line (dot-stuffed as the client sent it, the
-//! final `.` last) to the first process; what a process writes for the
-//! session (any number of `filter-dataline` lines) reaches this stream
-//! through the process's [`Streams`](super::proc_exec::Streams), and a
-//! forwarder task sends it on to the next process; what the last one writes
-//! comes back to the session ([`DataStream::next`]). Each send waits while
-//! the process has not read half its buffer, so a large message streams
-//! through in bounded memory, at the pace of the slowest process. A
-//! process that goes down, or writes nothing for its timeout while the
-//! session waits for the end of the message, fails the stream (451): the
-//! message is dropped, never half queued.
+//! The stream has two halves. The session sends every line (dot-stuffed
+//! as the client sent it, the final `.` last) through the [`DataStream`]
+//! to the first process; what a process writes for the session (any
+//! number of `filter-dataline` lines) reaches a bounded channel through
+//! the process's [`Streams`](super::proc_exec::Streams), and a forwarder
+//! task sends it on to the next process; what the last one writes comes
+//! out of the [`DataOutput`], which the session reads concurrently (it
+//! writes the message to the queue as it comes, while the client is still
+//! sending). Every hop is bounded: each send waits while the process has
+//! not read half its buffer, and a process's output is not read while its
+//! channel is full, so a large message streams through in bounded memory
+//! at the pace of the slowest stage, even through a filter that holds the
+//! whole message and gives it back at the end. A process that goes down,
+//! or writes nothing for its timeout while the output is awaited, fails
+//! the stream (451): the message is dropped, never half queued.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smtpd_sdk::proto::filter::{Input, Phase};
@@ -33,47 +39,60 @@ fn data_line(session: SessionId, token: Token, line: &[u8]) -> Input {
     request_line(Phase::DataLine, session, token, line, Timestamp::now())
 }
 
-/// One message on its way through the data-line filters.
+/// The sending half of one message's way through the data-line filters.
 pub struct DataStream {
     session: SessionId,
     stages: Vec<(FilterProc, Token)>,
-    output: mpsc::UnboundedReceiver<Vec<u8>>,
-    /// Names a process that went down.
-    down: mpsc::UnboundedReceiver<String>,
+    /// Set when a process goes down.
+    down: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     timeout: Duration,
     /// The final `.` was sent.
     ended: bool,
+    /// A send failed: the filters are no use for this message.
+    failed: bool,
+}
+
+/// The receiving half: what the last process gives back.
+pub struct DataOutput {
+    session: SessionId,
+    output: mpsc::Receiver<Vec<u8>>,
+    /// Names a process that went down.
+    down: mpsc::UnboundedReceiver<String>,
+    /// Every stage, to count a failure on.
+    stages: Vec<FilterProc>,
+    timeout: Duration,
     /// The final `.` came back.
     done: bool,
-    /// A send or a wait failed: the filters are no use for this message.
-    failed: bool,
 }
 
 impl DataStream {
     /// Opens the stream of `session` through `stages` (process and its
     /// data-line token), in order; there is at least one.
-    pub(super) fn start(session: SessionId, stages: Vec<(FilterProc, Token)>) -> Self {
+    pub(super) fn start(
+        session: SessionId,
+        stages: Vec<(FilterProc, Token)>,
+    ) -> (Self, DataOutput) {
         let mut receivers: Vec<_> = stages
             .iter()
             .map(|(proc, token)| proc.streams().open(session, *token))
             .collect();
-        let (down_tx, down) = mpsc::unbounded_channel();
+        let (down_tx, down_rx) = mpsc::unbounded_channel();
+        let down = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for (proc, _) in &stages {
             let mut state = proc.supervisor().state();
-            let (tx, name) = (down_tx.clone(), proc.name().to_owned());
+            let (tx, flag, name) = (down_tx.clone(), Arc::clone(&down), proc.name().to_owned());
             tasks.push(tokio::spawn(async move {
                 let gone = state
                     .wait_for(|s| !matches!(s, State::Running { .. }))
                     .await;
                 drop(gone);
+                flag.store(true, Ordering::Relaxed);
                 tx.send(name).ok();
             }));
         }
-        let output = receivers
-            .pop()
-            .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let output = receivers.pop().unwrap_or_else(|| mpsc::channel(1).1);
         for (input, (proc, token)) in receivers.into_iter().zip(stages.iter().skip(1)) {
             tasks.push(tokio::spawn(forward(input, proc.clone(), session, *token)));
         }
@@ -82,38 +101,34 @@ impl DataStream {
             .map(|(proc, _)| proc.timeout())
             .max()
             .unwrap_or(Duration::from_secs(60));
-        Self {
+        let output = DataOutput {
+            session,
+            output,
+            down: down_rx,
+            stages: stages.iter().map(|(proc, _)| proc.clone()).collect(),
+            timeout,
+            done: false,
+        };
+        let input = Self {
             session,
             stages,
-            output,
             down,
             tasks,
             timeout,
             ended: false,
-            done: false,
             failed: false,
-        }
+        };
+        (input, output)
     }
 
-    /// Gives up the message before its end: in the background, sends the
-    /// final `.` (as OpenSMTPD does after an error) and drops what comes
-    /// back up to the filters' own `.`, so that nothing of this message
-    /// reaches the next one; bounded by the filter timeout. The session
-    /// waits for the task before it starts another message.
-    pub fn abandon(mut self) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            if self.failed {
-                return;
-            }
-            if !self.ended && self.send(b".").await.is_err() {
-                return;
-            }
-            while !self.done {
-                if self.next().await.is_err() {
-                    return;
-                }
-            }
-        })
+    /// Whether the final `.` went out (and every line before it).
+    pub fn dot_sent(&self) -> bool {
+        self.ended && !self.failed
+    }
+
+    /// Whether the final `.` went out, or nothing more can.
+    pub fn is_over(&self) -> bool {
+        self.ended || self.failed
     }
 
     /// Sends one line (stuffed; `.` ends the message) to the first
@@ -125,8 +140,11 @@ impl DataStream {
     }
 
     async fn send_line(&mut self, line: &[u8]) -> Result<(), Reply> {
-        if let Ok(name) = self.down.try_recv() {
-            tracing::warn!("filter {name} went down during a message");
+        if self.failed || self.down.load(Ordering::Relaxed) {
+            tracing::warn!(
+                "filters of session {}: a process went down during a message",
+                self.session
+            );
             return Err(failed());
         }
         let Some((proc, token)) = self.stages.first() else {
@@ -141,9 +159,13 @@ impl DataStream {
             false => tokio::time::timeout(self.timeout, supervisor.send_paced(&request)).await,
         };
         match sent {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                proc.flow().data_line();
+                Ok(())
+            }
             Ok(Err(e)) => {
                 tracing::warn!("filter {}: data-line: {e}", proc.name());
+                proc.flow().data_error();
                 Err(failed())
             }
             Err(_) => {
@@ -152,31 +174,39 @@ impl DataStream {
                     proc.name(),
                     self.timeout.as_secs()
                 );
+                proc.flow().data_error();
                 Err(failed())
             }
         }
     }
 
-    /// The next line the last process wrote, if one is there already.
-    pub fn try_next(&mut self) -> Option<Vec<u8>> {
-        let line = self.output.try_recv().ok()?;
-        self.done |= line == b".";
-        Some(line)
+    /// Ends a message given up before its end: sends the final `.` (as
+    /// OpenSMTPD does after an error) unless it went out or the filters
+    /// failed, so that what they still hold of it comes back, to be
+    /// dropped by the output's reader.
+    pub async fn end(&mut self) {
+        if !self.is_over() {
+            self.send(b".").await.ok();
+        }
+    }
+}
+
+impl DataOutput {
+    /// Whether the final `.` came back.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     /// The next line the last process writes; fails when a process goes
     /// down or writes nothing for its timeout.
     pub async fn next(&mut self) -> Result<Vec<u8>, Reply> {
-        let line = self.next_line().await;
-        self.failed |= line.is_err();
-        line
-    }
-
-    async fn next_line(&mut self) -> Result<Vec<u8>, Reply> {
         tokio::select! {
             biased;
             line = self.output.recv() => {
-                let line = line.ok_or_else(failed)?;
+                let Some(line) = line else {
+                    self.count_failure(None);
+                    return Err(failed());
+                };
                 self.done |= line == b".";
                 Ok(line)
             }
@@ -185,6 +215,7 @@ impl DataStream {
                     "filter {} went down during a message",
                     name.as_deref().unwrap_or("?")
                 );
+                self.count_failure(name.as_deref());
                 Err(failed())
             }
             () = tokio::time::sleep(self.timeout) => {
@@ -193,8 +224,17 @@ impl DataStream {
                     self.session,
                     self.timeout.as_secs()
                 );
+                self.count_failure(None);
                 Err(failed())
             }
+        }
+    }
+
+    /// Counts a failed message on the process named, else the last one.
+    fn count_failure(&self, name: Option<&str>) {
+        let named = name.and_then(|n| self.stages.iter().find(|p| p.name() == n));
+        if let Some(proc) = named.or_else(|| self.stages.last()) {
+            proc.flow().data_error();
         }
     }
 }
@@ -204,6 +244,15 @@ impl std::fmt::Debug for DataStream {
         f.debug_struct("DataStream")
             .field("session", &self.session)
             .field("stages", &self.stages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DataOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataOutput")
+            .field("session", &self.session)
+            .field("done", &self.done)
             .finish_non_exhaustive()
     }
 }
@@ -221,7 +270,7 @@ impl Drop for DataStream {
 
 /// Sends what one process wrote to the next, until the final `.`.
 async fn forward(
-    mut input: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut input: mpsc::Receiver<Vec<u8>>,
     next: FilterProc,
     session: SessionId,
     token: Token,
@@ -234,8 +283,10 @@ async fn forward(
             .await
         {
             tracing::warn!("filter {}: data-line: {e}", next.name());
+            next.flow().data_error();
             return;
         }
+        next.flow().data_line();
         if end {
             return;
         }

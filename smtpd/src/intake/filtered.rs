@@ -7,25 +7,179 @@
 //! The transaction's id in `tx-*` events is drawn at MAIL FROM (the queue
 //! message is created only at DATA); `tx-envelope` carries the queued
 //! envelopes' ids.
+//!
+//! With data-line filters, [`Filtering`] is the message between DATA and
+//! its end: the stream the handler sends the client's lines into, and the
+//! task ([`write_filtered`]) that owns the queue message meanwhile and
+//! writes what the filters give back as it comes, so that nothing of the
+//! message piles up in memory whatever the filters hold back.
+
+use std::sync::Arc;
 
 use smtpd_sdk::proto::filter::{AuthResult, Event, EventKind, Fcrdns, TxResult};
 use smtpd_sdk::proto::{EvpId, MsgId, Timestamp};
-
-use crate::dns::{self, PeerName};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::filter::{DataStream, SessionFilters};
+use super::message::Message;
+use crate::dns::{self, PeerName};
+use crate::filter::{DataOutput, DataStream, SessionFilters};
+use crate::queue::QueueBackend;
 use crate::smtp::conn::Notice;
 use crate::smtp::{Reply, Session, TlsInfo};
 
+/// What the writer of a filtered message does with what comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Writes it to the queue message.
+    Write,
+    /// Drops it up to the filters' `.` (the message was given up).
+    Discard,
+    /// Stops at once (the filters failed; nothing more will come).
+    Stop,
+}
+
+/// The writer's result: the message (`None` if the task was lost), and
+/// whether all of it was written.
+pub(super) type Written = (Option<Message>, Result<(), Reply>);
+
+fn filter_failed() -> Reply {
+    Reply::bare(451, "4.7.0 Filter failed, try again later")
+}
+
+/// A message on its way through the data-line filters.
+pub(super) struct Filtering {
+    /// Where the client's lines go.
+    pub(super) input: DataStream,
+    /// The task writing what comes back.
+    writer: JoinHandle<(Message, Result<(), Reply>)>,
+    mode: watch::Sender<Mode>,
+}
+
+impl Filtering {
+    /// Starts writing what `output` gives back into `message`.
+    pub(super) fn start(
+        input: DataStream,
+        output: DataOutput,
+        message: Message,
+        queue: Arc<dyn QueueBackend>,
+    ) -> Self {
+        let (mode, watched) = watch::channel(Mode::Write);
+        let writer = tokio::spawn(write_filtered(message, queue, output, watched));
+        Self {
+            input,
+            writer,
+            mode,
+        }
+    }
+
+    /// Whether the writer ended: the filters gave back the whole message
+    /// (their `.`), or it failed.
+    pub(super) fn writer_done(&self) -> bool {
+        self.writer.is_finished()
+    }
+
+    /// Sends the final `.` and waits for the rest to be written.
+    pub(super) async fn finish(mut self) -> Written {
+        if let Err(reply) = self.input.send(b".").await {
+            self.mode.send_replace(Mode::Stop);
+            let (message, _) = join(self.writer).await;
+            return (message, Err(reply));
+        }
+        join(self.writer).await
+    }
+
+    /// Gives the message up: drops what still comes back up to the
+    /// filters' `.` (sent now if it was not), then deletes the queue
+    /// message; in the background, bounded by the filter timeout.
+    fn abandon(self, queue: Arc<dyn QueueBackend>) -> JoinHandle<()> {
+        let Self {
+            mut input,
+            writer,
+            mode,
+        } = self;
+        mode.send_replace(Mode::Discard);
+        tokio::spawn(async move {
+            input.end().await;
+            if !input.dot_sent() {
+                // The filters failed: no `.` will come back.
+                mode.send_replace(Mode::Stop);
+            }
+            if let (Some(message), _) = join(writer).await {
+                if let Err(e) = queue.message_delete(message.msgid).await {
+                    tracing::warn!("cannot drop message {}: {e}", message.msgid);
+                }
+            }
+            drop(input);
+        })
+    }
+}
+
+/// Waits for the writer.
+async fn join(writer: JoinHandle<(Message, Result<(), Reply>)>) -> Written {
+    match writer.await {
+        Ok((message, outcome)) => (Some(message), outcome),
+        Err(e) => {
+            tracing::error!("the writer of a filtered message failed: {e}");
+            (None, Err(filter_failed()))
+        }
+    }
+}
+
+/// Writes what the data-line filters give back into `message`, unstuffed,
+/// as it comes, up to their `.`; after a failure (of the filters or the
+/// queue) drops the rest, up to that `.`.
+async fn write_filtered(
+    mut message: Message,
+    queue: Arc<dyn QueueBackend>,
+    mut output: DataOutput,
+    mut mode: watch::Receiver<Mode>,
+) -> (Message, Result<(), Reply>) {
+    let mut outcome = Ok(());
+    loop {
+        let line = tokio::select! {
+            biased;
+            stop = mode.wait_for(|m| *m == Mode::Stop) => {
+                drop(stop);
+                if outcome.is_ok() {
+                    outcome = Err(filter_failed());
+                }
+                break;
+            }
+            line = output.next() => line,
+        };
+        let line = match line {
+            Ok(line) => line,
+            Err(reply) => {
+                if outcome.is_ok() {
+                    outcome = Err(reply);
+                }
+                break;
+            }
+        };
+        if line == b"." {
+            break;
+        }
+        if outcome.is_err() || *mode.borrow() != Mode::Write {
+            continue;
+        }
+        let line = line.strip_prefix(b".").unwrap_or(&line);
+        if let Err(reply) = message.take_line(queue.as_ref(), line).await {
+            outcome = Err(reply);
+        }
+    }
+    (message, outcome)
+}
+
 /// A filtered session's filter state.
-#[derive(Debug)]
 pub(super) struct FilterState {
     pub(super) filters: SessionFilters,
-    /// The message's data-line stream, between DATA and its end.
-    pub(super) stream: Option<DataStream>,
+    /// The message's way through the data-line filters, between DATA and
+    /// its end.
+    pub(super) stream: Option<Filtering>,
     /// An abandoned message's stream, finishing in the background.
     draining: Option<JoinHandle<()>>,
+    queue: Arc<dyn QueueBackend>,
     /// The transaction's id in reports, from MAIL FROM to its end.
     msgid: Option<MsgId>,
     /// The size of the message being committed, until the reply.
@@ -72,7 +226,13 @@ fn visible(user: &str) -> String {
 impl FilterState {
     /// The state of a new session, its `link-connect` sent: `src` and
     /// `dest` are `ADDR:PORT` (`unix:...` on the local socket).
-    pub(super) fn new(filters: SessionFilters, name: &PeerName, src: String, dest: String) -> Self {
+    pub(super) fn new(
+        filters: SessionFilters,
+        queue: Arc<dyn QueueBackend>,
+        name: &PeerName,
+        src: String,
+        dest: String,
+    ) -> Self {
         filters.report(Event::LinkConnect {
             rdns: name.rdns_or_unknown().to_owned(),
             fcrdns: match name.fcrdns {
@@ -87,6 +247,7 @@ impl FilterState {
             filters,
             stream: None,
             draining: None,
+            queue,
             msgid: None,
             committing: None,
             closing: false,
@@ -97,9 +258,9 @@ impl FilterState {
     /// ([`DataStream::abandon`]).
     pub(super) fn abandon_stream(&mut self) {
         if let Some(stream) = self.stream.take() {
-            if let Some(previous) = self.draining.replace(stream.abandon()) {
-                previous.abort();
-            }
+            // A previous one still draining goes on by itself (it deletes
+            // its message at the end).
+            self.draining = Some(stream.abandon(Arc::clone(&self.queue)));
         }
     }
 

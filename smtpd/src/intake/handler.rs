@@ -3,7 +3,8 @@
 //! credentials table.
 //!
 //! The message is created in the queue at DATA and written in chunks of
-//! [`CHUNK`] bytes, the `Received:` header first. At the end of DATA the
+//! [`CHUNK`](super::message::CHUNK) bytes (`message.rs`), the `Received:`
+//! header first. At the end of DATA the
 //! remainder is written, one envelope is created per accepted recipient
 //! (`type: mda` for a local action, `mta` for a relay), and the message is
 //! committed; only then does the session answer 250. Any queue failure
@@ -14,8 +15,9 @@
 //! at each phase; when some of them filter `data-line`, the message (the
 //! `Received:` header first, `X-Spam: Yes` before it for junk) goes
 //! through them line by line and what comes back is what is written, as
-//! if the client had sent it; the `commit` phase runs once the message
-//! came back whole, before the queue's commit.
+//! if the client had sent it, by a task that writes it as it comes
+//! (`filtered.rs`); the `commit` phase runs once the message came back
+//! whole, before the queue's commit.
 
 use std::io;
 use std::sync::Arc;
@@ -23,17 +25,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::filtered::FilterState;
+use super::filtered::{FilterState, Filtering};
 use super::headers::MissingHeaders;
-use super::hops::Hops;
 use super::masquerade::Masquerade;
+use super::message::Message;
 use super::source::Source;
 use super::{date, hostnames, senders, Error, Shared};
 use crate::config::{Listener, ListenerTls};
 use crate::delivery::expand::{Delivery, Expander, Failure};
 use crate::dns::{Fcrdns, PeerName};
 use crate::filter::builtin::Facts as FilterFacts;
-use crate::filter::{DataStream, SessionFilters, Verdict};
+use crate::filter::{SessionFilters, Verdict};
 use crate::log::SessionLog;
 use crate::queue::envelope::{self as qenv, Flags, MailAddr};
 use crate::queue::{self, unix_now, MsgId};
@@ -50,9 +52,6 @@ use smtpd_sdk::proto::filter::Phase;
 
 /// How long a client has to finish a TLS handshake.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The bytes buffered before a write to the queue.
-pub(super) const CHUNK: usize = 64 * 1024;
 
 /// What a listener's sessions share beyond the [`SessionConfig`].
 pub struct ListenerContext {
@@ -177,19 +176,6 @@ struct Facts {
     tls: bool,
 }
 
-/// A message being received.
-struct Message {
-    msgid: MsgId,
-    buffer: Vec<u8>,
-    written: u64,
-    /// On the socket listener: what the header section lacks.
-    headers: Option<MissingHeaders>,
-    /// The `Received:` headers counted (the loop cut).
-    hops: Hops,
-    /// With `senders ... masquerade`: the `From:` rewriter.
-    masquerade: Option<Masquerade>,
-}
-
 /// One session's link to the rules, the queue, TLS and credentials.
 pub struct IntakeHandler {
     shared: Arc<Shared>,
@@ -244,7 +230,8 @@ impl IntakeHandler {
         src: String,
         dest: String,
     ) -> Self {
-        self.filters = Some(FilterState::new(filters, &self.peer_name, src, dest));
+        let queue = Arc::clone(&self.shared.queue);
+        self.filters = Some(FilterState::new(filters, queue, &self.peer_name, src, dest));
         self
     }
 
@@ -255,56 +242,27 @@ impl IntakeHandler {
         }
     }
 
-    /// One line of the message as the client (or the data-line filters)
-    /// sent it, unstuffed: the loop cut, masquerading, then the queue.
+    /// One line of the message as the client sent it, unstuffed.
     async fn take_line(&mut self, line: &[u8]) -> Result<(), Reply> {
         let Some(message) = self.message.as_mut() else {
             return Ok(());
         };
-        if message.hops.line(line).is_err() {
-            return Err(Reply::loop_detected());
-        }
-        let masquerade = message.masquerade.as_mut().filter(|m| !m.passes());
-        match masquerade.map(|m| m.line(line)) {
-            Some(released) => {
-                for line in released {
-                    self.write_line(&line).await?;
-                }
-                Ok(())
-            }
-            None => self.write_line(line).await,
-        }
+        message.take_line(self.shared.queue.as_ref(), line).await
     }
 
-    /// One line out of the data-line filters: still stuffed; `.` ends the
-    /// message (true).
-    async fn take_filtered(&mut self, line: &[u8]) -> Result<bool, Reply> {
-        if line == b"." {
-            return Ok(true);
-        }
-        let line = line.strip_prefix(b".").unwrap_or(line);
-        self.take_line(line).await.map(|()| false)
-    }
-
-    /// Ends the message's data-line stream: sends `.` and writes what
-    /// comes back up to the filters' own `.`.
+    /// Ends the message's way through the data-line filters: sends `.`
+    /// and waits until what comes back, up to the filters' own `.`, is
+    /// written; the message is the handler's again.
     async fn finish_stream(&mut self) -> Result<(), Reply> {
-        let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.as_mut()) else {
+        let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.take()) else {
             return Ok(());
         };
-        stream.send(b".").await?;
-        loop {
-            let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.as_mut()) else {
-                return Ok(());
-            };
-            let line = stream.next().await?;
-            if self.take_filtered(&line).await? {
-                if let Some(state) = self.filters.as_mut() {
-                    state.stream = None;
-                }
-                return Ok(());
-            }
+        let (message, outcome) = stream.finish().await;
+        self.message = message;
+        if self.message.is_none() {
+            return Err(Reply::bare(451, "4.7.0 Filter failed, try again later"));
         }
+        outcome
     }
 
     /// The `commit` phase, once the message came back whole.
@@ -393,32 +351,18 @@ impl IntakeHandler {
 
     /// Writes the buffered bytes to the queue.
     async fn flush(&mut self) -> Result<(), queue::Error> {
-        let Some(message) = &mut self.message else {
-            return Ok(());
-        };
-        if message.buffer.is_empty() {
-            return Ok(());
+        match &mut self.message {
+            Some(message) => message.flush(self.shared.queue.as_ref()).await,
+            None => Ok(()),
         }
-        self.shared
-            .queue
-            .message_write(message.msgid, message.written, &message.buffer)
-            .await?;
-        message.written += message.buffer.len() as u64;
-        message.buffer.clear();
-        Ok(())
     }
 
     /// Appends one line, CRLF added, flushing full chunks.
     async fn push_line(&mut self, line: &[u8]) -> Result<(), queue::Error> {
-        let Some(message) = &mut self.message else {
-            return Ok(());
-        };
-        message.buffer.extend_from_slice(line);
-        message.buffer.extend_from_slice(b"\r\n");
-        if message.buffer.len() >= CHUNK {
-            self.flush().await?;
+        match &mut self.message {
+            Some(message) => message.push_line(self.shared.queue.as_ref(), line).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The queue envelope of one delivery of an accepted recipient.
@@ -482,16 +426,10 @@ impl IntakeHandler {
     /// One line of the message as it goes to the queue: after the headers
     /// a local submission lacks, if this line ends the header section.
     async fn write_line(&mut self, line: &[u8]) -> Result<(), Reply> {
-        let added = match self.message.as_mut().and_then(|m| m.headers.as_mut()) {
-            Some(headers) => headers.before(line),
-            None => Vec::new(),
-        };
-        for header in added {
-            self.push_line(header.as_bytes())
-                .await
-                .map_err(|e| queue_reply(&e))?;
+        match &mut self.message {
+            Some(message) => message.write_line(self.shared.queue.as_ref(), line).await,
+            None => Ok(()),
         }
-        self.push_line(line).await.map_err(|e| queue_reply(&e))
     }
 
     /// The `From:` rewriter of a new message, when the listener masquerades
@@ -624,16 +562,13 @@ impl Handler for IntakeHandler {
             .message_create()
             .await
             .map_err(|e| queue_reply(&e))?;
-        self.message = Some(Message {
+        self.message = Some(Message::new(
             msgid,
-            buffer: Vec::with_capacity(CHUNK + 1024),
-            written: 0,
-            headers: (self.context.local).then(|| {
+            (self.context.local).then(|| {
                 MissingHeaders::new(&self.context.session.hostname, date::rfc5322(unix_now()))
             }),
-            hops: Hops::default(),
-            masquerade: self.masquerade(tx),
-        });
+            self.masquerade(tx),
+        ));
         let received = Received {
             helo: self.facts.helo.clone(),
             rdns: self.peer_name.rdns_or_unknown().to_owned(),
@@ -654,19 +589,29 @@ impl Handler for IntakeHandler {
         let mut lines = received.lines();
         if let Some(state) = self.filters.as_mut() {
             state.settle().await;
-            match state.filters.start_data() {
-                Ok(stream) => state.stream = stream,
+            let halves = match state.filters.start_data() {
+                Ok(halves) => halves,
                 Err(reply) => {
                     self.abort_message().await;
                     return Err(reply);
                 }
-            }
+            };
             if state.filters.is_junk() {
+                // 7.8's spelling (smtp_session.c), ahead of `Received:`.
                 lines.insert(0, "X-Spam: Yes".to_owned());
             }
-            if let Some(stream) = state.stream.as_mut() {
+            let message = match halves {
+                Some(_) => self.message.take(),
+                None => None,
+            };
+            if let (Some((input, output)), Some(message)) = (halves, message) {
+                // The message goes to the writer of what comes back.
+                let queue = Arc::clone(&self.shared.queue);
+                let stream = state
+                    .stream
+                    .insert(Filtering::start(input, output, message, queue));
                 for line in &lines {
-                    if let Err(reply) = stream.send(line.as_bytes()).await {
+                    if let Err(reply) = stream.input.send(line.as_bytes()).await {
                         self.abort_message().await;
                         return Err(reply);
                     }
@@ -687,6 +632,10 @@ impl Handler for IntakeHandler {
         let Some(stream) = self.filters.as_mut().and_then(|f| f.stream.as_mut()) else {
             return self.take_line(line).await;
         };
+        if stream.writer_done() {
+            // The filters' `.` came back before the client's.
+            return Err(Reply::bare(451, "4.7.0 Filter ended the message early"));
+        }
         // The line as the client sent it: dot-stuffed.
         let stuffed;
         let line = match line.first() {
@@ -696,18 +645,7 @@ impl Handler for IntakeHandler {
             }
             _ => line,
         };
-        stream.send(line).await?;
-        while let Some(line) = self
-            .filters
-            .as_mut()
-            .and_then(|f| f.stream.as_mut())
-            .and_then(DataStream::try_next)
-        {
-            if self.take_filtered(&line).await? {
-                return Err(Reply::bare(451, "4.7.0 Filter ended the message early"));
-            }
-        }
-        Ok(())
+        stream.input.send(line).await
     }
 
     async fn abort_message(&mut self) {
@@ -754,10 +692,7 @@ impl Handler for IntakeHandler {
                 return Err(queue_reply(&e));
             }
         }
-        let size = self
-            .message
-            .as_ref()
-            .map_or(0, |m| m.written + m.buffer.len() as u64);
+        let size = self.message.as_ref().map_or(0, Message::size);
         match self.finish(tx).await {
             Ok(msgid) => {
                 self.message = None;
@@ -894,7 +829,7 @@ fn parse_enhanced(text: &str) -> Option<Enhanced> {
 }
 
 /// The reply for a queue failure: 452 for a full disk, else 451.
-fn queue_reply(error: &queue::Error) -> Reply {
+pub(super) fn queue_reply(error: &queue::Error) -> Reply {
     let status = error.smtp_status();
     let mut numbers = status
         .enhanced

@@ -54,6 +54,7 @@ mod hostnames;
 mod listen;
 mod local;
 mod masquerade;
+mod message;
 mod offline;
 mod proxy;
 mod senders;

@@ -82,6 +82,13 @@ pub trait Family: Send + Sync + 'static {
     /// Reads one line the backend wrote after the handshake.
     fn decode(&self, line: &[u8]) -> Decoded<Self::Key, Self::Answer>;
 
+    /// Waits, after each line read, until the family can take more (a
+    /// filter's data-line stream whose reader lags behind): meanwhile
+    /// nothing more is read, so the backend blocks on its output.
+    fn relieve(&self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Whether a well-formed answer reports a failure (a table's `error`),
     /// for the error counter.
     fn is_failure(&self, _answer: &Self::Answer) -> bool {
