@@ -42,6 +42,7 @@ fn params(tls: Option<&PeerTls>, policy: TlsPolicy) -> Params {
             command: Duration::from_secs(30),
             ..Timeouts::default()
         },
+        transcript: None,
     }
 }
 

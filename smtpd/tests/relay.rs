@@ -64,6 +64,19 @@ impl Relay {
         nameserver: SocketAddr,
         mx_port: u16,
     ) -> Self {
+        Self::start_args(dir, top, local, options, nameserver, mx_port, &[])
+    }
+
+    /// [`Relay::start_with`] with `args` added to the daemon's command.
+    fn start_args(
+        dir: &Scratch,
+        top: &str,
+        local: &str,
+        options: &str,
+        nameserver: SocketAddr,
+        mx_port: u16,
+        args: &[&str],
+    ) -> Self {
         let port = free_port();
         let (uid, gid) = account();
         let maildirs = writable(dir, "maildir");
@@ -80,6 +93,7 @@ impl Relay {
         let path = dir.write("smtpd.conf", &config);
         let mut cmd = smtpd_command_asking(dir, &path, nameserver);
         cmd.arg("--mx-port").arg(mx_port.to_string());
+        cmd.args(args);
         let process = Process::spawn(cmd);
         process.wait_for(&format!("listening on 127.0.0.1:{port}"));
         let needle = "listening on control socket ";
@@ -95,13 +109,18 @@ impl Relay {
 
     /// Sends a message from alice@local.test to `to`; its id.
     fn send(&self, to: &[&str]) -> String {
+        self.send_body(to, BODY)
+    }
+
+    /// [`Relay::send`] with `body` as the message.
+    fn send_body(&self, to: &[&str], body: &str) -> String {
         let mut c = Client::connect(self.port, Ipv4Addr::LOCALHOST);
         c.expect_code("EHLO client.test", "250");
         c.expect_code("MAIL FROM:<alice@local.test>", "250");
         for rcpt in to {
             c.expect_code(&format!("RCPT TO:<{rcpt}>"), "250");
         }
-        let id = accepted_id(&c.data(BODY));
+        let id = accepted_id(&c.data(body));
         c.expect_code("QUIT", "221");
         id
     }
@@ -475,6 +494,7 @@ fn smtp_out_reports_reach_the_relay_filter() {
     let names: Vec<&str> = events
         .lines()
         .map(|l| l.split('|').nth(4).unwrap_or_default())
+        .filter(|name| !name.starts_with("protocol-"))
         .collect();
     assert_eq!(
         names,
@@ -501,6 +521,46 @@ fn smtp_out_reports_reach_the_relay_filter() {
     assert_eq!(field("tx-mail"), format!("{msgid}|ok|alice@local.test"));
     assert_eq!(field("tx-rcpt"), format!("{msgid}|ok|judy@elsewhere.test"));
     assert_eq!(field("link-greeting"), "peer.smtpd.test");
+    // The session's lines, as sent and received, in order.
+    let protocol: Vec<String> = events
+        .lines()
+        .filter(|l| {
+            l.split('|')
+                .nth(4)
+                .is_some_and(|n| n.starts_with("protocol-"))
+        })
+        .map(|l| {
+            let direction = if l.contains("|protocol-client|") {
+                ">"
+            } else {
+                "<"
+            };
+            format!(
+                "{direction} {}",
+                l.split('|').skip(6).collect::<Vec<_>>().join("|")
+            )
+        })
+        .collect();
+    let expected = [
+        "< 220 peer.smtpd.test ESMTP test peer",
+        "> EHLO ",
+        "< 250-peer.smtpd.test hello",
+        "> MAIL FROM:<alice@local.test>",
+        "> RCPT TO:<judy@elsewhere.test>",
+        "> DATA",
+        "< 250 2.1.0 Ok",
+        "< 250 2.1.5 Ok",
+        "< 354 End data with <CR><LF>.<CR><LF>",
+        "> .",
+        "< 250 2.0.0 Ok: queued",
+    ];
+    let mut rest = protocol.iter();
+    for want in expected {
+        assert!(
+            rest.any(|line| line.starts_with(want)),
+            "{want:?} in order in {protocol:#?}"
+        );
+    }
 }
 
 #[test]
@@ -772,4 +832,167 @@ fn success_notifications_are_the_next_hops_when_it_offers_dsn() {
         1,
         "{files:?}"
     );
+}
+
+#[test]
+fn a_multi_megabyte_message_is_relayed_intact() {
+    let dir = Scratch::new("relay", "large");
+    let peer = Peer::start(Script::accept());
+    let relay = Relay::start(&dir, "", "", test_dns::shared().addr, peer.port());
+    // 6 MB of numbered lines (some starting with a dot), far more than
+    // one queue read: the relay streams it from the queue.
+    let mut body = String::from("Subject: large\r\n\r\n");
+    let mut n = 0;
+    while body.len() < 6 * 1024 * 1024 {
+        let lead = if n % 7 == 0 { "." } else { "" };
+        body.push_str(&format!("{lead}{n:08} {}\r\n", "z".repeat(90)));
+        n += 1;
+    }
+    let stuffed = body.replace("\r\n.", "\r\n..");
+    let msgid = relay.send_body(&[&format!("big@{RELAY_DOMAIN}")], &stuffed);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"Ok\""), "{line}");
+    let messages = peer.wait_messages(1);
+    let data = &messages[0].data;
+    // The relay adds header lines; the body is as sent.
+    let sent = &body[body.find("\r\n\r\n").unwrap()..];
+    let got = &data[data.find("\r\n\r\n").unwrap()..];
+    assert_eq!(got.len(), sent.len());
+    assert!(got == sent, "the message arrived intact");
+    let size = format!("SIZE={}", data.len());
+    assert!(
+        messages[0].mail_params.contains(&size),
+        "{:?}",
+        messages[0].mail_params
+    );
+}
+
+#[test]
+fn opportunistic_tls_that_fails_falls_back_to_clear_text() {
+    let dir = Scratch::new("relay", "tls-fallback");
+    let tls = PeerTls::new(&dir, "mx1.relay.smtpd.test");
+    let peer = Peer::start(Script::accept().broken_tls(tls));
+    let relay = Relay::start(&dir, "", "", test_dns::shared().addr, peer.port());
+    let msgid = relay.send(&[&format!("opp@{RELAY_DOMAIN}")]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"Ok\""), "{line}");
+    let messages = peer.wait_messages(1);
+    assert!(!messages[0].tls);
+    // The first connection tried STARTTLS, the second went on in clear.
+    assert_eq!(peer.connections(), 2);
+    let commands = peer.commands();
+    assert_eq!(commands.iter().filter(|c| *c == "STARTTLS").count(), 1);
+    let log = relay.process.log.lock().unwrap().clone();
+    assert!(
+        log.contains("opportunistic TLS failed, downgrading to plain"),
+        "{log}"
+    );
+}
+
+#[test]
+fn required_tls_that_fails_is_never_downgraded() {
+    let dir = Scratch::new("relay", "tls-required");
+    let tls = PeerTls::new(&dir, "peer.smtpd.test");
+    let peer = Peer::start(Script::accept().broken_tls(tls.clone()));
+    let port = peer.port();
+    let ca = ca_line(&tls);
+    for (n, options) in [
+        format!("host \"smtp+tls://127.0.0.1:{port}\" tls no-verify"),
+        "tls no-verify".to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let sub = Scratch::new("relay", &format!("tls-required-{n}"));
+        let relay = Relay::start(&sub, &ca, options, test_dns::shared().addr, port);
+        let msgid = relay.send(&[&format!("req{n}@{RELAY_DOMAIN}")]);
+        let line = relay.wait_relayed(&msgid);
+        assert!(line.contains("result=\"TempFail\""), "{options}: {line}");
+    }
+    let commands = peer.commands();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("MAIL")),
+        "{commands:?}"
+    );
+    assert!(peer.messages().is_empty());
+    drop(dir);
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_the_peer_asks() {
+    let dir = Scratch::new("relay", "client-cert");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "client CA");
+    let client_ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec!["relay.local.test".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "relay.local.test");
+    let cert = leaf.signed_by(&key, &client_ca, &ca_key).unwrap();
+    let cert_file = dir.write("client.crt", &cert.pem());
+    let key_file = dir.write("client.key", &key.serialize_pem());
+    let tls =
+        PeerTls::requesting_client_cert(&dir, "mx1.relay.smtpd.test", client_ca.der().clone());
+    let peer = Peer::start(Script::accept().starttls(tls.clone()));
+    let top = format!(
+        "{}pki client cert \"{}\"\npki client key \"{}\"\n",
+        ca_line(&tls),
+        cert_file.display(),
+        key_file.display()
+    );
+    let relay = Relay::start(
+        &dir,
+        &top,
+        "tls ca peerca pki client",
+        test_dns::shared().addr,
+        peer.port(),
+    );
+    let msgid = relay.send(&[&format!("cert@{RELAY_DOMAIN}")]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"Ok\""), "{line}");
+    let messages = peer.wait_messages(1);
+    assert!(messages[0].tls);
+    assert_eq!(
+        messages[0].client_cert.as_deref(),
+        Some(cert.der().as_ref()),
+        "the pki's certificate was presented"
+    );
+}
+
+#[test]
+fn stalled_peers_time_out_and_are_retried() {
+    for (name, script) in [
+        ("greeting", Script::accept().greeting(Answer::Stall)),
+        ("mail", Script::accept().mail(Answer::Stall)),
+    ] {
+        let dir = Scratch::new("relay", &format!("stall-{name}"));
+        let peer = Peer::start(script);
+        let relay = Relay::start_args(
+            &dir,
+            "",
+            "",
+            "",
+            test_dns::shared().addr,
+            peer.port(),
+            &["--mta-timeout", "2"],
+        );
+        let started = Instant::now();
+        let msgid = relay.send(&[&format!("slow@{RELAY_DOMAIN}")]);
+        let line = relay.wait_relayed(&msgid);
+        assert!(line.contains("result=\"TempFail\""), "{name}: {line}");
+        let log = relay.process.log.lock().unwrap().clone();
+        assert!(log.contains("timeout waiting for a reply"), "{name}: {log}");
+        assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+        assert!(peer.messages().is_empty());
+        // The peer recovers; the next attempt is delivered.
+        peer.set_script(Script::accept());
+        relay.smtpctl(&["schedule", "all"]);
+        let line = relay.wait_relayed(&msgid);
+        assert!(line.contains("result=\"Ok\""), "{name}: {line}");
+        assert_eq!(peer.wait_messages(1).len(), 1);
+    }
 }

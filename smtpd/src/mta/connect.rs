@@ -133,6 +133,11 @@ async fn open(
         (TlsMode::StartTls, _) => TlsPolicy::Required,
         (TlsMode::Implicit, _) => TlsPolicy::Implicit,
     };
+    let outbound = match (&shared.settings.filters, plan.relay.filter) {
+        (Some(filters), Some(filter)) => filters.outbound(filter),
+        _ => None,
+    };
+    let reports = Reports::new(outbound);
     let mut params = Params {
         helo: key.helo.clone(),
         tls,
@@ -142,6 +147,7 @@ async fn open(
         auth: plan.login.clone(),
         lmtp: destination.protocol == Protocol::Lmtp,
         timeouts: shared.settings.timeouts,
+        transcript: reports.transcript(),
     };
     let now = Instant::now();
     shared.hosts().connecting(key.addr, &key.name, now);
@@ -152,11 +158,6 @@ async fn open(
         state.lastconn = Some(now);
     }
     let peer = SocketAddr::new(key.addr, destination.port);
-    let outbound = match (&shared.settings.filters, plan.relay.filter) {
-        (Some(filters), Some(filter)) => filters.outbound(filter),
-        _ => None,
-    };
-    let reports = Reports::new(outbound);
     let (mut opened, mut local) = session(&params, key, peer, &reports).await;
     if params.tls == TlsPolicy::Opportunistic && opened.as_ref().is_err_and(handshake_failed) {
         // As 7.8: opportunistic TLS that fails is retried in clear, on a

@@ -10,16 +10,18 @@
 //! - per message: `tx-begin`, `tx-mail`, one `tx-rcpt` per recipient,
 //!   `tx-data`, then `tx-commit` (the size) when a recipient was accepted,
 //!   else `tx-rollback`;
-//! - `link-disconnect` when the connection closes.
-//!
-//! The client session does not expose its lines, so `protocol-client`
-//! and `protocol-server` are not reported.
+//! - `link-disconnect` when the connection closes;
+//! - `protocol-client` (each command, AUTH credentials masked, and the
+//!   `.` ending a message) and `protocol-server` (each reply line) as the
+//!   session sends and reads them, through the client's [`Transcript`]:
+//!   so they come as they happen, before the link and transaction events
+//!   of the same step, which are sent once the step is over.
 
 use std::net::SocketAddr;
 
 use smtpd_sdk::proto::filter::{AuthResult, Event, Fcrdns, TxResult};
 
-use super::client::{Failure, PeerInfo, RcptResult, Stage};
+use super::client::{Failure, PeerInfo, RcptResult, Said, Stage, Transcript};
 use crate::filter::Outbound;
 use crate::queue::MsgId;
 
@@ -37,6 +39,22 @@ impl Reports {
         if let Some(outbound) = &self.0 {
             outbound.report(event);
         }
+    }
+
+    /// The session's transcript forwarding its lines as `protocol-client`
+    /// and `protocol-server` (none without a report stream).
+    pub fn transcript(&self) -> Option<Transcript> {
+        let outbound = self.0.clone()?;
+        Some(Transcript::new(move |said| {
+            outbound.report(match said {
+                Said::Client(line) => Event::ProtocolClient {
+                    line: line.to_owned(),
+                },
+                Said::Server(line) => Event::ProtocolServer {
+                    line: line.to_owned(),
+                },
+            });
+        }))
     }
 
     /// The TCP connection to `peer` (named `name`) is up from `local`.

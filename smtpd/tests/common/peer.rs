@@ -10,6 +10,11 @@
 //! MAIL is refused with 530 until the client authenticated). The script
 //! can change while the peer runs ([`Peer::set_script`]), e.g. 4xx first
 //! and accept later. Pipelined commands are answered in order.
+//! [`Answer::Stall`] never answers (the peer waits for the client to give
+//! up and close); [`Script::broken_tls`] accepts STARTTLS and then sends
+//! garbage instead of a handshake; [`PeerTls::requesting_client_cert`]
+//! asks the client for a certificate during the handshake (optional, as
+//! MX hosts do) and each message records the one presented.
 //!
 //! The peer records every command line ([`Peer::commands`]), every
 //! accepted message ([`Message`]: sender, `MAIL FROM` parameters,
@@ -41,6 +46,8 @@ pub(crate) enum Answer {
     Reply(String),
     /// Close the connection without answering.
     Drop,
+    /// Never answer: wait until the client closes the connection.
+    Stall,
 }
 
 impl Answer {
@@ -68,6 +75,10 @@ impl PeerTls {
     /// A CA and a certificate for `name` it signed; the CA written to
     /// `DIR/peer-ca-NAME.pem`.
     pub(crate) fn new(dir: &Scratch, name: &str) -> Self {
+        Self::build(dir, name, None)
+    }
+
+    fn build(dir: &Scratch, name: &str, client_ca: Option<CertificateDer<'static>>) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -84,16 +95,41 @@ impl PeerTls {
         let ca_file = dir.write(&format!("peer-ca-{name}.pem"), &ca.pem());
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
+            .unwrap();
+        let builder = match client_ca {
+            Some(client_ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(client_ca).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
             .with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], der)
             .unwrap();
         Self {
             config: Arc::new(config),
             ca_file,
         }
+    }
+
+    /// [`PeerTls::new`] asking the client for a certificate signed by
+    /// `client_ca` (DER); a client without one is still accepted.
+    pub(crate) fn requesting_client_cert(
+        dir: &Scratch,
+        name: &str,
+        client_ca: CertificateDer<'static>,
+    ) -> Self {
+        Self::build(dir, name, Some(client_ca))
     }
 }
 
@@ -122,6 +158,9 @@ pub(crate) struct Script {
     pub(crate) tls: Option<PeerTls>,
     /// Offer AUTH and require it before MAIL: user and password.
     pub(crate) auth: Option<(String, String)>,
+    /// Answer STARTTLS with 220, then send garbage and close instead of
+    /// a handshake.
+    pub(crate) tls_breaks: bool,
 }
 
 impl Default for Script {
@@ -149,6 +188,7 @@ impl Script {
             dot: Answer::reply("250 2.0.0 Ok: queued"),
             tls: None,
             auth: None,
+            tls_breaks: false,
         }
     }
 
@@ -194,6 +234,13 @@ impl Script {
         self
     }
 
+    /// This script offering STARTTLS whose handshake then fails.
+    pub(crate) fn broken_tls(mut self, tls: PeerTls) -> Self {
+        self.tls = Some(tls);
+        self.tls_breaks = true;
+        self
+    }
+
     /// This script requiring AUTH as `user` with `password`.
     pub(crate) fn auth(mut self, user: &str, password: &str) -> Self {
         self.auth = Some((user.to_owned(), password.to_owned()));
@@ -234,6 +281,8 @@ pub(crate) struct Message {
     pub(crate) tls: bool,
     /// The user the session authenticated as.
     pub(crate) auth: Option<String>,
+    /// The certificate the client presented in the TLS handshake (DER).
+    pub(crate) client_cert: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -449,6 +498,12 @@ impl<'a> Session<'a> {
             match self.command(&mut reader, &line)? {
                 Next::Continue => {}
                 Next::Close => return close(reader),
+                Next::StartTls if self.script().tls_breaks => {
+                    reader
+                        .get_mut()
+                        .write_all(b"this is not a TLS handshake\r\n")?;
+                    return close(reader);
+                }
                 Next::StartTls => {
                     let Stream::Plain(tcp) = reader.into_inner() else {
                         unreachable!("STARTTLS is answered only in clear");
@@ -635,6 +690,14 @@ impl<'a> Session<'a> {
                 data,
                 tls: self.tls,
                 auth: self.auth.clone(),
+                client_cert: match reader.get_ref() {
+                    Stream::Tls(tls) => tls
+                        .conn
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|cert| cert.to_vec()),
+                    Stream::Plain(_) => None,
+                },
             };
             self.shared.record().messages.push(message);
             self.shared.changed.notify_all();
@@ -654,8 +717,15 @@ fn step(reader: &mut BufReader<Stream>, what: &Answer) -> io::Result<Next> {
 
 /// Writes the reply; `false` for [`Answer::Drop`].
 fn answer(reader: &mut BufReader<Stream>, what: &Answer) -> io::Result<bool> {
-    let Answer::Reply(text) = what else {
-        return Ok(false);
+    let text = match what {
+        Answer::Reply(text) => text,
+        Answer::Drop => return Ok(false),
+        Answer::Stall => {
+            // Read (and drop) whatever comes until the client gives up.
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+            return Ok(false);
+        }
     };
     let mut out = String::new();
     for line in text.split('\n') {

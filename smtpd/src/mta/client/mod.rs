@@ -72,6 +72,7 @@ mod session;
 mod tls;
 mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::Encoder;
@@ -190,6 +191,41 @@ pub struct Params {
     pub lmtp: bool,
     /// The time limits.
     pub timeouts: Timeouts,
+    /// Told each line sent and received.
+    pub transcript: Option<Transcript>,
+}
+
+/// One line of a session's dialogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said<'a> {
+    /// A line the client sent: a command (AUTH credentials masked as
+    /// `AUTH PLAIN ********` and `********`), or the `.` ending the
+    /// message (message lines are not told).
+    Client(&'a str),
+    /// A reply line the server sent, without its CRLF.
+    Server(&'a str),
+}
+
+/// What a session tells each line of its dialogue to (the smtp-out
+/// `protocol-client` and `protocol-server` reports); cheap to clone.
+#[derive(Clone)]
+pub struct Transcript(Arc<dyn Fn(Said<'_>) + Send + Sync>);
+
+impl Transcript {
+    /// A transcript calling `tell` for each line, in order.
+    pub fn new(tell: impl Fn(Said<'_>) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(tell))
+    }
+
+    fn say(&self, said: Said<'_>) {
+        (self.0)(said);
+    }
+}
+
+impl std::fmt::Debug for Transcript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transcript")
+    }
 }
 
 /// The body type of a message, for `BODY=`.

@@ -54,7 +54,7 @@ impl Client {
             stream = secured;
             tls = Some(info);
         }
-        let mut wire = Wire::new(stream);
+        let mut wire = Wire::new(stream, params.transcript.clone());
         let timeouts = params.timeouts;
         let greeting = wire.reply(Stage::Greeting, timeouts.greeting).await?;
         if !greeting.is_success() {
@@ -388,6 +388,7 @@ impl Client {
             }
         }
         encoder.finish(self.wire.output());
+        self.wire.said(".");
         self.wire.flush(Stage::Body, block_time).await
     }
 
@@ -498,8 +499,9 @@ async fn starttls(mut wire: Wire, params: &Params) -> Result<(Wire, Option<TlsIn
             "the remote host sent data after its STARTTLS reply",
         ));
     }
+    let transcript = wire.transcript();
     let (secured, info) = handshake(wire.into_stream(), params).await?;
-    Ok((Wire::new(secured), Some(info)))
+    Ok((Wire::new(secured, transcript), Some(info)))
 }
 
 /// AUTH PLAIN, or LOGIN when PLAIN is not offered; only over TLS.
@@ -519,8 +521,8 @@ async fn authenticate(
     let limit = timeouts.command;
     let reply = if mechanisms.iter().any(|m| m == "PLAIN") {
         let token = format!("\0{}\0{}", login.user, login.password);
-        tracing::debug!(line = "AUTH PLAIN ********", "mta >>>");
-        wire.queue_secret(&format!("AUTH PLAIN {}", encode_base64(token.as_bytes())));
+        let line = format!("AUTH PLAIN {}", encode_base64(token.as_bytes()));
+        wire.queue_secret(&line, "AUTH PLAIN ********");
         wire.flush(Stage::Auth, limit).await?;
         wire.reply(Stage::Auth, limit).await?
     } else if mechanisms.iter().any(|m| m == "LOGIN") {
@@ -533,8 +535,7 @@ async fn authenticate(
                 reply = Some(challenge);
                 break;
             }
-            tracing::debug!(line = "********", "mta >>>");
-            wire.queue_secret(&encode_base64(secret.as_bytes()));
+            wire.queue_secret(&encode_base64(secret.as_bytes()), "********");
         }
         match reply {
             Some(reply) => reply,

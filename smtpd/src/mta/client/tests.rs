@@ -114,6 +114,7 @@ fn params() -> Params {
         auth: None,
         lmtp: false,
         timeouts: Timeouts::default(),
+        transcript: None,
     }
 }
 
@@ -735,6 +736,57 @@ async fn a_read_failure_midway_never_sends_the_final_dot() {
     assert!(text.len() < good.len() + 2000, "no more than was read");
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_transcript_gets_every_line_in_order() {
+    let (stream, peer) = server(vec![
+        Reply("220 mx ready"),
+        Expect("EHLO out.example.org"),
+        Reply("250-mx\n250 PIPELINING"),
+        Prefix("MAIL"),
+        Prefix("RCPT"),
+        Expect("DATA"),
+        Reply("250 ok\n250 ok\n354 go"),
+        Data("line"),
+        Reply("250 queued"),
+    ]);
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&lines);
+    let params = Params {
+        transcript: Some(Transcript::new(move |said| {
+            let line = match said {
+                Said::Client(line) => format!("> {line}"),
+                Said::Server(line) => format!("< {line}"),
+            };
+            seen.lock().unwrap().push(line);
+        })),
+        ..params()
+    };
+    let mut client = Client::open(stream, &params).await.unwrap();
+    let results = client
+        .send(&outgoing(&["b@example.net"]), &b"line\n"[..])
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
+    peer.await.unwrap();
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [
+            "< 220 mx ready",
+            "> EHLO out.example.org",
+            "< 250-mx",
+            "< 250 PIPELINING",
+            "> MAIL FROM:<alice@example.org>",
+            "> RCPT TO:<b@example.net>",
+            "> DATA",
+            "< 250 ok",
+            "< 250 ok",
+            "< 354 go",
+            "> .",
+            "< 250 queued",
+        ]
+    );
+}
+
 /// A CA, and a server certificate for `mx.example.net` it signed.
 struct Pki {
     ca_file: std::path::PathBuf,
@@ -814,6 +866,13 @@ async fn starttls_required_verified_then_auth() {
         user: "user".to_owned(),
         password: "secret".to_owned(),
     });
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&lines);
+    params.transcript = Some(Transcript::new(move |said| {
+        if let Said::Client(line) = said {
+            seen.lock().unwrap().push(line.to_owned());
+        }
+    }));
     let client = Client::open(stream, &params).await.unwrap();
     let info = client.peer_info();
     let tls = info.tls.as_ref().unwrap();
@@ -822,6 +881,17 @@ async fn starttls_required_verified_then_auth() {
     assert!(info.authenticated && info.extensions.pipelining);
     client.quit().await;
     peer.await.unwrap();
+    // The transcript goes on after STARTTLS; credentials are masked.
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [
+            "EHLO out.example.org",
+            "STARTTLS",
+            "EHLO out.example.org",
+            "AUTH PLAIN ********",
+            "QUIT"
+        ]
+    );
 }
 
 #[tokio::test]

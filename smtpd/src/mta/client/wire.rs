@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::failure::{Failure, Stage};
 use super::reply::{PeerReply, ReplyParser};
+use super::{Said, Transcript};
 
 /// The longest reply line accepted (OpenSMTPD's line limit).
 pub const MAX_LINE: usize = 65535;
@@ -35,28 +36,45 @@ pub(super) struct Wire {
     input: BytesMut,
     output: Vec<u8>,
     parser: ReplyParser,
+    transcript: Option<Transcript>,
 }
 
 impl Wire {
-    pub(super) fn new(stream: BoxIo) -> Self {
+    pub(super) fn new(stream: BoxIo, transcript: Option<Transcript>) -> Self {
         Self {
             stream,
             input: BytesMut::with_capacity(4096),
             output: Vec::with_capacity(4096),
             parser: ReplyParser::new(),
+            transcript,
         }
     }
 
     /// Adds a command line to the write buffer.
     pub(super) fn queue(&mut self, line: &str) {
-        tracing::debug!(line = %cut(line.as_bytes()), "mta >>>");
-        self.queue_secret(line);
+        self.queue_secret(line, line);
     }
 
-    /// Adds a line that logs must not show (AUTH payloads).
-    pub(super) fn queue_secret(&mut self, line: &str) {
+    /// Adds a line that logs and the transcript show as `shown` (AUTH
+    /// payloads masked).
+    pub(super) fn queue_secret(&mut self, line: &str, shown: &str) {
+        tracing::debug!(line = %cut(shown.as_bytes()), "mta >>>");
+        self.said(shown);
         self.output.extend_from_slice(line.as_bytes());
         self.output.extend_from_slice(b"\r\n");
+    }
+
+    /// Tells the transcript of a client line written by other means (the
+    /// final dot after the message).
+    pub(super) fn said(&self, line: &str) {
+        if let Some(transcript) = &self.transcript {
+            transcript.say(Said::Client(line));
+        }
+    }
+
+    /// The transcript, for the wire after a TLS handshake.
+    pub(super) fn transcript(&self) -> Option<Transcript> {
+        self.transcript.clone()
     }
 
     /// The write buffer, for message data.
@@ -101,6 +119,9 @@ impl Wire {
         loop {
             let line = self.line(stage).await?;
             tracing::debug!(line = %cut(&line), "mta <<<");
+            if let Some(transcript) = &self.transcript {
+                transcript.say(Said::Server(&String::from_utf8_lossy(&line)));
+            }
             match self.parser.push(&line) {
                 Ok(Some(reply)) => return Ok(reply),
                 Ok(None) => {}
