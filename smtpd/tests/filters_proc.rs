@@ -9,6 +9,9 @@
 //!   (421 and the connection closed), proceed; data-lines rewritten (a
 //!   body line redacted, the Subject changed), dot-stuffing kept;
 //! - a chain of three processes applied in order;
+//! - the `tx-*` reports of a transaction carry the queue message's id (it
+//!   is created at MAIL FROM), that of `tx-envelope` too, and a
+//!   transaction reset before DATA leaves no message behind;
 //! - a filter killed with SIGKILL in the middle of a message: the client
 //!   gets 451, nothing is queued, and after the restart the next message
 //!   goes through;
@@ -505,6 +508,81 @@ fn a_large_message_streams_through_a_data_line_filter() {
     assert_eq!(message.matches(&line).count(), 8000);
     assert!(message.contains(&format!("{line}[redacted]\r\n.dotted\r\n{line}")));
     assert!(message.ends_with(&line));
+}
+
+/// The `tx-*` report lines of `log`: (event, msgid, the fields after).
+fn tx_reports(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.splitn(8, '|').collect();
+            (fields[0] == "report" && fields.get(4)?.starts_with("tx-")).then(|| {
+                (
+                    fields[4].to_owned(),
+                    fields[6].to_owned(),
+                    fields.get(7).copied().unwrap_or("").to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_transaction_report_carries_the_queue_message_id() {
+    let dir = Scratch::new("filters", "txids");
+    let (tag, tag_log, _) = tag_filter(&dir, "stamp");
+    let smtpd = Filtered::start(&dir, &tag, "stamp", 60);
+    let incoming = smtpd.spool.0.join("incoming");
+    let mut c = smtpd.client();
+    // A transaction reset before DATA: its message is created at MAIL
+    // FROM and deleted at RSET.
+    c.expect_code("MAIL FROM:<a@example.net>", "250");
+    c.expect_code("RCPT TO:<b@example.org>", "250");
+    c.expect_code("RSET", "250");
+    let log = wait_for_lines(&tag_log, "|tx-reset|", 1);
+    let reset = tx_reports(&log);
+    let events: Vec<&str> = reset.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(
+        events,
+        ["tx-begin", "tx-mail", "tx-rcpt", "tx-rollback", "tx-reset"]
+    );
+    assert!(reset.iter().all(|(_, id, _)| *id == reset[0].1), "{log}");
+    // A committed one: one id from tx-begin to tx-commit, the queue's.
+    let reply = send(
+        &mut c,
+        "a@example.net",
+        "b@example.org",
+        "Subject: ids\r\n\r\nok\r\n",
+    );
+    let msgid = accepted_id(&reply);
+    c.expect("QUIT", "221 2.0.0 Bye");
+    let log = wait_for_lines(&tag_log, "|tx-reset|", 2);
+    let reports = tx_reports(&log);
+    let committed = &reports[reset.len()..];
+    let events: Vec<&str> = committed.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "tx-begin",
+            "tx-mail",
+            "tx-rcpt",
+            "tx-data",
+            "tx-envelope",
+            "tx-commit",
+            "tx-reset"
+        ],
+        "{log}"
+    );
+    for (event, id, _) in committed {
+        assert_eq!(*id, msgid, "{event}: {log}");
+    }
+    let envelopes = smtpd.spool.envelopes(&msgid);
+    let (_, _, evpid) = &committed[4];
+    assert_eq!(envelopes.len(), 1);
+    assert!(evpid.starts_with(&msgid), "{evpid}");
+    assert_ne!(reset[0].1, msgid, "each transaction its own id");
+    // Nothing is left half-made in the queue.
+    let left: Vec<_> = std::fs::read_dir(&incoming).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// The daemon's peak resident memory (`VmHWM`), in KiB.

@@ -158,6 +158,12 @@ impl SessionFilters {
         self.junk = false;
     }
 
+    /// Whether the chain has filter processes (which see transaction
+    /// ids).
+    pub fn has_procs(&self) -> bool {
+        !self.chain.procs.is_empty()
+    }
+
     /// Whether some process of the chain wants `event`; lets callers skip
     /// building events nobody reads.
     pub fn wants(&self, event: EventKind) -> bool {

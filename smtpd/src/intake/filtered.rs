@@ -4,9 +4,13 @@
 //! derived from what the connection tells the handler (client lines,
 //! replies, TLS, timeouts).
 //!
-//! The transaction's id in `tx-*` events is drawn at MAIL FROM (the queue
-//! message is created only at DATA); `tx-envelope` carries the queued
-//! envelopes' ids.
+//! The transaction's id in `tx-*` events is the queue message's, as in
+//! 7.8: when the chain has filter processes, the handler creates the
+//! message at MAIL FROM ([`FilterState::reserve`]) rather than at DATA, so
+//! that `tx-begin` to `tx-commit` and the envelope ids of `tx-envelope`
+//! share it; a transaction that ends before DATA deletes it. A chain of
+//! built-in filters only keeps the message created at DATA and a drawn
+//! id.
 //!
 //! With data-line filters, [`Filtering`] is the message between DATA and
 //! its end: the stream the handler sends the client's lines into, and the
@@ -182,6 +186,8 @@ pub(super) struct FilterState {
     queue: Arc<dyn QueueBackend>,
     /// The transaction's id in reports, from MAIL FROM to its end.
     msgid: Option<MsgId>,
+    /// The queue message created at MAIL FROM, until DATA takes it.
+    reserved: Option<MsgId>,
     /// The size of the message being committed, until the reply.
     pub(super) committing: Option<u64>,
     /// A filter said `disconnect` at commit.
@@ -249,6 +255,7 @@ impl FilterState {
             draining: None,
             queue,
             msgid: None,
+            reserved: None,
             committing: None,
             closing: false,
         }
@@ -261,6 +268,36 @@ impl FilterState {
             // A previous one still draining goes on by itself (it deletes
             // its message at the end).
             self.draining = Some(stream.abandon(Arc::clone(&self.queue)));
+        }
+    }
+
+    /// Whether the transaction's queue message is created at MAIL FROM.
+    pub(super) fn reserves(&self) -> bool {
+        self.filters.has_procs()
+    }
+
+    /// Keeps `msgid`, created at MAIL FROM, as the transaction's message
+    /// and id.
+    pub(super) fn reserve(&mut self, msgid: MsgId) {
+        self.release();
+        self.reserved = Some(msgid);
+    }
+
+    /// The message created at MAIL FROM, for DATA to write.
+    pub(super) fn take_reserved(&mut self) -> Option<MsgId> {
+        self.reserved.take()
+    }
+
+    /// Deletes the message created at MAIL FROM, if DATA did not take it
+    /// (in the background).
+    fn release(&mut self) {
+        if let Some(msgid) = self.reserved.take() {
+            let queue = Arc::clone(&self.queue);
+            tokio::spawn(async move {
+                if let Err(e) = queue.message_delete(msgid).await {
+                    tracing::warn!("cannot drop message {msgid}: {e}");
+                }
+            });
         }
     }
 
@@ -332,7 +369,7 @@ impl FilterState {
                 identity: session.helo().map(ToString::to_string).unwrap_or_default(),
             }),
             b"MAIL" if ok => {
-                let msgid = fresh_msgid();
+                let msgid = self.reserved.unwrap_or_else(fresh_msgid);
                 self.msgid = Some(msgid);
                 self.filters.report(Event::TxBegin { msgid });
                 self.filters.report(Event::TxMail {
@@ -361,6 +398,7 @@ impl FilterState {
                     }
                 }
             }
+            b"MAIL" => self.release(),
             b"RSET" if ok => self.end_transaction(false, None),
             _ => {}
         }
@@ -392,6 +430,7 @@ impl FilterState {
     /// size) or rolled back; then `tx-reset`.
     fn end_transaction(&mut self, committed: bool, size: Option<u64>) {
         self.abandon_stream();
+        self.release();
         self.filters.reset_junk();
         let Some(msgid) = self.msgid.take() else {
             return;

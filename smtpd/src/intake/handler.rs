@@ -2,9 +2,10 @@
 //! queue for the message, the listener's TLS configuration and
 //! credentials table.
 //!
-//! The message is created in the queue at DATA and written in chunks of
-//! [`CHUNK`](super::message::CHUNK) bytes (`message.rs`), the `Received:`
-//! header first. At the end of DATA the
+//! The message is created in the queue at DATA (at MAIL FROM when the
+//! listener's filters include processes, whose reports carry its id) and
+//! written in chunks of [`CHUNK`](super::message::CHUNK) bytes
+//! (`message.rs`), the `Received:` header first. At the end of DATA the
 //! remainder is written, one envelope is created per accepted recipient
 //! (`type: mda` for a local action, `mta` for a relay), and the message is
 //! committed; only then does the session answer 250. Any queue failure
@@ -263,6 +264,23 @@ impl IntakeHandler {
             return Err(Reply::bare(451, "4.7.0 Filter failed, try again later"));
         }
         outcome
+    }
+
+    /// With filter processes, creates the transaction's queue message at
+    /// MAIL FROM, so that every `tx-*` report carries its id (as in 7.8);
+    /// a queue failure refuses MAIL FROM (4xx).
+    async fn reserve_message(&mut self) -> Result<(), Reply> {
+        let Some(state) = self.filters.as_mut().filter(|s| s.reserves()) else {
+            return Ok(());
+        };
+        let msgid = self
+            .shared
+            .queue
+            .message_create()
+            .await
+            .map_err(|e| queue_reply(&e))?;
+        state.reserve(msgid);
+        Ok(())
     }
 
     /// The `commit` phase, once the message came back whole.
@@ -529,10 +547,11 @@ impl Handler for IntakeHandler {
         match (self.context.listener.senders, session.user()) {
             (Some(table), Some(user)) if self.source.local_user().is_none() => {
                 let delim = self.shared.config.smtp.sub_addr_delim;
-                senders::check(&self.shared.tables, &table, user, &mail.sender, delim).await
+                senders::check(&self.shared.tables, &table, user, &mail.sender, delim).await?;
             }
-            _ => Ok(()),
+            _ => {}
         }
+        self.reserve_message().await
     }
 
     async fn check_recipient(&mut self, session: &Session, rcpt: &RcptTo) -> Result<(), Reply> {
@@ -556,12 +575,16 @@ impl Handler for IntakeHandler {
 
     async fn open_message(&mut self, tx: &Transaction) -> Result<(), Reply> {
         self.abort_message().await;
-        let msgid = self
-            .shared
-            .queue
-            .message_create()
-            .await
-            .map_err(|e| queue_reply(&e))?;
+        let reserved = self.filters.as_mut().and_then(FilterState::take_reserved);
+        let msgid = match reserved {
+            Some(msgid) => msgid,
+            None => self
+                .shared
+                .queue
+                .message_create()
+                .await
+                .map_err(|e| queue_reply(&e))?,
+        };
         self.message = Some(Message::new(
             msgid,
             (self.context.local).then(|| {
