@@ -480,7 +480,7 @@ async fn a_blob_sealed_with_another_key_is_left_alone_and_reported() {
     let mine = open(Arc::clone(&fs), true, Some(&key(1))).await.unwrap();
     let theirs = LayeredQueue::new(
         Arc::clone(&fs),
-        format::Codec::new(true, Some(&key(2))).unwrap(),
+        Codec::new(true, Some(&key(2))).unwrap(),
     );
     let (own, own_evp) = commit(mine.as_ref(), b"mine", 4).await;
     let (foreign, foreign_evp) = commit(&theirs, b"theirs", 6).await;
