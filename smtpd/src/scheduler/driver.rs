@@ -227,6 +227,10 @@ struct Finished {
     /// The next hop took the DSN request (it offers DSN): a success
     /// notification is its to send, not ours.
     dsn_passed: bool,
+    /// The delivery task deleted the envelope already (a relayed one,
+    /// deleted as soon as the next hop took it rather than when the
+    /// driver gets to it): only its message is left to release.
+    deleted: bool,
 }
 
 /// The outcome of a relayed envelope.
@@ -261,6 +265,10 @@ pub struct Driver {
     /// Envelopes per message, so that the last deletion deletes it.
     refs: HashMap<MsgId, usize>,
     deliveries: JoinSet<(EvpId, Finished)>,
+    /// Deletions of messages whose last envelope is gone, running beside
+    /// the driver (awaited at shutdown): one at a time in the driver, they
+    /// would hold up everything else after a burst of deliveries.
+    purges: JoinSet<()>,
     slots: Arc<Semaphore>,
     sessions: usize,
     /// When each attempt in flight started.
@@ -302,6 +310,7 @@ impl Driver {
             agent: Arc::new(agent),
             refs: HashMap::new(),
             deliveries: JoinSet::new(),
+            purges: JoinSet::new(),
             slots: Arc::new(Semaphore::new(sessions)),
             sessions,
             inflight_since: HashMap::new(),
@@ -386,6 +395,7 @@ impl Driver {
                     self.finish(evpid, finished).await;
                 }
             }
+            while self.purges.join_next().await.is_some() {}
         };
         if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
             tracing::warn!(
@@ -689,6 +699,7 @@ impl Driver {
                             result,
                             logged,
                             dsn_passed: false,
+                            deleted: false,
                         },
                     )
                 });
@@ -707,6 +718,7 @@ impl Driver {
                                 result,
                                 logged,
                                 dsn_passed: false,
+                                deleted: false,
                             },
                         )
                     });
@@ -714,10 +726,24 @@ impl Driver {
                 };
                 let outcome = relayer.submit(envelope.clone());
                 self.keep_leased(evpid);
+                // A relayed envelope is deleted by its task once the next
+                // hop took it: many end at once, and the driver, finishing
+                // them one at a time, would leave them queued seconds
+                // after their 250. Not on a shared queue (the lease is
+                // the driver's to end), nor when a success notification
+                // of ours is due (it is queued before the deletion).
+                let queue = (self.shared.is_none()).then(|| Arc::clone(&self.queue));
                 self.deliveries.spawn(async move {
                     let (result, logged, dsn_passed) = match outcome.await {
                         Ok(relayed) => (relayed.result, true, relayed.dsn_passed),
                         Err(_) => (LocalResult::Temporary(NO_RELAY.to_owned()), false, false),
+                    };
+                    let notify = envelope.dsn_notify.0 & Notify::SUCCESS != 0 && !dsn_passed;
+                    let deleted = match queue {
+                        Some(queue) if matches!(result, LocalResult::Delivered) && !notify => {
+                            queue.envelope_delete(evpid).await.is_ok()
+                        }
+                        _ => false,
                     };
                     (
                         evpid,
@@ -726,6 +752,7 @@ impl Driver {
                             result,
                             logged,
                             dsn_passed,
+                            deleted,
                         },
                     )
                 });
@@ -792,6 +819,7 @@ impl Driver {
             result,
             logged,
             dsn_passed,
+            deleted,
         } = finished;
         let log = |envelope: &Envelope, attempt: Attempt<'_>, now: u64| {
             if !logged {
@@ -812,7 +840,11 @@ impl Driver {
                 if envelope.dsn_notify.0 & Notify::SUCCESS != 0 && !dsn_passed {
                     self.bounce(&envelope, Bounce::Delivered, now).await;
                 }
-                self.delete(evpid).await;
+                if deleted {
+                    self.release(evpid.msgid()).await;
+                } else {
+                    self.delete(evpid).await;
+                }
                 let _ = self.ramqueue.outcome(evpid, Outcome::Ok);
             }
             LocalResult::Temporary(reason) => {
@@ -1086,9 +1118,13 @@ impl Driver {
             if self.shared.is_some() {
                 return;
             }
-            if let Err(e) = self.queue.message_delete(msgid).await {
-                tracing::warn!("msg:{msgid}: cannot delete message: {e}");
-            }
+            while self.purges.try_join_next().is_some() {}
+            let queue = Arc::clone(&self.queue);
+            self.purges.spawn(async move {
+                if let Err(e) = queue.message_delete(msgid).await {
+                    tracing::warn!("msg:{msgid}: cannot delete message: {e}");
+                }
+            });
         }
     }
 }
