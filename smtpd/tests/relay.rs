@@ -996,3 +996,48 @@ fn stalled_peers_time_out_and_are_retried() {
         assert_eq!(peer.wait_messages(1).len(), 1);
     }
 }
+
+#[test]
+fn relayed_messages_leave_the_queue_once_the_peer_took_them() {
+    let dir = Scratch::new("relay", "drained");
+    let peer = Peer::start(Script::accept());
+    let relay = Relay::start(&dir, "", "", test_dns::shared().addr, peer.port());
+    let count = 40;
+    let ids: Vec<String> = (0..count)
+        .map(|n| relay.send(&[&format!("drain{n}@{RELAY_DOMAIN}")]))
+        .collect();
+    assert_eq!(peer.wait_messages(count).len(), count);
+    // Every envelope and message file goes once the peer said 250 (none
+    // waits for the next hop again, none is left over).
+    let queue = dir.0.join("data").join("spool").join("queue");
+    assert!(queue.is_dir(), "{queue:?}");
+    let files = |path: &Path| -> usize {
+        fn walk(path: &Path) -> usize {
+            std::fs::read_dir(path).map_or(0, |entries| {
+                entries
+                    .map_while(Result::ok)
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => walk(&e.path()),
+                        _ => 1,
+                    })
+                    .sum()
+            })
+        }
+        walk(path)
+    };
+    let end = Instant::now() + DEADLINE;
+    while files(&queue) > 0 {
+        assert!(
+            Instant::now() < end,
+            "{} files left in {queue:?}",
+            files(&queue)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(relay.smtpctl(&["show", "queue"]).trim().is_empty());
+    let log = relay.process.log.lock().unwrap().clone();
+    for id in &ids {
+        assert!(log.contains(&format!("evpid={id}")), "{id} was relayed");
+    }
+    assert!(!log.contains("cannot delete"), "{log}");
+}
