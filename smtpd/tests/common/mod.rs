@@ -13,6 +13,8 @@ pub(crate) mod dns;
 
 pub(crate) mod enqueue;
 
+pub(crate) mod load;
+
 pub(crate) mod mail;
 
 pub(crate) mod peer;
