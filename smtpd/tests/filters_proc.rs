@@ -9,6 +9,8 @@
 //!   (421 and the connection closed), proceed; data-lines rewritten (a
 //!   body line redacted, the Subject changed), dot-stuffing kept;
 //! - a chain of three processes applied in order;
+//! - a filter on `listen on socket` decides for sendmail's submissions
+//!   and rewrites their data-lines;
 //! - the `tx-*` reports of a transaction carry the queue message's id (it
 //!   is created at MAIL FROM), that of `tx-envelope` too, and a
 //!   transaction reset before DATA leaves no message behind;
@@ -508,6 +510,95 @@ fn a_large_message_streams_through_a_data_line_filter() {
     assert_eq!(message.matches(&line).count(), 8000);
     assert!(message.contains(&format!("{line}[redacted]\r\n.dotted\r\n{line}")));
     assert!(message.ends_with(&line));
+}
+
+#[test]
+fn a_filter_on_the_socket_listener_sees_local_submissions() {
+    use common::enqueue::{outcome, sendmail, Daemon};
+    let dir = Scratch::new("filters", "socket");
+    let (tag, tag_log, _) = tag_filter(&dir, "stamp");
+    let vusers = dir.write("vusers", "@example.org vmail\n");
+    let users = dir.write("users", "vmail 65534:65534:/nonexistent\n");
+    dir.write(
+        "smtpd.conf",
+        &format!(
+            "table vusers file:{}\n\
+             table users file:{}\n\
+             {tag}\
+             listen on socket filter stamp\n\
+             action \"local\" mda \"{TEMPFAIL}\" virtual <vusers> userbase <users>\n\
+             match from local for domain example.org action \"local\"\n",
+            vusers.display(),
+            users.display(),
+        ),
+    );
+    let daemon = Daemon::start(&dir);
+    let spool = Spool(daemon.data_dir.join("spool"));
+    // The filter decides: a sender it refuses gets its reply through
+    // sendmail.
+    let out = sendmail(
+        &dir,
+        &["-f", "shellreject@example.net", "b@example.org"],
+        "Subject: no\n\nno\n",
+    );
+    let (status, _, stderr) = outcome(&out);
+    assert!(status.is_some_and(|s| s != 0), "{stderr}");
+    assert_eq!(
+        stderr, "sendmail: command failed: 550 5.7.1 stamp says no\n",
+        "{stderr}"
+    );
+    assert!(spool.committed().is_empty());
+    // Another goes through, its data-lines rewritten by the filter.
+    let out = sendmail(
+        &dir,
+        &["-oi", "-f", "cron@example.net", "b@example.org"],
+        "Subject: nightly\n\nAll done.\n",
+    );
+    assert_eq!(outcome(&out), (Some(0), String::new(), String::new()));
+    let committed = spool.committed();
+    assert_eq!(committed.len(), 1);
+    let msgid = committed[0].file_name().unwrap().to_str().unwrap();
+    let message = spool.message(msgid);
+    assert!(
+        message.contains("\r\nSubject: nightly stamp\r\n"),
+        "{message}"
+    );
+    assert!(message.ends_with("\r\n\r\nAll done.\r\n"), "{message:?}");
+    // The reports name the local socket and the transaction.
+    let log = wait_for_lines(&tag_log, "|link-disconnect|", 2);
+    let connects: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("|link-connect|"))
+        .collect();
+    assert_eq!(connects.len(), 2, "{log}");
+    assert!(
+        connects
+            .iter()
+            .all(|l| l.ends_with("|pass|unix:/var/run/smtpd.sock|unix:/var/run/smtpd.sock")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "|tx-mail|{}|{msgid}|ok|cron@example.net\n",
+            sid(&log, 1)
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("|tx-commit|{}|{msgid}|", sid(&log, 1))),
+        "{log}"
+    );
+    drop(daemon);
+}
+
+/// The session id of the `n`th (from 0) `link-connect` in `log`.
+fn sid(log: &str, n: usize) -> String {
+    let line = log
+        .lines()
+        .filter(|l| l.contains("|link-connect|"))
+        .nth(n)
+        .unwrap();
+    line.split('|').nth(5).unwrap().to_owned()
 }
 
 /// The `tx-*` report lines of `log`: (event, msgid, the fields after).
