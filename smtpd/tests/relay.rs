@@ -1041,3 +1041,32 @@ fn relayed_messages_leave_the_queue_once_the_peer_took_them() {
     }
     assert!(!log.contains("cannot delete"), "{log}");
 }
+
+#[test]
+fn domain_limits_apply_to_their_domain() {
+    let dir = Scratch::new("relay", "domain-limits");
+    let peer = Peer::start(Script::accept());
+    // The peer listens on 127.0.0.1 only: IPv6 alone for the domain
+    // leaves mx2's ::1, which refuses.
+    let top = format!("mta limit for domain {RELAY_DOMAIN} inet6\n");
+    let relay = Relay::start(&dir, &top, "", test_dns::shared().addr, peer.port());
+    let msgid = relay.send(&[&format!("six@{RELAY_DOMAIN}")]);
+    let line = relay.wait_relayed(&msgid);
+    assert!(line.contains("result=\"TempFail\""), "{line}");
+    assert!(
+        line.contains("relay=\"::1 (mx2.relay.smtpd.test)\""),
+        "{line}"
+    );
+    assert_eq!(peer.connections(), 0);
+
+    // One message per connection for the domain: two connections.
+    let dir = Scratch::new("relay", "domain-limits-mail-max");
+    let top = format!("mta limit for domain {RELAY_DOMAIN} session-mail-max 1\n");
+    let relay = Relay::start(&dir, &top, "", test_dns::shared().addr, peer.port());
+    for n in 0..2 {
+        let msgid = relay.send(&[&format!("one{n}@{RELAY_DOMAIN}")]);
+        assert!(relay.wait_relayed(&msgid).contains("result=\"Ok\""));
+    }
+    let messages = peer.wait_messages(2);
+    assert_ne!(messages[0].connection, messages[1].connection);
+}

@@ -10,13 +10,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::client::{self, Client, Failure, Params, RcptResult, Stage, TlsPolicy};
 use super::deliver::Plan;
-use super::engine::{close, Shared};
-use super::pool::{Pooled, RouteKey};
+use super::engine::{close, limits_for, Shared};
+use super::pool::{Permits, Pooled, RouteKey};
 use super::report::Reports;
 use super::route::{Protocol, TlsMode};
 
@@ -39,8 +38,9 @@ pub(super) async fn transaction(
     plan: &Plan<'_>,
     key: &RouteKey,
 ) -> Result<Done, Failure> {
+    let limits = &limits_for(&shared.config, plan.destination.host_or_domain()).values;
     let permits = loop {
-        let mut pooled = match shared.pool.idle_or_permits(key).await {
+        let mut pooled = match shared.pool.idle_or_permits(key, limits).await {
             Ok(pooled) => pooled,
             Err(permits) => break permits,
         };
@@ -94,7 +94,9 @@ async fn finish(
     pooled.sent += 1;
     let local = pooled.local;
     let dsn = pooled.client.peer_info().extensions.dsn;
-    let max = shared.config.mta.limits.values.session_mail_max;
+    let max = limits_for(&shared.config, plan.destination.host_or_domain())
+        .values
+        .session_mail_max;
     if pooled.client.is_usable() && pooled.sent < max {
         shared.pool.put(key.clone(), pooled);
     } else {
@@ -112,7 +114,7 @@ async fn open(
     shared: &Shared,
     plan: &Plan<'_>,
     key: &RouteKey,
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    permits: Permits,
 ) -> Result<Pooled, Failure> {
     let destination = &plan.destination;
     let tls_config = match (destination.tls, shared.tls.get(&plan.action)) {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::client::{BodyType, Failure, Login, Outgoing, Recipient};
 use super::connect::{transaction, Done};
-use super::engine::{family_allowed, Batch, Shared};
+use super::engine::{family_allowed, limits_for, Batch, Shared};
 use super::message::Message;
 use super::pool::RouteKey;
 use super::resolve::{self, Host, ResolveError};
@@ -297,9 +297,10 @@ async fn try_hosts(
 ) -> Result<Vec<Outcome>, Outcome> {
     let mut last: Option<(String, Failure)> = None;
     let mut tried = false;
+    let limits = limits_for(&shared.config, plan.destination.host_or_domain());
     for host in hosts {
         for &addr in &host.addrs {
-            if !family_allowed(&shared.config, addr)
+            if !family_allowed(limits, addr)
                 || source.is_some_and(|s| s.is_ipv4() != addr.is_ipv4())
             {
                 continue;

@@ -29,7 +29,7 @@ use super::client::{ClientTls, Timeouts, TlsSettings};
 use super::hosts::Hosts;
 use super::pool::{Pool, Pooled};
 use super::route::Destination;
-use crate::config::{ActionId, ActionKind, Config};
+use crate::config::{ActionId, ActionKind, Config, MtaLimits};
 use crate::delivery::local::LocalResult;
 use crate::dns::Resolver;
 use crate::queue::envelope::Envelope;
@@ -118,12 +118,8 @@ impl Mta {
         queue: Arc<dyn QueueBackend>,
         settings: Settings,
     ) -> Self {
-        let limits = &config.mta.limits.values;
-        let pool = Pool::new(
-            limits.max_conn_per_route,
-            limits.max_conn_per_host,
-            Duration::from_secs(limits.session_keepalive),
-        );
+        let keepalive = config.mta.limits.values.session_keepalive;
+        let pool = Pool::new(Duration::from_secs(keepalive));
         let tls = tls_configs(&config);
         let shared = Arc::new(Shared {
             config,
@@ -317,10 +313,22 @@ fn forwarded_from(envelope: &Envelope) -> String {
     }
 }
 
-/// An address's family allowed by `mta limit inet4|inet6`.
-pub(super) fn family_allowed(config: &Config, addr: IpAddr) -> bool {
+/// The `mta limit` block of a destination: `limit for domain NAME` when
+/// one names it (the MX domain, or the relay host; case-insensitive), else
+/// the defaults.
+pub(super) fn limits_for<'a>(config: &'a Config, domain: &str) -> &'a MtaLimits {
+    config
+        .mta
+        .domain_limits
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(domain))
+        .map_or(&config.mta.limits, |(_, limits)| limits)
+}
+
+/// An address's family allowed by `mta limit [for domain] inet4|inet6`.
+pub(super) fn family_allowed(limits: &MtaLimits, addr: IpAddr) -> bool {
     use crate::config::AddressFamily;
-    match config.mta.limits.family {
+    match limits.family {
         None => true,
         Some(AddressFamily::Inet4) => addr.is_ipv4(),
         Some(AddressFamily::Inet6) => addr.is_ipv6(),
