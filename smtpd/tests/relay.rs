@@ -1070,3 +1070,51 @@ fn domain_limits_apply_to_their_domain() {
     let messages = peer.wait_messages(2);
     assert_ne!(messages[0].connection, messages[1].connection);
 }
+
+#[test]
+fn ciphers_select_the_suites_offered() {
+    let dir = Scratch::new("relay", "ciphers");
+    let tls = PeerTls::new(&dir, "mx1.relay.smtpd.test");
+    let peer = Peer::start(Script::accept().starttls(tls.clone()));
+    let ca = ca_line(&tls);
+    // The relay's own string, then the global one, then a string that
+    // selects nothing (TLS unavailable: retried, nothing sent in clear).
+    // TLS 1.2 only: as with OpenSSL, cipher strings leave TLS 1.3's
+    // suites alone.
+    let cases = [
+        (
+            String::new(),
+            "tls ca peerca protocols \"tlsv1.2\" ciphers \"ECDHE-ECDSA-CHACHA20-POLY1305\"",
+            Some("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+        ),
+        (
+            "smtp ciphers \"ECDHE-ECDSA-AES128-GCM-SHA256\"\n".to_owned(),
+            "tls ca peerca protocols \"tlsv1.2\"",
+            Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        ),
+        (
+            String::new(),
+            "tls ca peerca protocols \"tlsv1.2\" ciphers \"RC4\"",
+            None,
+        ),
+    ];
+    for (n, (smtp, options, suite)) in cases.into_iter().enumerate() {
+        let sub = Scratch::new("relay", &format!("ciphers-{n}"));
+        let top = format!("{ca}{smtp}");
+        let relay = Relay::start(&sub, &top, options, test_dns::shared().addr, peer.port());
+        let msgid = relay.send(&[&format!("c{n}@{RELAY_DOMAIN}")]);
+        let line = relay.wait_relayed(&msgid);
+        match suite {
+            Some(suite) => {
+                assert!(line.contains("result=\"Ok\""), "{options}: {line}");
+                let messages = peer.wait_messages(n + 1);
+                assert_eq!(messages[n].cipher.as_deref(), Some(suite), "{options}");
+            }
+            None => {
+                assert!(line.contains("result=\"TempFail\""), "{line}");
+                assert!(line.contains("TLS unavailable"), "{line}");
+                assert_eq!(peer.messages().len(), n);
+            }
+        }
+    }
+}

@@ -283,6 +283,9 @@ pub(crate) struct Message {
     pub(crate) auth: Option<String>,
     /// The certificate the client presented in the TLS handshake (DER).
     pub(crate) client_cert: Option<Vec<u8>>,
+    /// The negotiated TLS cipher suite (rustls' name, such as
+    /// `TLS13_AES_256_GCM_SHA384`).
+    pub(crate) cipher: Option<String>,
 }
 
 #[derive(Default)]
@@ -696,6 +699,13 @@ impl<'a> Session<'a> {
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(|cert| cert.to_vec()),
+                    Stream::Plain(_) => None,
+                },
+                cipher: match reader.get_ref() {
+                    Stream::Tls(tls) => tls
+                        .conn
+                        .negotiated_cipher_suite()
+                        .map(|suite| format!("{:?}", suite.suite())),
                     Stream::Plain(_) => None,
                 },
             };
