@@ -5,14 +5,17 @@
 //! streamed from the queue for each transaction by local delivery's
 //! reader ([`crate::delivery::message::reader`]), so a relay batch holds
 //! at most one chunk of it. A read failure while streaming is an error
-//! of the reader: the client then abandons the transaction before the
-//! final dot, so the peer never accepts a truncated message.
+//! of the reader, and so is a message that ends before its size (the
+//! stored copy shrank): the client then abandons the transaction before
+//! the final dot, so the peer never accepts a truncated message.
 
-use std::io::Cursor;
+use std::io::{self, Cursor};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::queue::{MsgId, QueueBackend, MAX_READ_LENGTH};
 
@@ -87,11 +90,50 @@ impl Message {
     pub(super) fn reader(&self) -> Reader {
         match &self.source {
             Source::Whole(data) => Box::new(Cursor::new(data.clone())),
-            Source::Queued { queue, msgid } => Box::new(crate::delivery::message::reader(
-                Arc::clone(queue),
-                *msgid,
-                String::new(),
-            )),
+            Source::Queued { queue, msgid } => Box::new(Whole {
+                inner: crate::delivery::message::reader(Arc::clone(queue), *msgid, String::new()),
+                size: self.size,
+                seen: 0,
+            }),
+        }
+    }
+}
+
+/// A reader of the stored message (CRLF as LF) that fails at its end
+/// when it gave less than `size` stored bytes: each LF it gives stands
+/// for at most two stored bytes, each other byte for one.
+struct Whole<R> {
+    inner: R,
+    size: u64,
+    /// Stored bytes accounted for so far (at most).
+    seen: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Whole<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if new.is_empty() && this.seen < this.size {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the message ended early (at most {} of {} bytes)",
+                            this.seen, this.size
+                        ),
+                    )));
+                }
+                let lines = new.iter().filter(|&&b| b == b'\n').count();
+                this.seen += (new.len() + lines) as u64;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
         }
     }
 }
@@ -143,7 +185,7 @@ mod tests {
         msgid
     }
 
-    async fn read_all(message: &Message) -> std::io::Result<Vec<u8>> {
+    async fn read_all(message: &Message) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         message.reader().read_to_end(&mut out).await?;
         Ok(out)
@@ -176,6 +218,24 @@ mod tests {
             .repeat(large.len() / line.len());
         assert_eq!(read_all(&message).await.unwrap(), lf);
         assert_eq!(read_all(&message).await.unwrap(), lf);
+
+        // A stored copy that shrank under the reader: an error at its end.
+        let short = Whole {
+            inner: Cursor::new(b"line\nline\n".to_vec()),
+            size: 13,
+            seen: 0,
+        };
+        let mut out = Vec::new();
+        let mut short: Reader = Box::new(short);
+        let error = short.read_to_end(&mut out).await.unwrap_err();
+        assert!(error.to_string().contains("ended early"), "{error}");
+        let exact = Whole {
+            inner: Cursor::new(b"line\nline\n".to_vec()),
+            size: 12,
+            seen: 0,
+        };
+        let mut exact: Reader = Box::new(exact);
+        exact.read_to_end(&mut out).await.unwrap();
 
         // Gone from the queue: the reader fails instead of ending early.
         queue.message_delete(msgid).await.unwrap();
