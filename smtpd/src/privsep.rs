@@ -153,6 +153,10 @@ pub fn start(daemon: Identity) -> io::Result<Client> {
     }
 }
 
+/// How long the helper, once the daemon is gone, waits for the requests
+/// under way to end.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// The helper's main loop, on its own runtime; the exit status.
 fn serve_forever(listener: StdListener, daemon: Identity, watch: OwnedFd) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -165,15 +169,27 @@ fn serve_forever(listener: StdListener, daemon: Identity, watch: OwnedFd) -> i32
             return 1;
         }
     };
+    // One clone per request being served.
+    let in_flight = std::sync::Arc::new(());
     runtime.block_on(async move {
         match tokio::net::unix::pipe::Receiver::from_owned_fd(watch) {
             Ok(mut watch) => {
+                let serving = std::sync::Arc::downgrade(&in_flight);
                 tokio::spawn(async move {
                     let mut byte = [0u8; 1];
                     // Nothing is ever written: this returns when the
                     // daemon is gone.
                     let _ = watch.read(&mut byte).await;
                     remove_sockets();
+                    // The requests under way end first. A delivery whose
+                    // message was cut by the daemon's death has its
+                    // command killed before it sees an end of input;
+                    // exiting now would close the command's input and
+                    // have it deliver the part it got.
+                    let end = std::time::Instant::now() + DRAIN;
+                    while serving.strong_count() > 1 && std::time::Instant::now() < end {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     std::process::exit(0);
                 });
             }
@@ -203,7 +219,11 @@ fn serve_forever(listener: StdListener, daemon: Identity, watch: OwnedFd) -> i32
             };
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == daemon.uid || cred.uid() == 0 => {
-                    tokio::spawn(serve(stream));
+                    let request = std::sync::Arc::clone(&in_flight);
+                    tokio::spawn(async move {
+                        serve(stream).await;
+                        drop(request);
+                    });
                 }
                 Ok(cred) => {
                     tracing::warn!(
