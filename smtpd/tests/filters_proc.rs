@@ -24,6 +24,8 @@
 //! - a message of several megabytes streams through a data-line filter;
 //!   40 MB through one that holds all of it until the final dot (as
 //!   filter-dkimsign does) leave the daemon's peak memory a few MB higher;
+//!   a client pausing mid-message longer than the filter timeout is no
+//!   filter failure;
 //!   one given up midway (too large) leaves nothing in the next.
 //!
 //! Nothing sleeps to synchronise: waits are on the daemon's log lines and
@@ -728,6 +730,32 @@ fn a_filter_holding_the_whole_message_costs_the_daemon_no_memory() {
     // The filter held 40 MB and gave it back at once; the daemon wrote it
     // to the queue as it came, a few bounded buffers at a time.
     assert!(grown < 10 * 1024, "peak memory grew by {grown} KiB");
+}
+
+#[test]
+fn a_client_may_pause_longer_than_the_filter_timeout_mid_message() {
+    let dir = Scratch::new("filters", "pause");
+    let hold = crate_dir().join("tests/filters/hold.py");
+    let filters = format!(
+        "filter hold proc-exec \"/usr/bin/env python3 {}\"\n",
+        hold.display()
+    );
+    let smtpd = Filtered::start(&dir, &filters, "hold", 1);
+    let mut c = smtpd.client();
+    c.expect_code("MAIL FROM:<a@example.net>", "250");
+    c.expect_code("RCPT TO:<b@example.org>", "250");
+    c.expect_code("DATA", "354");
+    c.send(b"Subject: slow\r\n\r\nfirst\r\n");
+    // The filter holds everything until the dot; the client's pause is
+    // no filter failure (the client's own data timeout is minutes).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    c.send(b"second\r\n");
+    let reply = c.command(".");
+    let message = smtpd.spool.message(&accepted_id(&reply));
+    assert!(
+        message.ends_with("\r\n\r\nfirst\r\nsecond\r\n"),
+        "{message:?}"
+    );
 }
 
 #[test]

@@ -14,8 +14,10 @@
 //! channel is full, so a large message streams through in bounded memory
 //! at the pace of the slowest stage, even through a filter that holds the
 //! whole message and gives it back at the end. A process that goes down,
-//! or writes nothing for its timeout while the output is awaited, fails
-//! the stream (451): the message is dropped, never half queued.
+//! or writes nothing for its timeout once the final `.` went out, fails
+//! the stream (451): the message is dropped, never half queued. Before
+//! the `.` the output is not timed: a filter may hold lines back, and the
+//! client has its own (longer) data timeout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use smtpd_sdk::proto::filter::{Input, Phase};
 use smtpd_sdk::proto::{SessionId, Timestamp, Token};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::proc_exec::FilterProc;
@@ -45,6 +47,8 @@ pub struct DataStream {
     stages: Vec<(FilterProc, Token)>,
     /// Set when a process goes down.
     down: Arc<AtomicBool>,
+    /// Tells the output that the final `.` went out.
+    dot: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     timeout: Duration,
     /// The final `.` was sent.
@@ -61,6 +65,10 @@ pub struct DataOutput {
     down: mpsc::UnboundedReceiver<String>,
     /// Every stage, to count a failure on.
     stages: Vec<FilterProc>,
+    /// Whether the final `.` went out: only then is the output timed (a
+    /// filter may hold lines back until the end of the message, and the
+    /// client may take its time).
+    dot: watch::Receiver<bool>,
     timeout: Duration,
     /// The final `.` came back.
     done: bool,
@@ -101,8 +109,10 @@ impl DataStream {
             .map(|(proc, _)| proc.timeout())
             .max()
             .unwrap_or(Duration::from_secs(60));
+        let (dot, dot_rx) = watch::channel(false);
         let output = DataOutput {
             session,
+            dot: dot_rx,
             output,
             down: down_rx,
             stages: stages.iter().map(|(proc, _)| proc.clone()).collect(),
@@ -113,6 +123,7 @@ impl DataStream {
             session,
             stages,
             down,
+            dot,
             tasks,
             timeout,
             ended: false,
@@ -150,7 +161,10 @@ impl DataStream {
         let Some((proc, token)) = self.stages.first() else {
             return Err(failed());
         };
-        self.ended |= line == b".";
+        if line == b"." {
+            self.ended = true;
+            self.dot.send_replace(true);
+        }
         let request = data_line(self.session, *token, line);
         let supervisor = proc.supervisor();
         // The common case needs no timer.
@@ -198,8 +212,16 @@ impl DataOutput {
     }
 
     /// The next line the last process writes; fails when a process goes
-    /// down or writes nothing for its timeout.
+    /// down, or writes nothing for its timeout once the final `.` went
+    /// out.
     pub async fn next(&mut self) -> Result<Vec<u8>, Reply> {
+        let mut dot = self.dot.clone();
+        let timeout = self.timeout;
+        let deadline = async move {
+            // A closed channel: the message is over one way or another.
+            dot.wait_for(|sent| *sent).await.ok();
+            tokio::time::sleep(timeout).await;
+        };
         tokio::select! {
             biased;
             line = self.output.recv() => {
@@ -218,7 +240,7 @@ impl DataOutput {
                 self.count_failure(name.as_deref());
                 Err(failed())
             }
-            () = tokio::time::sleep(self.timeout) => {
+            () = deadline => {
                 tracing::warn!(
                     "filters of session {}: the message did not come back within {} s",
                     self.session,
