@@ -8,9 +8,9 @@
 //! socket` rules match them, they count as authenticated (as that user),
 //! their envelopes say `source: local`, and messages lacking `Date:` or
 //! `Message-ID:` get them (`headers.rs`). The listener's options are
-//! `listen on socket`'s: `mask-src`, `no-dsn`, `tag` and `filter` (whose
-//! reports name both ends `unix:/var/run/smtpd.sock`, as 7.8's do). Its
-//! host name is the server name.
+//! `listen on socket`'s: `mask-src`, `no-dsn`, `tag` and `filter` (its
+//! reports' `link-connect` names both ends `unix:/var/run/smtpd.sock`).
+//! Its host name is the server name.
 
 use std::sync::Arc;
 
