@@ -8,7 +8,9 @@
 //!   forks. The child is the **privileged helper**: it stays root, serves
 //!   only the requests below, accepts connections only from the daemon's
 //!   unprivileged user (checked with `SO_PEERCRED`), and dies with the
-//!   daemon (`PR_SET_PDEATHSIG`).
+//!   daemon, once the requests under way have ended (a delivery whose
+//!   message the daemon's death cut is killed, never given an end of
+//!   input).
 //! - The original process goes on as the daemon: it binds its listeners
 //!   and the control socket, starts the table children (as the
 //!   unprivileged user), hands the spool to that user, then calls
