@@ -478,10 +478,7 @@ async fn a_blob_sealed_with_another_key_is_left_alone_and_reported() {
     let t = TempDir::new("foreign");
     let fs: Arc<dyn QueueBackend> = Arc::new(FsQueue::open(t.spool()).unwrap());
     let mine = open(Arc::clone(&fs), true, Some(&key(1))).await.unwrap();
-    let theirs = LayeredQueue::new(
-        Arc::clone(&fs),
-        Codec::new(true, Some(&key(2))).unwrap(),
-    );
+    let theirs = LayeredQueue::new(Arc::clone(&fs), Codec::new(true, Some(&key(2))).unwrap());
     let (own, own_evp) = commit(mine.as_ref(), b"mine", 4).await;
     let (foreign, foreign_evp) = commit(&theirs, b"theirs", 6).await;
     let e = mine.envelope_load(foreign_evp).await.unwrap_err();
