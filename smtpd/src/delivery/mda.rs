@@ -6,8 +6,12 @@
 //! the delivery account (never uid 0), in a new session, from the
 //! account's home directory (or `/`), with exactly the environment of
 //! [`MdaEnvironment`], the message on stdin and stdout and stderr captured
-//! in an anonymous file, under a time limit (300 s by default; the whole
-//! process group is killed when it expires). [`MdaOutcome`] maps the
+//! in anonymous files, under a time limit (300 s by default; the whole
+//! process group is killed when it expires). The message is staged whole
+//! in a file with no name before the command starts, so a daemon that dies
+//! mid-delivery cannot hand the command a truncated message followed by an
+//! end of input; whether the command read all of it is told by the
+//! offset it left on that file. [`MdaOutcome`] maps the
 //! result as OpenSMTPD does: exit 0 with all input read is delivered, exit
 //! 71 (`EX_OSERR`) or 75 (`EX_TEMPFAIL`), a signal or the time limit are
 //! temporary, any other status is permanent; the last line the command
@@ -18,7 +22,6 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -127,7 +130,19 @@ pub async fn run(mda: &MdaCommand, message: impl AsyncRead + Unpin) -> MdaOutcom
     }
 }
 
-async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::Result<MdaOutcome> {
+async fn execute(mda: &MdaCommand, message: impl AsyncRead + Unpin) -> io::Result<MdaOutcome> {
+    // The whole message is staged before the command starts, so nothing
+    // that happens to the daemon afterwards (a crash, a kill -9) can give
+    // the command an early end of input and a message delivered in part.
+    let (staged, size) = match stage(message).await {
+        Ok(staged) => staged,
+        Err(Staging::Read(e)) => {
+            return Ok(MdaOutcome::Temporary(format!(
+                "message could not be read: {e}"
+            )))
+        }
+        Err(Staging::Write(e)) => return Err(e),
+    };
     let mut output = anonymous_file()?;
     let directory = if mda.directory.is_dir() {
         mda.directory.as_path()
@@ -144,7 +159,7 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
         .env_clear()
         .envs(mda.env.vars())
         .current_dir(directory)
-        .stdin(Stdio::piped())
+        .stdin(staged.try_clone()?)
         .stdout(output.try_clone()?)
         .stderr(output.try_clone()?)
         .kill_on_drop(true);
@@ -157,54 +172,20 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
     }
     let mut child = command.spawn()?;
     let pid = child.id();
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| io::Error::other("no stdin pipe"))?;
-    let write = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        let written = loop {
-            let n = match message.read(&mut buffer).await {
-                Ok(0) => break Ok(()),
-                Ok(n) => n,
-                Err(e) => {
-                    // The message could not be read whole (the queue
-                    // failed): the command must not see an end of input,
-                    // which would deliver what it got so far.
-                    kill_group(pid);
-                    return Err(e);
-                }
-            };
-            // A command may stop reading early: its status decides.
-            if let Err(e) = stdin.write_all(&buffer[..n]).await {
-                break Err(e);
-            }
-        };
-        let closed = stdin.shutdown().await;
-        Ok(written.and(closed))
-    };
-    let run = async { tokio::join!(write, child.wait()) };
-    let Ok((written, status)) = tokio::time::timeout(mda.timeout, run).await else {
-        if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
-            // SAFETY: kills the process group the child leads (setsid).
-            unsafe { libc::killpg(pid, libc::SIGKILL) };
-        }
+    let Ok(status) = tokio::time::timeout(mda.timeout, child.wait()).await else {
+        kill_group(pid);
         let _ = child.wait().await;
         return Ok(MdaOutcome::Temporary("mda timeout".to_owned()));
     };
     let status = status?;
-    let written = match written {
-        Ok(written) => written,
-        Err(e) => {
-            return Ok(MdaOutcome::Temporary(format!(
-                "message could not be read: {e}"
-            )))
-        }
-    };
+    // The command's stdin shares its offset with `staged`: where it
+    // stopped reading tells whether it read the whole message.
+    let mut staged = staged;
+    let consumed = staged.stream_position()? >= size;
     let last = last_line(&mut output);
     let reason = |default: String| last.clone().unwrap_or(default);
     Ok(match (status.code(), status.signal()) {
-        (Some(0), _) if written.is_ok() => MdaOutcome::Delivered,
+        (Some(0), _) if consumed => MdaOutcome::Delivered,
         (Some(0), _) => MdaOutcome::Temporary("mda exited prematurely".to_owned()),
         (Some(code @ (71 | 75)), _) => {
             MdaOutcome::Temporary(reason(format!("mda exited with status {code}")))
@@ -215,6 +196,35 @@ async fn execute(mda: &MdaCommand, mut message: impl AsyncRead + Unpin) -> io::R
         }
         (None, None) => MdaOutcome::Temporary("mda exited abnormally".to_owned()),
     })
+}
+
+/// Why the message could not be staged.
+enum Staging {
+    /// Reading the message failed (the queue).
+    Read(io::Error),
+    /// Writing the staging file failed.
+    Write(io::Error),
+}
+
+/// Copies the whole message into a file with no name and returns it,
+/// rewound, with its size.
+async fn stage(mut message: impl AsyncRead + Unpin) -> Result<(File, u64), Staging> {
+    let file = anonymous_file().map_err(Staging::Write)?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = message.read(&mut buffer).await.map_err(Staging::Read)?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buffer[..n]).await.map_err(Staging::Write)?;
+        size += n as u64;
+    }
+    file.flush().await.map_err(Staging::Write)?;
+    let mut file = file.into_std().await;
+    file.seek(SeekFrom::Start(0)).map_err(Staging::Write)?;
+    Ok((file, size))
 }
 
 /// Kills the process group the delivery command leads (it called setsid).
