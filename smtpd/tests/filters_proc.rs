@@ -414,6 +414,10 @@ fn a_filter_killed_mid_message_loses_nothing() {
     let message = smtpd.spool.message(&accepted_id(&reply));
     assert!(message.contains("Subject: again stamp\r\n"), "{message}");
     assert_eq!(smtpd.spool.committed().len(), 1);
+    // The cut message was deleted before the next one began.
+    let incoming = smtpd.spool.0.join("incoming");
+    let left: Vec<_> = std::fs::read_dir(incoming).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
     // smtpctl shows it running again, restarted once, with its counters.
     let listing = show_filters(&dir);
     let mut lines = listing.lines();
@@ -784,6 +788,10 @@ fn a_message_given_up_midway_leaves_nothing_in_the_next() {
     assert!(!message.contains("yyy"), "{message}");
     assert!(message.contains("Subject: small stamp\r\n"), "{message}");
     assert!(message.ends_with("\r\n\r\nsmall\r\n"), "{message:?}");
+    // The message given up was deleted before the next one began.
+    let incoming = smtpd.spool.0.join("incoming");
+    let left: Vec<_> = std::fs::read_dir(incoming).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
