@@ -173,14 +173,26 @@ impl Streams {
         let Some((session, token, tx, line)) = held else {
             return;
         };
-        if let Ok(Ok(())) = tokio::time::timeout(self.timeout, tx.send(line)).await {
-            return;
+        match tokio::time::timeout(self.timeout, tx.send(line)).await {
+            Ok(Ok(())) => {}
+            // Its reader is gone: so is the message.
+            Ok(Err(_)) => {}
+            Err(_) => {
+                tracing::warn!(
+                    "data-lines of session {session}: not read for {} s, stream cut",
+                    self.timeout.as_secs()
+                );
+                // Only this stream: the session may have opened another
+                // at the same token since.
+                let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                if routes
+                    .get(&(session, token))
+                    .is_some_and(|route| route.same_channel(&tx))
+                {
+                    routes.remove(&(session, token));
+                }
+            }
         }
-        tracing::warn!(
-            "data-lines of session {session}: not read for {} s, stream cut",
-            self.timeout.as_secs()
-        );
-        self.close(session, token);
     }
 }
 
