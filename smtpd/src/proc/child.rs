@@ -15,9 +15,10 @@
 //! if any); the sweeper ticks thirty times per request timeout and fails
 //! the requests that have waited a whole timeout (so a request times out
 //! between its timeout and a thirtieth more, with no timer per request),
-//! and when the child wrote nothing in the whole timeout of one of them
-//! (since the tick after it was sent), it tells the supervisor that the
-//! child hangs. None of the tasks decides anything about the child's life:
+//! and when
+//! one of them saw the child write nothing at all while it waited, it tells
+//! the supervisor that the child hangs (a child that answers other requests
+//! is alive: only the unanswered request fails). None of the tasks decides anything about the child's life:
 //! the supervisor watches them.
 
 use std::collections::VecDeque;
@@ -321,8 +322,8 @@ fn sweep_schedule(timeout: Duration) -> (Duration, u64) {
 }
 
 /// Fails the requests that have waited a whole timeout, and tells the
-/// supervisor when the child wrote nothing in the timeout of one of them
-/// (from the tick after the one it was sent in).
+/// supervisor when the child wrote nothing at all while one of them
+/// waited.
 async fn sweep<F: Family>(link: Arc<Link<F>>, hung: Arc<Notify>, timeout: Duration) {
     let (tick, ticks) = sweep_schedule(timeout);
     let mut clock = tokio::time::interval_at(Instant::now() + tick, tick);
@@ -343,13 +344,10 @@ async fn sweep<F: Family>(link: Arc<Link<F>>, hung: Arc<Notify>, timeout: Durati
         };
         let expired = link.inflight.expire(before);
         let now = link.lines_read();
-        // Silent since the tick after the request's: whatever the child
-        // wrote in the request's own tick (an answer to another request,
-        // say) does not keep a child that then stalls alive.
         let silent = |e: &u64| {
             written
                 .iter()
-                .any(|&(epoch, lines)| epoch == e.saturating_add(1) && lines == now)
+                .any(|&(epoch, lines)| epoch == *e && lines == now)
         };
         if expired.iter().any(silent) {
             hung.notify_one();

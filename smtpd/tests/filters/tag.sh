@@ -5,8 +5,7 @@
 #
 # Writes its pid to PIDFILE and every line it reads to LOG. Registers every
 # smtp-in report event and the phases mail-from, data-line and commit:
-# - mail-from: stall@... is never answered; chatty@... is never answered
-#   either, but a data-line for no session is written first; garbage@... gets a malformed
+# - mail-from: stall@... is never answered; garbage@... gets a malformed
 #   answer; shellreject@... is rejected with "550 5.7.1 NAME says no";
 #   everything else proceeds;
 # - data-line: a "Subject: " line gets " NAME" appended; other lines pass
@@ -37,10 +36,6 @@ while IFS= read -r line; do
         mail-from)
             case $param in
             stall@*) ;;
-            chatty@*)
-                # Writes something, then never answers.
-                printf 'filter-dataline|0000000000000001|0000000000000001|chatter\n'
-                ;;
             garbage@*) printf 'filter-result|%s|%s|maybe\n' "$sid" "$token" ;;
             shellreject@*)
                 printf 'filter-result|%s|%s|reject|550 5.7.1 %s says no\n' "$sid" "$token" "$name"
