@@ -328,7 +328,7 @@ fn q(b: &mut Backend, op: &str, args: &str) -> String {
 #[test]
 fn queue_memory_keeps_messages_and_envelopes() {
     let mut b = Backend::spawn("queue_memory", &[]);
-    assert_eq!(b.handshake("0.1"), ["register|ready"]);
+    assert_eq!(b.handshake("0.1"), ["register|lease", "register|ready"]);
     let created = q(&mut b, "message-create", "");
     let msgid = created.strip_prefix("ok|").unwrap().to_owned();
     let m = |rest: &str| format!("|{msgid}{rest}");
