@@ -35,15 +35,8 @@ QPG=$PWD/target/release/queue-postgres
 rm -rf "$BASE"
 mkdir -p "$BASE"
 chmod 755 "$BASE"
-if [ "$(id -u)" = 0 ]; then
-  USER_NAME=${BENCH_USER:-_smtpd}
-  id "$USER_NAME" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$USER_NAME"
-  uid=$(id -u "$USER_NAME"); gid=$(id -g "$USER_NAME")
-else
-  uid=$(id -u); gid=$(id -g)
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
+bench_account
 
 # PostgreSQL for the postgres mode: initdb in BASE/pg, as postgres when
 # root; stopped at exit.
@@ -67,7 +60,7 @@ case " $MODES " in *" postgres "*) start_postgres ;; esac
 # run MODE SESSIONS SIZE MSGS N: prints the intake rate in msg/s.
 run() {
   local mode=$1 sessions=$2 size=$3 msgs=$4 n=$5
-  local dir=$BASE/$mode port lines=""
+  local dir=$BASE/$mode lines=""
   rm -rf "$dir"; mkdir -p "$dir/maildir" "$dir/queue"; chmod 777 "$dir" "$dir/maildir" "$dir/queue"
   case $mode in
     fs-plain) ;;
@@ -85,29 +78,8 @@ run() {
   chmod 644 "$dir"/*.conf 2>/dev/null || true
   printf '%s\n' "$lines" > "$dir/smtpd.conf"
   cat bench/queue-layers.conf >> "$dir/smtpd.conf"
-  port=$(free_port)
-  "$SMTPD" -d -f "$dir/smtpd.conf" -D port="$port" -D "account=\"$uid:$gid:$dir\"" \
-    -D "maildir=\"$dir/maildir\"" --data-dir "$dir/data" --control-socket "$dir/smtpd.sock" \
-    --nameserver 127.0.0.1:9 2> "$dir/smtpd.log" &
-  local pid=$!
-  for _ in $(seq 100); do grep -q "listening on 127.0.0.1:$port" "$dir/smtpd.log" && break; sleep 0.1; done
-  grep -q "listening on 127.0.0.1:$port" "$dir/smtpd.log" || { cat "$dir/smtpd.log" >&2; kill "$pid"; exit 1; }
-  "$SMTPCTL" -s "$dir/smtpd.sock" --data-dir "$dir/data" pause mda >/dev/null
-  # A short warm-up, then the measurement.
-  smtp-source -s 4 -m 50 -l "$size" -f s@example.org -t rcpt@example.org "127.0.0.1:$port" >/dev/null
-  local start end
-  start=$(date +%s.%N)
-  smtp-source -s "$sessions" -m "$msgs" -l "$size" -f s@example.org -t rcpt@example.org "127.0.0.1:$port" >/dev/null
-  end=$(date +%s.%N)
-  kill -TERM "$pid"; wait "$pid" || true
-  local accepted
-  accepted=$(grep -c " smtp message msgid=" "$dir/smtpd.log" || true)
-  [ "$accepted" -ge "$((msgs + 50))" ] || { echo "$mode: only $accepted accepted" >&2; tail -20 "$dir/smtpd.log" >&2; exit 1; }
-  python3 -c "print(f'{$msgs / ($end - $start):.1f}')"
-  rm -rf "$dir"
+  measure_intake "$mode" "$dir" "$sessions" "$size" "$msgs"
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "# intake over each queue store: $(nproc) CPUs, $REPS repetitions, modes interleaved"
 n=0
