@@ -63,7 +63,7 @@ run() {
   [ -n "$filter" ] && attach="filter pass"
   printf '%s\n' "$filter" > "$dir/smtpd.conf"
   sed -e "s/\\\$attach/$attach/" bench/filters.conf >> "$dir/smtpd.conf"
-  measure_intake "$mode" "$dir" "$sessions" "$size" "$msgs"
+  measure_intake "$mode" "$dir" "$sessions" "$size" "$msgs" | cut -d" " -f1
 }
 
 echo "# data-line filters on intake: $(nproc) CPUs, $REPS repetitions, modes interleaved"

@@ -35,25 +35,15 @@ SMTPD=$PWD/target/release/smtpd
 SMTPCTL=$PWD/target/release/smtpctl
 rm -rf "$BASE"
 mkdir -p "$BASE"
-if [ "$(id -u)" = 0 ]; then
-  USER_NAME=${BENCH_USER:-_smtpd}
-  id "$USER_NAME" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$USER_NAME"
-  uid=$(id -u "$USER_NAME"); gid=$(id -g "$USER_NAME")
-else
-  uid=$(id -u); gid=$(id -g)
-fi
+. bench/lib.sh
+bench_account
 chmod 755 "$BASE"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# cpu PID: user + system clock ticks of the process so far.
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # run MODE SESSIONS SIZE MSGS: prints the intake rate in msg/s and the
 # daemon's CPU microseconds per message.
 run() {
   local mode=$1 sessions=$2 size=$3 msgs=$4
-  local dir=$BASE/$mode port lines=""
+  local dir=$BASE/$mode lines=""
   rm -rf "$dir"; mkdir -p "$dir/maildir"; chmod 777 "$dir" "$dir/maildir"
   case $mode in
     plain) ;;
@@ -63,31 +53,8 @@ run() {
   esac
   printf '%s\n' "$lines" > "$dir/smtpd.conf"
   cat bench/queue-layers.conf >> "$dir/smtpd.conf"
-  port=$(free_port)
-  "$SMTPD" -d -f "$dir/smtpd.conf" -D port="$port" -D "account=\"$uid:$gid:$dir\"" \
-    -D "maildir=\"$dir/maildir\"" --data-dir "$dir/data" --control-socket "$dir/smtpd.sock" \
-    --nameserver 127.0.0.1:9 2> "$dir/smtpd.log" &
-  local pid=$!
-  for _ in $(seq 100); do grep -qs "listening on 127.0.0.1:$port" "$dir/smtpd.log" && break; sleep 0.1; done
-  grep -q "listening on 127.0.0.1:$port" "$dir/smtpd.log" || { cat "$dir/smtpd.log" >&2; kill "$pid"; exit 1; }
-  "$SMTPCTL" -s "$dir/smtpd.sock" --data-dir "$dir/data" pause mda >/dev/null
-  # A short warm-up, then the measurement.
-  smtp-source -s 4 -m 50 -l "$size" -f s@example.org -t rcpt@example.org "127.0.0.1:$port" >/dev/null
-  local start end cpu0 cpu1
-  cpu0=$(cpu "$pid")
-  start=$(date +%s.%N)
-  smtp-source -s "$sessions" -m "$msgs" -l "$size" -f s@example.org -t rcpt@example.org "127.0.0.1:$port" >/dev/null
-  end=$(date +%s.%N)
-  cpu1=$(cpu "$pid")
-  kill -TERM "$pid"; wait "$pid" || true
-  local accepted
-  accepted=$(grep -c " smtp message msgid=" "$dir/smtpd.log" || true)
-  [ "$accepted" -ge "$((msgs + 50))" ] || { echo "$mode: only $accepted accepted" >&2; exit 1; }
-  python3 -c "import os; print(f'{$msgs / ($end - $start):.1f} {($cpu1 - $cpu0) * 1e6 / os.sysconf(\"SC_CLK_TCK\") / $msgs:.0f}')"
-  rm -rf "$dir"
+  measure_intake "$mode" "$dir" "$sessions" "$size" "$msgs"
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "# queue layers on fs intake: $(nproc) CPUs, $REPS repetitions, modes interleaved"
 for config in $CONFIGS; do

@@ -78,7 +78,7 @@ run() {
   chmod 644 "$dir"/*.conf 2>/dev/null || true
   printf '%s\n' "$lines" > "$dir/smtpd.conf"
   cat bench/queue-layers.conf >> "$dir/smtpd.conf"
-  measure_intake "$mode" "$dir" "$sessions" "$size" "$msgs"
+  measure_intake "$mode" "$dir" "$sessions" "$size" "$msgs" | cut -d" " -f1
 }
 
 echo "# intake over each queue store: $(nproc) CPUs, $REPS repetitions, modes interleaved"
