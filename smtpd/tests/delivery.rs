@@ -489,15 +489,14 @@ fn unprivileged_the_daemon_writes_maildirs_itself() {
         ),
     );
     // As root, the daemon is started as _smtpd, as a non-root
-    // installation runs: it delivers in its own process, no helper.
-    let mut cmd = if is_root() {
-        let mut cmd = std::process::Command::new("runuser");
-        cmd.args(["-u", "_smtpd", "--"])
-            .arg(env!("CARGO_BIN_EXE_smtpd"));
-        cmd
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_smtpd"))
-    };
+    // installation runs: it delivers in its own process, no helper. The
+    // identity is changed in the child itself (no `runuser` in between),
+    // so stopping the process stops the daemon.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_smtpd"));
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
     cmd.arg("-d")
         .arg("-f")
         .arg(&config)
